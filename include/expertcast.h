@@ -1,0 +1,14 @@
+/*
+ * expertcast.h - the whole public API of expertcast.
+ *
+ * expertcast predicts, from routing history, which experts the next layers
+ * of a Mixture-of-Experts model will pick, prefetches them into a device
+ * expert cache, and simulates what that saves on recorded routing traces.
+ */
+#ifndef EXPERTCAST_H
+#define EXPERTCAST_H
+
+#include "expertcast/core.h"
+#include "expertcast/trace.h"
+
+#endif

@@ -1,0 +1,90 @@
+/*
+ * expertcast/core.h - status codes, error reports, allocator hook.
+ *
+ * Conventions shared by the whole library:
+ *   - Every fallible function returns an ec_status; EC_OK is 0.
+ *   - Constructors return the object through an out-pointer; on failure the
+ *     out-pointer is set to NULL and, when the caller passed an ec_error, a
+ *     message naming the file, line and field is written there.
+ *   - Every *_destroy(NULL) is harmless.
+ *   - The library never prints, exits or aborts.
+ */
+#ifndef EXPERTCAST_CORE_H
+#define EXPERTCAST_CORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define EC_VERSION_MAJOR 0
+#define EC_VERSION_MINOR 1
+#define EC_VERSION_PATCH 0
+#define EC_VERSION_STRING "0.1.0"
+
+typedef enum ec_status {
+    EC_OK = 0,
+    EC_ERR_INVALID = 1,     /* bad argument from the caller (usage error) */
+    EC_ERR_NOMEM = 2,       /* an allocation failed */
+    EC_ERR_IO = 3,          /* a file could not be opened, read or written */
+    EC_ERR_PARSE = 4,       /* input data is malformed (file:line: field) */
+    EC_ERR_RANGE = 5,       /* a value is outside what the model allows */
+    EC_ERR_STATE = 6,       /* the call is not valid in the object's state */
+    EC_ERR_UNSUPPORTED = 7, /* feature not built in (e.g. CUDA) */
+    EC_ERR_NO_DEVICE = 8,   /* no usable GPU */
+    EC_ERR_CUDA = 9,        /* a CUDA runtime call failed */
+    EC_ERR_NOT_FOUND = 10,  /* a named thing (predictor, profile...) is unknown */
+    EC_ERR_BUSY = 11        /* every candidate slot is pinned by pending work */
+} ec_status;
+
+/* A static, never-NULL English name for a status ("out of memory"...). */
+const char *ec_status_str(ec_status s);
+
+/* Library version string, e.g. "0.1.0". */
+const char *ec_version(void);
+
+/*
+ * Error report filled by functions that have no handle to keep it in.
+ * Pass NULL when you do not need the text. message is always
+ * NUL-terminated; it reads like "trace.jsonl:12: field 'experts': expert id
+ * 9 >= 8 experts".
+ */
+#define EC_ERROR_MAX 512
+typedef struct ec_error {
+    ec_status status;
+    char message[EC_ERROR_MAX];
+} ec_error;
+
+/*
+ * Allocator hook. Every allocation made by the library (cJSON's included)
+ * goes through these functions. Set it before creating any object and do
+ * not change it while objects exist. Passing NULL restores malloc/free.
+ * realloc_fn may be NULL: the library then uses malloc + memcpy + free.
+ */
+typedef struct ec_allocator {
+    void *(*malloc_fn)(size_t size, void *ctx);
+    void *(*realloc_fn)(void *ptr, size_t size, void *ctx);
+    void (*free_fn)(void *ptr, void *ctx);
+    void *ctx;
+} ec_allocator;
+
+void ec_set_allocator(const ec_allocator *a);
+
+/*
+ * Atomic output files. ec_outfile_open creates "PATH.tmp.XXXXXX" beside
+ * PATH and hands back a FILE* to write; ec_outfile_commit flushes, syncs
+ * and renames it over PATH; ec_outfile_abort removes it. Either call frees
+ * the handle. An interrupted writer therefore leaves PATH as it was.
+ */
+typedef struct ec_outfile ec_outfile;
+ec_status ec_outfile_open(const char *path, ec_outfile **out, FILE **fp, ec_error *err);
+ec_status ec_outfile_commit(ec_outfile *o, ec_error *err);
+void ec_outfile_abort(ec_outfile *o);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

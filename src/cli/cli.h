@@ -1,0 +1,57 @@
+/* The expertcast command-line tool: one file per subcommand. */
+#ifndef EC_CLI_H
+#define EC_CLI_H
+
+#include "expertcast.h"
+
+#include <stdbool.h>
+#include <stdio.h>
+
+/* Exit codes: 0 success, 1 bad data or failed I/O, 2 usage error. */
+enum { CLI_OK = 0, CLI_DATA = 1, CLI_USAGE = 2 };
+
+typedef struct cli_command {
+    const char *name;
+    int (*run)(int argc, char **argv); /* argv[0] is the command name */
+    const char *summary;
+} cli_command;
+
+int cmd_synth(int argc, char **argv);
+int cmd_info(int argc, char **argv);
+
+/* Prints "expertcast: MESSAGE" on stderr. */
+void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Prints "expertcast: warning: MESSAGE" on stderr. */
+void cli_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Prints err's message (or the status name) and returns the exit code. */
+int cli_fail(ec_status s, const ec_error *err);
+/* Maps a library status to an exit code. */
+int cli_exit_code(ec_status s);
+/* Prints a usage error with a hint to run CMD --help; returns CLI_USAGE. */
+int cli_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* True when arg is the long or short form (short may be NULL). */
+bool cli_is(const char *arg, const char *lng, const char *shrt);
+/* True for "--help" or "-h". */
+bool cli_is_help(const char *arg);
+/* Parses a whole decimal integer in [lo, hi]; false (after an error
+ * message naming opt) when it is not one. */
+bool cli_int(const char *cmd, const char *opt, const char *s, long long lo, long long hi,
+             long long *out);
+/* Parses a finite double in [lo, hi]. */
+bool cli_double(const char *cmd, const char *opt, const char *s, double lo, double hi,
+                double *out);
+/* Fetches the value of option argv[*i] (advancing *i); NULL after a usage
+ * message when it is missing. */
+const char *cli_value(const char *cmd, int argc, char **argv, int *i);
+/* True when s looks like an option ("-x", "--xy"), not a negative number. */
+bool cli_looks_like_option(const char *s);
+
+/* Writes with write_fn(f, ctx) into PATH atomically ("-" = stdout). */
+int cli_write_file(const char *path, ec_status (*write_fn)(FILE *f, void *ctx, ec_error *err),
+                   void *ctx);
+
+/* Loads traces, printing the error; NULL on failure (*rc set). */
+ec_trace *cli_load_trace(const char *const *paths, size_t n, int *rc);
+
+#endif

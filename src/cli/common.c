@@ -1,0 +1,154 @@
+/* Helpers shared by the subcommands: messages, numbers, output files. */
+#include "cli.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+void cli_error(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("expertcast: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+}
+
+void cli_warn(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("expertcast: warning: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+}
+
+int cli_exit_code(ec_status s)
+{
+    switch (s) {
+    case EC_OK: return CLI_OK;
+    case EC_ERR_INVALID:
+    case EC_ERR_NOT_FOUND: return CLI_USAGE;
+    default: return CLI_DATA;
+    }
+}
+
+int cli_fail(ec_status s, const ec_error *err)
+{
+    if (err && err->message[0])
+        cli_error("%s", err->message);
+    else
+        cli_error("%s", ec_status_str(s));
+    return cli_exit_code(s);
+}
+
+int cli_usage_error(const char *cmd, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "expertcast %s: ", cmd);
+    vfprintf(stderr, fmt, ap);
+    fprintf(stderr, "\nHINT: run 'expertcast %s --help' for the options\n", cmd);
+    va_end(ap);
+    return CLI_USAGE;
+}
+
+bool cli_is(const char *arg, const char *lng, const char *shrt)
+{
+    return strcmp(arg, lng) == 0 || (shrt && strcmp(arg, shrt) == 0);
+}
+
+bool cli_is_help(const char *arg) { return cli_is(arg, "--help", "-h"); }
+
+bool cli_looks_like_option(const char *s)
+{
+    if (s[0] != '-' || s[1] == '\0')
+        return false;
+    return !(s[1] >= '0' && s[1] <= '9') && s[1] != '.';
+}
+
+bool cli_int(const char *cmd, const char *opt, const char *s, long long lo, long long hi,
+             long long *out)
+{
+    char *end;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (errno || end == s || *end != '\0') {
+        cli_usage_error(cmd, "%s: '%s' is not an integer", opt, s);
+        return false;
+    }
+    if (v < lo || v > hi) {
+        cli_usage_error(cmd, "%s: %lld is out of range [%lld, %lld]", opt, v, lo, hi);
+        return false;
+    }
+    *out = v;
+    return true;
+}
+
+bool cli_double(const char *cmd, const char *opt, const char *s, double lo, double hi,
+                double *out)
+{
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno || end == s || *end != '\0' || !isfinite(v)) {
+        cli_usage_error(cmd, "%s: '%s' is not a number", opt, s);
+        return false;
+    }
+    if (v < lo || v > hi) {
+        cli_usage_error(cmd, "%s: %g is out of range [%g, %g]", opt, v, lo, hi);
+        return false;
+    }
+    *out = v;
+    return true;
+}
+
+const char *cli_value(const char *cmd, int argc, char **argv, int *i)
+{
+    if (*i + 1 >= argc) {
+        cli_usage_error(cmd, "option %s needs a value", argv[*i]);
+        return NULL;
+    }
+    return argv[++*i];
+}
+
+int cli_write_file(const char *path, ec_status (*write_fn)(FILE *f, void *ctx, ec_error *err),
+                   void *ctx)
+{
+    ec_error err = {0};
+    ec_status s;
+    if (strcmp(path, "-") == 0) {
+        s = write_fn(stdout, ctx, &err);
+        if (s == EC_OK && fflush(stdout) != 0)
+            s = EC_ERR_IO;
+        return s ? cli_fail(s, &err) : CLI_OK;
+    }
+    ec_outfile *o;
+    FILE *f;
+    if ((s = ec_outfile_open(path, &o, &f, &err)))
+        return cli_fail(s, &err);
+    if ((s = write_fn(f, ctx, &err))) {
+        ec_outfile_abort(o);
+        return cli_fail(s, &err);
+    }
+    if ((s = ec_outfile_commit(o, &err)))
+        return cli_fail(s, &err);
+    return CLI_OK;
+}
+
+ec_trace *cli_load_trace(const char *const *paths, size_t n, int *rc)
+{
+    ec_trace *t = NULL;
+    ec_error err = {0};
+    ec_status s = ec_trace_load(paths, n, NULL, &t, &err);
+    if (s) {
+        *rc = cli_fail(s, &err);
+        return NULL;
+    }
+    *rc = CLI_OK;
+    return t;
+}

@@ -1,0 +1,41 @@
+/* expertcast: the command-line entry point and subcommand table. */
+#include "cli.h"
+
+#include <string.h>
+
+static const cli_command commands[] = {
+    {"synth", cmd_synth, "generate a synthetic routing trace (raw JSONL)"},
+    {"info", cmd_info, "summarise routing traces: shape, sequences, completeness"},
+};
+
+static void usage(FILE *f)
+{
+    fprintf(f, "usage: expertcast [--version] [--help] COMMAND [ARGS]\n\n"
+               "Speculative expert loading for offloaded Mixture-of-Experts decoding.\n\n"
+               "Commands:\n");
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].summary);
+    fprintf(f, "\nRun 'expertcast COMMAND --help' for the options of a command.\n"
+               "Exit status: 0 success, 1 bad data or I/O failure, 2 usage error.\n");
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        usage(stderr);
+        return CLI_USAGE;
+    }
+    if (cli_is_help(argv[1])) {
+        usage(stdout);
+        return CLI_OK;
+    }
+    if (strcmp(argv[1], "--version") == 0) {
+        printf("expertcast %s\n", ec_version());
+        return CLI_OK;
+    }
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        if (strcmp(argv[1], commands[i].name) == 0)
+            return commands[i].run(argc - 1, argv + 1);
+    cli_error("unknown command '%s'\nHINT: run 'expertcast --help' for the list", argv[1]);
+    return CLI_USAGE;
+}

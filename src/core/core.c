@@ -1,0 +1,137 @@
+/* Status names, the allocator hook and error reports. */
+#include "internal.h"
+
+#include <cjson/cJSON.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void *sys_malloc(size_t n, void *ctx) { (void)ctx; return malloc(n); }
+static void *sys_realloc(void *p, size_t n, void *ctx) { (void)ctx; return realloc(p, n); }
+static void sys_free(void *p, void *ctx) { (void)ctx; free(p); }
+
+static ec_allocator g_alloc = {sys_malloc, sys_realloc, sys_free, NULL};
+
+/* cJSON's hooks take no context: route them through the global hook. */
+static void *cjson_malloc(size_t n) { return ec_malloc(n); }
+static void cjson_free(void *p) { ec_free(p); }
+
+void ec_set_allocator(const ec_allocator *a)
+{
+    if (a && a->malloc_fn && a->realloc_fn && a->free_fn)
+        g_alloc = *a;
+    else
+        g_alloc = (ec_allocator){sys_malloc, sys_realloc, sys_free, NULL};
+    cJSON_Hooks hooks = {cjson_malloc, cjson_free};
+    cJSON_InitHooks(&hooks);
+}
+
+static _Atomic size_t g_failures;
+
+size_t ec_alloc_failures(void) { return g_failures; }
+
+void *ec_malloc(size_t n)
+{
+    void *p = g_alloc.malloc_fn(n ? n : 1, g_alloc.ctx);
+    if (!p)
+        g_failures++;
+    return p;
+}
+
+void *ec_calloc(size_t count, size_t size)
+{
+    if (size && count > SIZE_MAX / size)
+        return NULL;
+    void *p = ec_malloc(count * size);
+    if (p)
+        memset(p, 0, count * size);
+    return p;
+}
+
+void *ec_realloc(void *p, size_t n)
+{
+    void *q = g_alloc.realloc_fn(p, n ? n : 1, g_alloc.ctx);
+    if (!q)
+        g_failures++;
+    return q;
+}
+
+void ec_free(void *p)
+{
+    if (p)
+        g_alloc.free_fn(p, g_alloc.ctx);
+}
+
+char *ec_strdup(const char *s)
+{
+    size_t n = strlen(s) + 1;
+    char *d = ec_malloc(n);
+    if (d)
+        memcpy(d, s, n);
+    return d;
+}
+
+ec_status ec_grow(void **buf, size_t *cap, size_t need, size_t elem)
+{
+    if (need <= *cap)
+        return EC_OK;
+    size_t ncap = *cap ? *cap : 16;
+    while (ncap < need) {
+        if (ncap > SIZE_MAX / 2 / elem)
+            return EC_ERR_NOMEM;
+        ncap *= 2;
+    }
+    void *nb = ec_realloc(*buf, ncap * elem);
+    if (!nb)
+        return EC_ERR_NOMEM;
+    *buf = nb;
+    *cap = ncap;
+    return EC_OK;
+}
+
+const char *ec_status_str(ec_status s)
+{
+    switch (s) {
+    case EC_OK: return "ok";
+    case EC_ERR_INVALID: return "invalid argument";
+    case EC_ERR_NOMEM: return "out of memory";
+    case EC_ERR_IO: return "input/output error";
+    case EC_ERR_PARSE: return "malformed input";
+    case EC_ERR_RANGE: return "value out of range";
+    case EC_ERR_STATE: return "invalid state";
+    case EC_ERR_UNSUPPORTED: return "not supported by this build";
+    case EC_ERR_NO_DEVICE: return "no usable GPU";
+    case EC_ERR_CUDA: return "CUDA error";
+    case EC_ERR_NOT_FOUND: return "not found";
+    case EC_ERR_BUSY: return "all candidate slots are in use";
+    }
+    return "unknown status";
+}
+
+const char *ec_version(void) { return EC_VERSION_STRING; }
+
+ec_status ec_error_vset(ec_error *err, ec_status status, const char *fmt, va_list ap)
+{
+    if (err) {
+        err->status = status;
+        vsnprintf(err->message, sizeof err->message, fmt, ap);
+    }
+    return status;
+}
+
+ec_status ec_error_set(ec_error *err, ec_status status, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    ec_error_vset(err, status, fmt, ap);
+    va_end(ap);
+    return status;
+}
+
+void ec_error_clear(ec_error *err)
+{
+    if (err) {
+        err->status = EC_OK;
+        err->message[0] = '\0';
+    }
+}

@@ -1,0 +1,40 @@
+/* Internal helpers shared by every module. Not installed. */
+#ifndef EC_INTERNAL_H
+#define EC_INTERNAL_H
+
+#include "expertcast/core.h"
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+
+#if defined(__GNUC__)
+#define EC_PRINTF(a, b) __attribute__((format(printf, a, b)))
+#else
+#define EC_PRINTF(a, b)
+#endif
+
+void *ec_malloc(size_t n);
+void *ec_calloc(size_t count, size_t size);
+void *ec_realloc(void *p, size_t n);
+void ec_free(void *p);
+char *ec_strdup(const char *s);
+/* How many allocations have failed so far (lets callers of libraries that
+ * fold out-of-memory into other errors, like cJSON, tell them apart). */
+size_t ec_alloc_failures(void);
+
+/* Writes status and a formatted message into err (err may be NULL).
+ * Returns status, so callers can `return ec_error_set(err, ...)`. */
+ec_status ec_error_set(ec_error *err, ec_status status, const char *fmt, ...) EC_PRINTF(3, 4);
+ec_status ec_error_vset(ec_error *err, ec_status status, const char *fmt, va_list ap);
+/* Clears err to EC_OK with an empty message. */
+void ec_error_clear(ec_error *err);
+
+/* Grows *buf (elements of size elem) so that it holds at least need
+ * elements; *cap is updated. Returns EC_OK or EC_ERR_NOMEM (buf untouched). */
+ec_status ec_grow(void **buf, size_t *cap, size_t need, size_t elem);
+
+#define EC_MIN(a, b) ((a) < (b) ? (a) : (b))
+#define EC_MAX(a, b) ((a) > (b) ? (a) : (b))
+#define EC_COUNTOF(a) (sizeof(a) / sizeof((a)[0]))
+
+#endif

@@ -1,0 +1,295 @@
+/* Building an ec_trace from raw JSONL records, and writing it back. */
+#include "jsonl.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* A record as collected before rows are known. */
+typedef struct pending {
+    size_t seq;
+    int64_t token;
+    int32_t layer;
+    size_t ordinal; /* arrival order, keeps "first wins" stable under sort */
+} pending;
+
+typedef struct builder {
+    ec_trace_opts opts;
+    int32_t k;
+    int has_gates;
+    pending *recs;
+    size_t n_recs, cap_recs;
+    int16_t *ex;            /* [n_recs][k] */
+    size_t cap_ex;
+    float *gt;              /* [n_recs][k] when has_gates */
+    size_t cap_gt;
+    ec_seq *seqs;
+    size_t n_seqs, cap_seqs;
+    size_t last_seq;
+    int32_t max_layer, max_expert;
+    const char *path;       /* file being read, for messages */
+} builder;
+
+static ec_status find_seq(builder *b, const char *dataset, int64_t pid, size_t *out)
+{
+    if (b->n_seqs && b->seqs[b->last_seq].problem_id == pid &&
+        strcmp(b->seqs[b->last_seq].dataset, dataset) == 0) {
+        *out = b->last_seq;
+        return EC_OK;
+    }
+    for (size_t i = 0; i < b->n_seqs; i++)
+        if (b->seqs[i].problem_id == pid && strcmp(b->seqs[i].dataset, dataset) == 0) {
+            *out = b->last_seq = i;
+            return EC_OK;
+        }
+    if (ec_grow((void **)&b->seqs, &b->cap_seqs, b->n_seqs + 1, sizeof *b->seqs))
+        return EC_ERR_NOMEM;
+    char *name = ec_strdup(dataset);
+    if (!name)
+        return EC_ERR_NOMEM;
+    b->seqs[b->n_seqs] = (ec_seq){name, pid, 0, 0};
+    *out = b->last_seq = b->n_seqs++;
+    return EC_OK;
+}
+
+static ec_status on_record(void *ctx, const ec_record *r, ec_error *err)
+{
+    builder *b = ctx;
+    if (!b->k) {
+        b->k = r->k;
+        b->has_gates = r->has_gates;
+    } else if (r->k != b->k || r->has_gates != b->has_gates) {
+        /* Only reachable across files: within one file the reader checks. */
+        return ec_error_set(err, EC_ERR_PARSE, "%s:%zu: field '%s': differs from the first file",
+                            b->path, r->line, r->k != b->k ? "experts" : "gating_probs");
+    }
+    size_t seq;
+    if (find_seq(b, r->dataset, r->problem_id, &seq) ||
+        ec_grow((void **)&b->recs, &b->cap_recs, b->n_recs + 1, sizeof *b->recs) ||
+        ec_grow((void **)&b->ex, &b->cap_ex, (b->n_recs + 1) * (size_t)b->k, sizeof *b->ex) ||
+        (b->has_gates &&
+         ec_grow((void **)&b->gt, &b->cap_gt, (b->n_recs + 1) * (size_t)b->k, sizeof *b->gt)))
+        return ec_error_set(err, EC_ERR_NOMEM, "%s:%zu: out of memory", b->path, r->line);
+    b->recs[b->n_recs] = (pending){seq, r->token, r->layer, b->n_recs};
+    for (int i = 0; i < b->k; i++) {
+        b->ex[b->n_recs * (size_t)b->k + (size_t)i] = (int16_t)r->experts[i];
+        if (r->experts[i] > b->max_expert)
+            b->max_expert = r->experts[i];
+        if (b->has_gates)
+            b->gt[b->n_recs * (size_t)b->k + (size_t)i] = (float)r->gates[i];
+    }
+    if (r->layer > b->max_layer)
+        b->max_layer = r->layer;
+    b->n_recs++;
+    return EC_OK;
+}
+
+static int cmp_pending(const void *a, const void *b)
+{
+    const pending *x = a, *y = b;
+    if (x->seq != y->seq) return x->seq < y->seq ? -1 : 1;
+    if (x->token != y->token) return x->token < y->token ? -1 : 1;
+    if (x->layer != y->layer) return x->layer < y->layer ? -1 : 1;
+    return x->ordinal < y->ordinal ? -1 : x->ordinal > y->ordinal;
+}
+
+static void builder_free(builder *b)
+{
+    ec_free(b->recs);
+    ec_free(b->ex);
+    ec_free(b->gt);
+    for (size_t i = 0; i < b->n_seqs; i++)
+        ec_free((char *)b->seqs[i].dataset);
+    ec_free(b->seqs);
+}
+
+void ec_trace_destroy(ec_trace *t)
+{
+    if (!t)
+        return;
+    for (size_t i = 0; i < t->n_seqs; i++)
+        ec_free((char *)t->seqs[i].dataset);
+    ec_free(t->seqs);
+    ec_free(t->token_idx);
+    ec_free(t->complete);
+    ec_free(t->experts);
+    ec_free(t->gates);
+    ec_free(t);
+}
+
+/* Turns sorted, de-duplicated records into rows. Takes ownership of b->seqs. */
+static ec_status build(builder *b, ec_trace **out, ec_error *err)
+{
+    qsort(b->recs, b->n_recs, sizeof *b->recs, cmp_pending);
+    int32_t L = b->opts.n_layers > 0 ? b->opts.n_layers : b->max_layer + 1;
+    int32_t E = b->opts.n_experts > 0 ? b->opts.n_experts : b->max_expert + 1;
+    size_t k = (size_t)b->k;
+
+    ec_trace *t = ec_calloc(1, sizeof *t);
+    if (!t)
+        return ec_error_set(err, EC_ERR_NOMEM, "out of memory building the trace");
+    t->n_layers = L;
+    t->n_experts = E;
+    t->k = b->k;
+    t->has_gates = b->has_gates;
+
+    /* Count rows and duplicates. */
+    size_t rows = 0;
+    for (size_t i = 0; i < b->n_recs; i++) {
+        const pending *p = &b->recs[i];
+        if (i && p->seq == p[-1].seq && p->token == p[-1].token) {
+            if (p->layer == p[-1].layer)
+                t->n_duplicates++;
+            continue;
+        }
+        rows++;
+    }
+    t->n_rows = rows;
+    t->n_records = b->n_recs - t->n_duplicates;
+    t->token_idx = ec_calloc(rows ? rows : 1, sizeof *t->token_idx);
+    t->complete = ec_calloc(rows ? rows : 1, 1);
+    t->experts = ec_malloc(EC_MAX(rows * (size_t)L * k, 1) * sizeof *t->experts);
+    if (b->has_gates)
+        t->gates = ec_calloc(EC_MAX(rows * (size_t)L * k, 1), sizeof *t->gates);
+    if (!t->token_idx || !t->complete || !t->experts || (b->has_gates && !t->gates)) {
+        ec_trace_destroy(t);
+        return ec_error_set(err, EC_ERR_NOMEM, "out of memory building the trace");
+    }
+    memset(t->experts, 0xff, rows * (size_t)L * k * sizeof *t->experts); /* -1 */
+
+    t->seqs = b->seqs;
+    t->n_seqs = b->n_seqs;
+    b->seqs = NULL;
+    b->n_seqs = 0;
+    for (size_t s = 0; s < t->n_seqs; s++)
+        t->seqs[s].n_rows = 0;
+
+    size_t row = (size_t)-1;
+    int32_t present = 0;
+    for (size_t i = 0; i < b->n_recs; i++) {
+        const pending *p = &b->recs[i];
+        int new_row = i == 0 || p->seq != p[-1].seq || p->token != p[-1].token;
+        if (new_row) {
+            if (row != (size_t)-1)
+                t->complete[row] = present == L;
+            row++;
+            present = 0;
+            t->token_idx[row] = p->token;
+            if (t->seqs[p->seq].n_rows == 0)
+                t->seqs[p->seq].row0 = row;
+            t->seqs[p->seq].n_rows++;
+        } else if (p->layer == p[-1].layer) {
+            continue; /* duplicate: the first (lowest ordinal) was kept */
+        }
+        present++;
+        size_t dst = (row * (size_t)L + (size_t)p->layer) * k;
+        memcpy(t->experts + dst, b->ex + p->ordinal * k, k * sizeof *t->experts);
+        if (b->has_gates)
+            memcpy(t->gates + dst, b->gt + p->ordinal * k, k * sizeof *t->gates);
+    }
+    if (row != (size_t)-1)
+        t->complete[row] = present == L;
+    for (size_t r = 0; r < rows; r++)
+        t->n_incomplete += !t->complete[r];
+    *out = t;
+    return EC_OK;
+}
+
+ec_status ec_trace_load(const char *const *paths, size_t n_paths, const ec_trace_opts *opts,
+                        ec_trace **out, ec_error *err)
+{
+    if (!out)
+        return ec_error_set(err, EC_ERR_INVALID, "ec_trace_load: out is NULL");
+    *out = NULL;
+    if (!paths || n_paths == 0)
+        return ec_error_set(err, EC_ERR_INVALID, "ec_trace_load: no input file");
+    builder b;
+    memset(&b, 0, sizeof b);
+    if (opts)
+        b.opts = *opts;
+    b.max_layer = -1;
+    b.max_expert = -1;
+    ec_status s = EC_OK;
+    for (size_t i = 0; i < n_paths && s == EC_OK; i++) {
+        b.path = paths[i];
+        s = ec_jsonl_read(paths[i], opts, on_record, &b, err);
+    }
+    if (s == EC_OK)
+        s = build(&b, out, err);
+    builder_free(&b);
+    return s;
+}
+
+size_t ec_trace_seq_of_row(const ec_trace *t, size_t row)
+{
+    size_t lo = 0, hi = t->n_seqs;
+    while (hi - lo > 1) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (t->seqs[mid].row0 <= row)
+            lo = mid;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+/* The double with the fewest decimal digits that rounds to the float v,
+ * so that 0.3f prints as 0.3 rather than 0.30000001192092896. */
+static double ec_shortest_float(float v)
+{
+    char buf[40];
+    for (int prec = 1; prec < 10; prec++) {
+        snprintf(buf, sizeof buf, "%.*e", prec - 1, (double)v);
+        if (strtof(buf, NULL) == v)
+            return strtod(buf, NULL);
+    }
+    return (double)v;
+}
+
+static void write_json_string(FILE *f, const char *s)
+{
+    fputc('"', f);
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        if (*p == '"' || *p == '\\')
+            fprintf(f, "\\%c", *p);
+        else if (*p < 0x20)
+            fprintf(f, "\\u%04x", *p);
+        else
+            fputc(*p, f);
+    }
+    fputc('"', f);
+}
+
+ec_status ec_trace_write_jsonl(const ec_trace *t, FILE *f, ec_error *err)
+{
+    char num[40];
+    for (size_t s = 0; s < t->n_seqs; s++) {
+        const ec_seq *sq = &t->seqs[s];
+        for (size_t r = sq->row0; r < sq->row0 + sq->n_rows; r++) {
+            for (int32_t l = 0; l < t->n_layers; l++) {
+                const int16_t *e = ec_trace_experts(t, r, l);
+                if (e[0] < 0)
+                    continue;
+                fputs("{\"dataset\": ", f);
+                write_json_string(f, sq->dataset);
+                fprintf(f, ", \"problem_id\": %lld, \"layer\": %d, \"experts\": [",
+                        (long long)sq->problem_id, l);
+                for (int i = 0; i < t->k; i++)
+                    fprintf(f, "%s%d", i ? ", " : "", e[i]);
+                fputc(']', f);
+                const float *g = ec_trace_gates(t, r, l);
+                if (g) {
+                    fputs(", \"gating_probs\": [", f);
+                    for (int i = 0; i < t->k; i++) {
+                        ec_fmt_pyfloat(ec_shortest_float(g[i]), num);
+                        fprintf(f, "%s%s", i ? ", " : "", num);
+                    }
+                    fputc(']', f);
+                }
+                fprintf(f, ", \"token_idx\": %lld}\n", (long long)t->token_idx[r]);
+            }
+        }
+    }
+    if (ferror(f))
+        return ec_error_set(err, EC_ERR_IO, "write error");
+    return EC_OK;
+}
