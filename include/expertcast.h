@@ -10,5 +10,6 @@
 
 #include "expertcast/core.h"
 #include "expertcast/trace.h"
+#include "expertcast/predict.h"
 
 #endif

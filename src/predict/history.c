@@ -1,0 +1,101 @@
+/* Routing history: a ring of the last `depth` tokens plus the current one. */
+#include "../core/internal.h"
+#include "expertcast/predict.h"
+
+#include <string.h>
+
+struct ec_history {
+    int32_t L, E, k, depth;
+    int32_t ring;     /* depth + 1 token slots */
+    int32_t cur;      /* slot of the current token */
+    int32_t layer;    /* last layer observed for the current token */
+    int64_t tokens;   /* tokens since reset */
+    int16_t *ex;      /* [ring][L][k], -1 = unknown */
+};
+
+ec_status ec_history_create(int32_t n_layers, int32_t n_experts, int32_t k, int32_t depth,
+                            ec_history **out)
+{
+    if (!out)
+        return EC_ERR_INVALID;
+    *out = NULL;
+    if (n_layers < 1 || n_layers > EC_MAX_LAYERS || n_experts < 1 || n_experts > EC_MAX_EXPERTS ||
+        k < 1 || k > EC_MAX_K || depth < 0 || depth > 4096)
+        return EC_ERR_INVALID;
+    ec_history *h = ec_calloc(1, sizeof *h);
+    if (!h)
+        return EC_ERR_NOMEM;
+    h->L = n_layers;
+    h->E = n_experts;
+    h->k = k;
+    h->depth = depth;
+    h->ring = depth + 1;
+    h->ex = ec_malloc((size_t)h->ring * (size_t)n_layers * (size_t)k * sizeof *h->ex);
+    if (!h->ex) {
+        ec_free(h);
+        return EC_ERR_NOMEM;
+    }
+    ec_history_reset(h);
+    *out = h;
+    return EC_OK;
+}
+
+void ec_history_destroy(ec_history *h)
+{
+    if (!h)
+        return;
+    ec_free(h->ex);
+    ec_free(h);
+}
+
+void ec_history_reset(ec_history *h)
+{
+    memset(h->ex, 0xff, (size_t)h->ring * (size_t)h->L * (size_t)h->k * sizeof *h->ex);
+    h->cur = 0;
+    h->layer = -1;
+    h->tokens = 0;
+}
+
+static int16_t *slot(const ec_history *h, int32_t ring_index, int32_t layer)
+{
+    return h->ex + ((size_t)ring_index * (size_t)h->L + (size_t)layer) * (size_t)h->k;
+}
+
+void ec_history_observe(ec_history *h, int32_t layer, const int16_t *experts)
+{
+    if (layer < 0 || layer >= h->L)
+        return;
+    if (h->tokens == 0 || layer <= h->layer) {
+        if (h->tokens > 0)
+            h->cur = (h->cur + 1) % h->ring;
+        memset(slot(h, h->cur, 0), 0xff, (size_t)h->L * (size_t)h->k * sizeof *h->ex);
+        h->tokens++;
+    }
+    memcpy(slot(h, h->cur, layer), experts, (size_t)h->k * sizeof *experts);
+    h->layer = layer;
+}
+
+const int16_t *ec_history_get(const ec_history *h, int32_t back, int32_t layer)
+{
+    if (back < 0 || back > h->depth || layer < 0 || layer >= h->L || back >= h->tokens)
+        return NULL;
+    int32_t r = ((h->cur - back) % h->ring + h->ring) % h->ring;
+    const int16_t *e = slot(h, r, layer);
+    return e[0] < 0 ? NULL : e;
+}
+
+int32_t ec_history_layer(const ec_history *h) { return h->layer; }
+int64_t ec_history_tokens(const ec_history *h) { return h->tokens; }
+int32_t ec_history_n_layers(const ec_history *h) { return h->L; }
+int32_t ec_history_n_experts(const ec_history *h) { return h->E; }
+int32_t ec_history_k(const ec_history *h) { return h->k; }
+int32_t ec_history_depth(const ec_history *h) { return h->depth; }
+
+int32_t ec_history_target(const ec_history *h, int32_t horizon, int *next_token)
+{
+    if (horizon < 1 || horizon > h->L)
+        return -1;
+    int32_t t = h->layer + horizon;
+    *next_token = t >= h->L;
+    return *next_token ? t - h->L : t;
+}

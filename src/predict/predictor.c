@@ -1,0 +1,427 @@
+/* The predictor interface: registry, common fit (layer prior), save/load. */
+#include "predictor.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+/* Registry: one row per predictor module. */
+static const ec_predictor_vt *const registry[] = {
+    &ec_prior_vt,
+};
+
+static const char *const names[] = {
+    "prior",
+    NULL,
+};
+
+const char *const *ec_predictor_names(void) { return names; }
+
+ec_status ec_predictor_fail(const ec_predictor *p, ec_status s, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(((ec_predictor *)p)->errmsg, sizeof p->errmsg, fmt, ap);
+    va_end(ap);
+    return s;
+}
+
+static const ec_predictor_vt *find_vt(const char *name)
+{
+    for (size_t i = 0; i < EC_COUNTOF(registry); i++)
+        if (strcmp(registry[i]->name, name) == 0)
+            return registry[i];
+    return NULL;
+}
+
+ec_status ec_predictor_create(const char *name, const ec_predictor_opts *opts,
+                              ec_predictor **out, ec_error *err)
+{
+    if (!out || !name)
+        return ec_error_set(err, EC_ERR_INVALID, "ec_predictor_create: NULL argument");
+    *out = NULL;
+    const ec_predictor_vt *vt = find_vt(name);
+    if (!vt)
+        return ec_error_set(err, EC_ERR_NOT_FOUND, "unknown predictor '%s'", name);
+    ec_predictor *p = ec_calloc(1, sizeof *p);
+    if (!p)
+        return ec_error_set(err, EC_ERR_NOMEM, "out of memory creating predictor '%s'", name);
+    p->vt = vt;
+    if (opts)
+        p->opts = *opts;
+    if (p->opts.max_horizon <= 0)
+        p->opts.max_horizon = 4;
+    if (p->opts.smoothing <= 0)
+        p->opts.smoothing = 1.0;
+    ec_status s = vt->init ? vt->init(p) : EC_OK;
+    if (s) {
+        ec_error_set(err, s, "predictor '%s': %s", name,
+                     p->errmsg[0] ? p->errmsg : ec_status_str(s));
+        ec_predictor_destroy(p);
+        return s;
+    }
+    *out = p;
+    return EC_OK;
+}
+
+void ec_predictor_destroy(ec_predictor *p)
+{
+    if (!p)
+        return;
+    if (p->vt->free_state)
+        p->vt->free_state(p);
+    ec_free(p->prior);
+    ec_free(p);
+}
+
+const char *ec_predictor_name(const ec_predictor *p) { return p->vt->name; }
+const char *ec_predictor_errmsg(const ec_predictor *p) { return p->errmsg; }
+int32_t ec_predictor_n_layers(const ec_predictor *p) { return p->n_layers; }
+int32_t ec_predictor_n_experts(const ec_predictor *p) { return p->n_experts; }
+
+void ec_normalize(float *probs, int32_t n)
+{
+    double sum = 0;
+    for (int32_t i = 0; i < n; i++)
+        sum += probs[i];
+    if (!(sum > 0) || !isfinite(sum)) {
+        for (int32_t i = 0; i < n; i++)
+            probs[i] = 1.0f / (float)n;
+        return;
+    }
+    float inv = (float)(1.0 / sum);
+    for (int32_t i = 0; i < n; i++)
+        probs[i] *= inv;
+}
+
+void ec_predictor_prior(const ec_predictor *p, int32_t layer, float *probs)
+{
+    memcpy(probs, p->prior + (size_t)layer * (size_t)p->n_experts,
+           (size_t)p->n_experts * sizeof *probs);
+}
+
+ec_status ec_predictor_fit(ec_predictor *p, const ec_trace *t, const uint8_t *seq_mask)
+{
+    if (!p || !t)
+        return EC_ERR_INVALID;
+    p->errmsg[0] = '\0';
+    size_t n = (size_t)t->n_layers * (size_t)t->n_experts;
+    float *prior = ec_calloc(n, sizeof *prior);
+    if (!prior)
+        return ec_predictor_fail(p, EC_ERR_NOMEM, "out of memory");
+    /* Layer prior: frequency of each expert in the top-k, add-one smoothed. */
+    for (size_t s = 0; s < t->n_seqs; s++) {
+        if (seq_mask && !seq_mask[s])
+            continue;
+        const ec_seq *sq = &t->seqs[s];
+        for (size_t r = sq->row0; r < sq->row0 + sq->n_rows; r++) {
+            if (!t->complete[r])
+                continue;
+            for (int32_t l = 0; l < t->n_layers; l++) {
+                const int16_t *e = ec_trace_experts(t, r, l);
+                for (int32_t i = 0; i < t->k; i++)
+                    prior[(size_t)l * (size_t)t->n_experts + (size_t)e[i]] += 1.0f;
+            }
+        }
+    }
+    for (int32_t l = 0; l < t->n_layers; l++) {
+        float *row = prior + (size_t)l * (size_t)t->n_experts;
+        for (int32_t e = 0; e < t->n_experts; e++)
+            row[e] += (float)p->opts.smoothing;
+        ec_normalize(row, t->n_experts);
+    }
+    ec_free(p->prior);
+    p->prior = prior;
+    p->n_layers = t->n_layers;
+    p->n_experts = t->n_experts;
+    p->k = t->k;
+    ec_status s = p->vt->fit ? p->vt->fit(p, t, seq_mask) : EC_OK;
+    if (s && !p->errmsg[0])
+        ec_predictor_fail(p, s, "fit failed: %s", ec_status_str(s));
+    return s;
+}
+
+int ec_predictor_predict(const ec_predictor *p, const ec_history *h, int32_t horizon,
+                         float *probs)
+{
+    if (!p || !h || !probs || !p->prior || ec_history_n_layers(h) != p->n_layers ||
+        ec_history_n_experts(h) != p->n_experts)
+        return -1;
+    int next;
+    int32_t target = ec_history_target(h, horizon, &next);
+    if (target < 0)
+        return -1;
+    if (p->vt->predict)
+        return p->vt->predict(p, h, target, next, horizon, probs);
+    ec_predictor_prior(p, target, probs);
+    return 0;
+}
+
+void ec_rank(const float *probs, int32_t n, int32_t *idx, int32_t m)
+{
+    /* Partial insertion sort: O(n * m), m is small (k or a few more). */
+    int32_t filled = 0;
+    for (int32_t e = 0; e < n; e++) {
+        float v = probs[e];
+        if (filled == m && !(v > probs[idx[m - 1]]))
+            continue;
+        int32_t j = filled < m ? filled++ : m - 1;
+        while (j > 0 && v > probs[idx[j - 1]]) {
+            idx[j] = idx[j - 1];
+            j--;
+        }
+        idx[j] = e;
+    }
+}
+
+/* ---- JSON ---------------------------------------------------------------- */
+
+cJSON *ec_json_float_array(const float *v, size_t n)
+{
+    cJSON *a = cJSON_CreateArray();
+    if (!a)
+        return NULL;
+    for (size_t i = 0; i < n; i++) {
+        cJSON *x = cJSON_CreateNumber((double)v[i]);
+        if (!x || !cJSON_AddItemToArray(a, x)) {
+            cJSON_Delete(x);
+            cJSON_Delete(a);
+            return NULL;
+        }
+    }
+    return a;
+}
+
+ec_status ec_json_read_floats(const cJSON *arr, float *v, size_t n, const char *field,
+                              const char *path, ec_error *err)
+{
+    if (!cJSON_IsArray(arr) || (size_t)cJSON_GetArraySize(arr) != n)
+        return ec_error_set(err, EC_ERR_PARSE, "%s: field '%s': expected an array of %zu numbers",
+                            path, field, n);
+    size_t i = 0;
+    const cJSON *x;
+    cJSON_ArrayForEach(x, arr)
+    {
+        if (!cJSON_IsNumber(x) || !isfinite(x->valuedouble))
+            return ec_error_set(err, EC_ERR_PARSE, "%s: field '%s': element %zu is not a number",
+                                path, field, i);
+        v[i++] = (float)x->valuedouble;
+    }
+    return EC_OK;
+}
+
+/* File layout:
+ *   {"format": "expertcast-predictor", "version": 1, "predictor": NAME,
+ *    "n_layers": L, "n_experts": E, "k": K, "opts": {...},
+ *    "prior": [L*E numbers], "model": {...predictor specific...}} */
+
+static ec_status write_json(const char *path, cJSON *root, ec_error *err)
+{
+    char *text = cJSON_PrintUnformatted(root);
+    if (!text)
+        return ec_error_set(err, EC_ERR_NOMEM, "%s: out of memory serialising", path);
+    ec_outfile *o;
+    FILE *f;
+    ec_status s = ec_outfile_open(path, &o, &f, err);
+    if (s == EC_OK) {
+        fputs(text, f);
+        fputc('\n', f);
+        s = ec_outfile_commit(o, err);
+    }
+    ec_free(text);
+    return s;
+}
+
+ec_status ec_predictor_save(const ec_predictor *p, const char *path, ec_error *err)
+{
+    if (!p || !path)
+        return ec_error_set(err, EC_ERR_INVALID, "ec_predictor_save: NULL argument");
+    if (!p->prior)
+        return ec_error_set(err, EC_ERR_STATE, "predictor '%s' is not fitted", p->vt->name);
+    cJSON *root = cJSON_CreateObject(), *opts = cJSON_CreateObject(), *model = cJSON_CreateObject();
+    cJSON *prior = ec_json_float_array(p->prior, (size_t)p->n_layers * (size_t)p->n_experts);
+    int ok = root && opts && model && prior;
+    if (ok) {
+        const ec_predictor_opts *o = &p->opts;
+        ok = cJSON_AddStringToObject(root, "format", "expertcast-predictor") &&
+             cJSON_AddNumberToObject(root, "version", 1) &&
+             cJSON_AddStringToObject(root, "predictor", p->vt->name) &&
+             cJSON_AddNumberToObject(root, "n_layers", p->n_layers) &&
+             cJSON_AddNumberToObject(root, "n_experts", p->n_experts) &&
+             cJSON_AddNumberToObject(root, "k", p->k) &&
+             cJSON_AddNumberToObject(opts, "context", o->context) &&
+             cJSON_AddNumberToObject(opts, "tokens_back", o->tokens_back) &&
+             cJSON_AddNumberToObject(opts, "smoothing", o->smoothing) &&
+             cJSON_AddNumberToObject(opts, "epochs", o->epochs) &&
+             cJSON_AddNumberToObject(opts, "learning_rate", o->learning_rate) &&
+             cJSON_AddNumberToObject(opts, "l2", o->l2) &&
+             cJSON_AddNumberToObject(opts, "per_layer", o->per_layer) &&
+             cJSON_AddNumberToObject(opts, "seed", (double)o->seed) &&
+             cJSON_AddNumberToObject(opts, "max_horizon", o->max_horizon);
+        if (ok) {
+            cJSON_AddItemToObject(root, "opts", opts);
+            opts = NULL;
+            cJSON_AddItemToObject(root, "prior", prior);
+            prior = NULL;
+            ec_status s = p->vt->save ? p->vt->save(p, model) : EC_OK;
+            cJSON_AddItemToObject(root, "model", model);
+            model = NULL;
+            if (s) {
+                cJSON_Delete(root);
+                return ec_error_set(err, s, "%s: cannot serialise predictor '%s'", path,
+                                    p->vt->name);
+            }
+        }
+    }
+    cJSON_Delete(opts);
+    cJSON_Delete(model);
+    cJSON_Delete(prior);
+    if (!ok) {
+        cJSON_Delete(root);
+        return ec_error_set(err, EC_ERR_NOMEM, "%s: out of memory serialising", path);
+    }
+    ec_status s = write_json(path, root, err);
+    cJSON_Delete(root);
+    return s;
+}
+
+/* Reads a whole file into memory (NUL-terminated). */
+static ec_status slurp(const char *path, char **out, size_t *len, ec_error *err)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return ec_error_set(err, EC_ERR_IO, "%s: cannot open", path);
+    size_t cap = 0, n = 0;
+    char *buf = NULL;
+    for (;;) {
+        if (ec_grow((void **)&buf, &cap, n + 65536, 1)) {
+            ec_free(buf);
+            fclose(f);
+            return ec_error_set(err, EC_ERR_NOMEM, "%s: out of memory", path);
+        }
+        size_t r = fread(buf + n, 1, cap - n - 1, f);
+        n += r;
+        if (r == 0)
+            break;
+    }
+    int bad = ferror(f);
+    fclose(f);
+    if (bad) {
+        ec_free(buf);
+        return ec_error_set(err, EC_ERR_IO, "%s: read error (is it a directory?)", path);
+    }
+    buf[n] = '\0';
+    *out = buf;
+    *len = n;
+    return EC_OK;
+}
+
+static ec_status get_num(const cJSON *obj, const char *field, double lo, double hi, double *out,
+                         const char *path, ec_error *err)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, field);
+    if (!v)
+        return ec_error_set(err, EC_ERR_PARSE, "%s: field '%s': missing", path, field);
+    if (!cJSON_IsNumber(v) || !isfinite(v->valuedouble))
+        return ec_error_set(err, EC_ERR_PARSE, "%s: field '%s': expected a number", path, field);
+    if (v->valuedouble < lo || v->valuedouble > hi)
+        return ec_error_set(err, EC_ERR_PARSE, "%s: field '%s': %g is out of range [%g, %g]",
+                            path, field, v->valuedouble, lo, hi);
+    *out = v->valuedouble;
+    return EC_OK;
+}
+
+ec_status ec_predictor_load(const char *path, ec_predictor **out, ec_error *err)
+{
+    if (!path || !out)
+        return ec_error_set(err, EC_ERR_INVALID, "ec_predictor_load: NULL argument");
+    *out = NULL;
+    char *text;
+    size_t len;
+    ec_status s = slurp(path, &text, &len, err);
+    if (s)
+        return s;
+    size_t failures = ec_alloc_failures();
+    cJSON *root = cJSON_ParseWithLength(text, len);
+    ec_free(text);
+    if (!root)
+        return ec_alloc_failures() != failures
+                   ? ec_error_set(err, EC_ERR_NOMEM, "%s: out of memory", path)
+                   : ec_error_set(err, EC_ERR_PARSE, "%s: not valid JSON", path);
+    const cJSON *fmt = cJSON_GetObjectItemCaseSensitive(root, "format");
+    const cJSON *name = cJSON_GetObjectItemCaseSensitive(root, "predictor");
+    if (!cJSON_IsObject(root) || !cJSON_IsString(fmt) ||
+        strcmp(fmt->valuestring, "expertcast-predictor") != 0) {
+        cJSON_Delete(root);
+        return ec_error_set(err, EC_ERR_PARSE,
+                            "%s: field 'format': not an expertcast predictor file", path);
+    }
+    if (!cJSON_IsString(name)) {
+        cJSON_Delete(root);
+        return ec_error_set(err, EC_ERR_PARSE, "%s: field 'predictor': expected a string", path);
+    }
+    double L, E, K;
+    const cJSON *o = cJSON_GetObjectItemCaseSensitive(root, "opts");
+    ec_predictor_opts po = {0};
+    double v;
+    if ((s = get_num(root, "n_layers", 1, EC_MAX_LAYERS, &L, path, err)) ||
+        (s = get_num(root, "n_experts", 1, EC_MAX_EXPERTS, &E, path, err)) ||
+        (s = get_num(root, "k", 1, EC_MAX_K, &K, path, err))) {
+        cJSON_Delete(root);
+        return s;
+    }
+    if (!cJSON_IsObject(o)) {
+        cJSON_Delete(root);
+        return ec_error_set(err, EC_ERR_PARSE, "%s: field 'opts': expected an object", path);
+    }
+#define OPT(field, lo, hi, assign)                                                                 \
+    if ((s = get_num(o, field, lo, hi, &v, path, err))) {                                          \
+        cJSON_Delete(root);                                                                        \
+        return s;                                                                                  \
+    }                                                                                              \
+    assign;
+    OPT("context", 0, 64, po.context = (int32_t)v)
+    OPT("tokens_back", 0, 4096, po.tokens_back = (int32_t)v)
+    OPT("smoothing", 0, 1e9, po.smoothing = v)
+    OPT("epochs", 0, 1e6, po.epochs = (int32_t)v)
+    OPT("learning_rate", 0, 1e6, po.learning_rate = v)
+    OPT("l2", 0, 1e6, po.l2 = v)
+    OPT("per_layer", 0, 1, po.per_layer = (int32_t)v)
+    OPT("seed", 0, 1.8e19, po.seed = (uint64_t)v)
+    OPT("max_horizon", 0, EC_MAX_LAYERS, po.max_horizon = (int32_t)v)
+#undef OPT
+    ec_predictor *p;
+    if ((s = ec_predictor_create(name->valuestring, &po, &p, err))) {
+        cJSON_Delete(root);
+        if (s == EC_ERR_NOT_FOUND)
+            return ec_error_set(err, EC_ERR_PARSE, "%s: field 'predictor': unknown predictor '%s'",
+                                path, name->valuestring);
+        return s;
+    }
+    p->n_layers = (int32_t)L;
+    p->n_experts = (int32_t)E;
+    p->k = (int32_t)K;
+    size_t n = (size_t)p->n_layers * (size_t)p->n_experts;
+    p->prior = ec_malloc(n * sizeof *p->prior);
+    if (!p->prior)
+        s = ec_error_set(err, EC_ERR_NOMEM, "%s: out of memory", path);
+    else
+        s = ec_json_read_floats(cJSON_GetObjectItemCaseSensitive(root, "prior"), p->prior, n,
+                                "prior", path, err);
+    if (s == EC_OK) {
+        for (int32_t l = 0; l < p->n_layers; l++)
+            ec_normalize(p->prior + (size_t)l * (size_t)p->n_experts, p->n_experts);
+        const cJSON *model = cJSON_GetObjectItemCaseSensitive(root, "model");
+        if (!cJSON_IsObject(model))
+            s = ec_error_set(err, EC_ERR_PARSE, "%s: field 'model': expected an object", path);
+        else if (p->vt->load)
+            s = p->vt->load(p, model, err);
+    }
+    cJSON_Delete(root);
+    if (s) {
+        ec_predictor_destroy(p);
+        return s;
+    }
+    *out = p;
+    return EC_OK;
+}
