@@ -1,0 +1,184 @@
+/*
+ * expertcast/policy.h - the decisions: what to prefetch, in which order, what
+ * to evict. Shared unchanged by the simulator (virtual clock, modeled copy
+ * engine) and the real loader (CPU or CUDA backend), so that what
+ * `expertcast simulate` reports is what the loader does.
+ *
+ * The module knows nothing about time or CUDA. It owns three things:
+ *   - ec_cache: the device slot table (which expert is in which slot, its
+ *     state, pins by pending readers, recency and frequency of use);
+ *   - ec_queue: transfers decided but not yet started, demand loads ahead
+ *     of prefetches, so that a demand can overtake and a stale prefetch can
+ *     be cancelled before it spends bandwidth;
+ *   - ec_policy: the rules (on-demand, lru, lfu, predict, gated, oracle,
+ *     resident) that fill the queue and choose victims.
+ *
+ * Time is counted in "steps": step = token * n_layers + layer, the position
+ * of one layer of one token in the decode stream. The caller (loader or
+ * simulator) drives the step forward with ec_policy_observe.
+ */
+#ifndef EXPERTCAST_POLICY_H
+#define EXPERTCAST_POLICY_H
+
+#include "expertcast/core.h"
+#include "expertcast/predict.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- cache -------------------------------------------------------------- */
+
+typedef enum ec_slot_state {
+    EC_SLOT_EMPTY = 0,
+    EC_SLOT_QUEUED,  /* assigned to an expert, transfer not started */
+    EC_SLOT_LOADING, /* transfer started, not complete */
+    EC_SLOT_READY    /* weights resident */
+} ec_slot_state;
+
+/* One device slot. Read-only for callers; changed through ec_cache_*. */
+typedef struct ec_slot {
+    int32_t layer, expert;  /* -1 when empty */
+    ec_slot_state state;
+    int32_t pins;           /* readers acquired and not yet released */
+    uint8_t prefetched;     /* filled by a prefetch and not used since */
+    int64_t last_use;       /* step of the last acquire (-1 never) */
+    int64_t uses;           /* acquires since the slot was filled */
+    int64_t filled_at;      /* step at which it was assigned */
+    int64_t target_step;    /* prefetch: the step it was fetched for */
+} ec_slot;
+
+/* Counters kept by the cache itself (the loader and simulator add time). */
+typedef struct ec_cache_stats {
+    int64_t acquires;        /* expert uses asked for */
+    int64_t hits;            /* resident (READY) when asked */
+    int64_t inflight_hits;   /* QUEUED or LOADING when asked (partial wait) */
+    int64_t misses;          /* absent: demand load needed */
+    int64_t prefetches;      /* prefetch transfers queued */
+    int64_t prefetch_hits;   /* prefetched slots used at least once */
+    int64_t wasted;          /* prefetched slots evicted or cancelled unused */
+    int64_t cancelled;       /* queued prefetches cancelled before starting */
+    int64_t evictions;       /* occupied slots reassigned */
+    int64_t loads;           /* transfers started (demand + prefetch) */
+} ec_cache_stats;
+
+typedef struct ec_cache ec_cache;
+
+/*
+ * Slots are organised in pools. per_layer > 0: every layer has its own pool
+ * of per_layer slots. Otherwise global > 0: one pool of `global` slots for
+ * all layers. A capacity >= the experts a pool can hold makes every expert
+ * fit (only cold misses).
+ */
+ec_status ec_cache_create(int32_t n_layers, int32_t n_experts, int32_t per_layer, int32_t global,
+                          ec_cache **out);
+void ec_cache_destroy(ec_cache *c);
+void ec_cache_reset(ec_cache *c); /* empty every slot, zero the stats */
+
+int32_t ec_cache_n_slots(const ec_cache *c);
+const ec_slot *ec_cache_slot(const ec_cache *c, int32_t slot);
+/* Slot holding (layer, expert) in any non-empty state, or -1. O(1). */
+int32_t ec_cache_find(const ec_cache *c, int32_t layer, int32_t expert);
+/* The pool a layer's experts live in, and its slot range [first, first+n). */
+void ec_cache_pool(const ec_cache *c, int32_t layer, int32_t *first, int32_t *n);
+const ec_cache_stats *ec_cache_stats_get(const ec_cache *c);
+
+/* ---- transfer queue ----------------------------------------------------- */
+
+typedef struct ec_transfer {
+    int32_t slot, layer, expert;
+    uint8_t demand;       /* 1 demand load, 0 prefetch */
+    int64_t target_step;  /* step the expert is expected to be used at */
+    double prob;          /* the policy's probability of use (1 for demand) */
+} ec_transfer;
+
+typedef struct ec_queue ec_queue;
+ec_status ec_queue_create(int32_t capacity, ec_queue **out);
+void ec_queue_destroy(ec_queue *q);
+int32_t ec_queue_len(const ec_queue *q);
+/* Next transfer to start: the oldest demand, else the first prefetch. */
+int ec_queue_pop(ec_queue *q, ec_transfer *out);
+const ec_transfer *ec_queue_at(const ec_queue *q, int32_t i); /* in pop order */
+
+/* ---- policy ------------------------------------------------------------- */
+
+typedef enum ec_policy_kind {
+    EC_POLICY_ON_DEMAND = 0, /* load what the router asks, keep nothing */
+    EC_POLICY_LRU,           /* cache, load on demand, evict least recently used */
+    EC_POLICY_LFU,           /* cache, load on demand, evict least frequently used */
+    EC_POLICY_PREDICT,       /* prefetch the predictor's top experts, evict LRU */
+    EC_POLICY_GATED,         /* prefetch only when expected gain > expected cost,
+                                evict by predicted reuse */
+    EC_POLICY_ORACLE,        /* perfect knowledge: Belady eviction, perfect prefetch */
+    EC_POLICY_RESIDENT       /* every expert on the device */
+} ec_policy_kind;
+
+const char *ec_policy_kind_name(ec_policy_kind k);
+/* Parses "on-demand", "lru", ... EC_ERR_NOT_FOUND for an unknown name. */
+ec_status ec_policy_kind_parse(const char *name, ec_policy_kind *out);
+
+typedef struct ec_policy_config {
+    ec_policy_kind kind;
+    int32_t horizon;     /* layers ahead to prefetch for (predict, gated, oracle); default 1 */
+    int32_t prefetch_k;  /* experts per target layer considered (default: the trace's k) */
+    /* Cost model for gated, in milliseconds (from the hardware profile). */
+    double transfer_ms;  /* one expert over the link, latency included */
+    double compute_ms;   /* one layer of compute (the lead time one step buys) */
+} ec_policy_config;
+
+/*
+ * Perfect knowledge of the future, for the oracle: the caller (simulator,
+ * or a replay benchmark that knows its trace) answers from the trace.
+ */
+typedef struct ec_future {
+    /* Step of the next use of (layer, expert) at or after step `from`;
+     * INT64_MAX when never. */
+    int64_t (*next_use)(void *ctx, int64_t from, int32_t layer, int32_t expert);
+    /* The experts used at step `step` (k of them, in *layer); returns k, or
+     * 0 past the end of the trace. */
+    int32_t (*experts_at)(void *ctx, int64_t step, int32_t *layer, int16_t *experts);
+    void *ctx;
+} ec_future;
+
+typedef struct ec_policy ec_policy;
+
+/*
+ * Creates a policy over cache and queue (both borrowed). predictor is
+ * borrowed and required for predict and gated; future is required for
+ * oracle. err may be NULL.
+ */
+ec_status ec_policy_create(const ec_policy_config *cfg, ec_cache *cache, ec_queue *queue,
+                           const ec_predictor *predictor, const ec_future *future,
+                           ec_policy **out, ec_error *err);
+void ec_policy_destroy(ec_policy *p);
+const ec_policy_config *ec_policy_config_get(const ec_policy *p);
+
+/*
+ * The router of `layer` chose `experts` (k ids) at global step `step`;
+ * h already holds this observation. The policy:
+ *   1. marks the expert uses of this step as demands: each absent expert
+ *      gets a slot (ec_policy_victim) and a demand transfer; a QUEUED
+ *      prefetch of a needed expert is promoted to demand;
+ *   2. cancels queued prefetches whose target step has passed unused;
+ *   3. plans prefetches for the next `horizon` steps and queues them.
+ * Returns EC_OK, or EC_ERR_BUSY when a needed expert has no evictable slot
+ * (every slot of its pool is pinned): the caller must release and retry.
+ * Never allocates.
+ */
+ec_status ec_policy_observe(ec_policy *p, int64_t step, int32_t layer, const int16_t *experts,
+                            int32_t k, const ec_history *h);
+
+/* The caller started transfer t (popped from the queue): slot LOADING. */
+void ec_policy_started(ec_policy *p, const ec_transfer *t);
+/* Transfer into slot completed: slot READY. */
+void ec_policy_completed(ec_policy *p, int32_t slot);
+/* A reader uses (layer, expert) at step: pins its slot (must be present,
+ * after observe). Returns the slot or -1. */
+int32_t ec_policy_acquire(ec_policy *p, int64_t step, int32_t layer, int32_t expert);
+/* The reader of slot is done (its kernel completed or was ordered). */
+void ec_policy_release(ec_policy *p, int32_t slot);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
