@@ -157,27 +157,71 @@ static ec_status parse_record(const reader *r, const cJSON *obj, const ec_trace_
     return EC_OK;
 }
 
-ec_status ec_jsonl_read(const char *path, const ec_trace_opts *opts, ec_record_fn fn, void *ctx,
-                        ec_error *err)
+/*
+ * Names the top-level field whose value holds byte `pos` of a line that did
+ * not parse, so that `"gating_probs": [NaN]` or a line cut inside "experts"
+ * is reported against that field. Writes the key (at most cap - 1 bytes,
+ * non-printable bytes as '?') into key; returns 0 when pos is not inside a
+ * top-level value.
+ */
+static int field_at(const char *text, size_t len, size_t pos, char *key, size_t cap)
+{
+    int depth = 0, have = 0;
+    size_t str0 = 0, str1 = 0; /* last string at depth 1: [str0, str1) */
+    int str_is_last = 0;       /* nothing but blanks since that string */
+    if (pos > len)
+        pos = len;
+    for (size_t i = 0; i < pos; i++) {
+        char c = text[i];
+        if (c == '"') {
+            size_t j = i + 1;
+            while (j < pos && text[j] != '"')
+                j += text[j] == '\\' ? 2 : 1;
+            if (j >= pos)
+                break; /* the error is inside this string */
+            if (depth == 1) {
+                str0 = i + 1;
+                str1 = j;
+                str_is_last = 1;
+            }
+            i = j;
+            continue;
+        }
+        if (c == ' ' || c == '\t')
+            continue;
+        if (c == ':' && depth == 1 && str_is_last) {
+            size_t n = EC_MIN(str1 - str0, cap - 1);
+            for (size_t k = 0; k < n; k++) {
+                unsigned char ch = (unsigned char)text[str0 + k];
+                key[k] = ch >= 0x20 && ch < 0x7f && ch != '\'' ? (char)ch : '?';
+            }
+            key[n] = '\0';
+            have = 1;
+        } else if (c == ',' && depth == 1) {
+            have = 0;
+        } else if (c == '{' || c == '[') {
+            depth++;
+        } else if (c == '}' || c == ']') {
+            depth--;
+            if (depth < 1)
+                have = 0;
+        }
+        str_is_last = 0;
+    }
+    return have;
+}
+
+/* Reads every line of f (named path in messages); f stays open. */
+static ec_status read_stream(FILE *f, const char *path, const ec_trace_opts *opts,
+                             ec_record_fn fn, void *ctx, ec_error *err)
 {
     reader r = {path, 0, err};
-    struct stat sb;
-    if (stat(path, &sb) != 0)
-        return ec_error_set(err, EC_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-    if (S_ISDIR(sb.st_mode))
-        return ec_error_set(err, EC_ERR_IO, "%s: is a directory, expected a file", path);
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return ec_error_set(err, EC_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-
     size_t max_line = opts && opts->max_line ? opts->max_line : DEFAULT_MAX_LINE;
     size_t cap = max_line + 2; /* line, '\n', NUL */
     char *buf = ec_malloc(cap);
-    if (!buf) {
-        fclose(f);
+    if (!buf)
         return ec_error_set(err, EC_ERR_NOMEM, "%s: out of memory for a %zu-byte line buffer",
                             path, cap);
-    }
     stream_state st = {0, 0};
     ec_status s = EC_OK;
     size_t records = 0;
@@ -228,8 +272,10 @@ ec_status ec_jsonl_read(const char *path, const ec_trace_opts *opts, ec_record_f
             break;
         }
         if (!obj) {
-            s = fail(&r, NULL, "not valid JSON (near byte %td)",
-                     end ? end - text : (ptrdiff_t)0);
+            size_t at = end ? (size_t)(end - text) : 0;
+            char key[64];
+            s = fail(&r, field_at(text, len, at, key, sizeof key) ? key : NULL,
+                     "not valid JSON (near byte %zu)", at);
             break;
         }
         while (end && end < text + len && (*end == ' ' || *end == '\t'))
@@ -260,6 +306,36 @@ ec_status ec_jsonl_read(const char *path, const ec_trace_opts *opts, ec_record_f
     if (s == EC_OK && records == 0)
         s = ec_error_set(err, EC_ERR_PARSE, "%s: empty file, no routing record", path);
     ec_free(buf);
+    return s;
+}
+
+ec_status ec_jsonl_read(const char *path, const ec_trace_opts *opts, ec_record_fn fn, void *ctx,
+                        ec_error *err)
+{
+    struct stat sb;
+    if (stat(path, &sb) != 0)
+        return ec_error_set(err, EC_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    if (S_ISDIR(sb.st_mode))
+        return ec_error_set(err, EC_ERR_IO, "%s: is a directory, expected a file", path);
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return ec_error_set(err, EC_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    ec_status s = read_stream(f, path, opts, fn, ctx, err);
+    fclose(f);
+    return s;
+}
+
+ec_status ec_jsonl_read_buffer(const char *name, const void *data, size_t len,
+                               const ec_trace_opts *opts, ec_record_fn fn, void *ctx,
+                               ec_error *err)
+{
+    if (len == 0)
+        return ec_error_set(err, EC_ERR_PARSE, "%s: empty file, no routing record", name);
+    FILE *f = fmemopen((void *)data, len, "rb");
+    if (!f)
+        return ec_error_set(err, errno == ENOMEM ? EC_ERR_NOMEM : EC_ERR_IO,
+                            "%s: cannot open in-memory stream: %s", name, strerror(errno));
+    ec_status s = read_stream(f, name, opts, fn, ctx, err);
     fclose(f);
     return s;
 }

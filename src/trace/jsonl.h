@@ -33,6 +33,18 @@ ec_status ec_jsonl_read(const char *path, const ec_trace_opts *opts, ec_record_f
                         ec_error *err);
 
 /*
+ * The same reader over len bytes in memory (named `name` in messages); the
+ * bytes are not modified. For the fuzz targets and their regression test.
+ */
+ec_status ec_jsonl_read_buffer(const char *name, const void *data, size_t len,
+                               const ec_trace_opts *opts, ec_record_fn fn, void *ctx,
+                               ec_error *err);
+
+/* ec_trace_load over one in-memory file of len bytes named `name`. */
+ec_status ec_trace_load_buffer(const char *name, const void *data, size_t len,
+                               const ec_trace_opts *opts, ec_trace **out, ec_error *err);
+
+/*
  * Re-serialises one JSON text the way Python's json.dumps(json.loads(text))
  * does (", " and ": " separators, ensure_ascii, floats as repr). Writes a
  * NUL-terminated string into a buffer it allocates (*out, free with

@@ -194,6 +194,15 @@ static ec_status build(builder *b, ec_trace **out, ec_error *err)
     return EC_OK;
 }
 
+static void builder_init(builder *b, const ec_trace_opts *opts)
+{
+    memset(b, 0, sizeof *b);
+    if (opts)
+        b->opts = *opts;
+    b->max_layer = -1;
+    b->max_expert = -1;
+}
+
 ec_status ec_trace_load(const char *const *paths, size_t n_paths, const ec_trace_opts *opts,
                         ec_trace **out, ec_error *err)
 {
@@ -203,16 +212,28 @@ ec_status ec_trace_load(const char *const *paths, size_t n_paths, const ec_trace
     if (!paths || n_paths == 0)
         return ec_error_set(err, EC_ERR_INVALID, "ec_trace_load: no input file");
     builder b;
-    memset(&b, 0, sizeof b);
-    if (opts)
-        b.opts = *opts;
-    b.max_layer = -1;
-    b.max_expert = -1;
+    builder_init(&b, opts);
     ec_status s = EC_OK;
     for (size_t i = 0; i < n_paths && s == EC_OK; i++) {
         b.path = paths[i];
         s = ec_jsonl_read(paths[i], opts, on_record, &b, err);
     }
+    if (s == EC_OK)
+        s = build(&b, out, err);
+    builder_free(&b);
+    return s;
+}
+
+ec_status ec_trace_load_buffer(const char *name, const void *data, size_t len,
+                               const ec_trace_opts *opts, ec_trace **out, ec_error *err)
+{
+    if (!out || !name || (!data && len))
+        return ec_error_set(err, EC_ERR_INVALID, "ec_trace_load_buffer: NULL argument");
+    *out = NULL;
+    builder b;
+    builder_init(&b, opts);
+    b.path = name;
+    ec_status s = ec_jsonl_read_buffer(name, data, len, opts, on_record, &b, err);
     if (s == EC_OK)
         s = build(&b, out, err);
     builder_free(&b);
