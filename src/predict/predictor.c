@@ -1,6 +1,7 @@
 /* The predictor interface: registry, common fit (layer prior), save/load. */
 #include "predictor.h"
 
+#include <float.h>
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
@@ -202,9 +203,11 @@ ec_status ec_json_read_floats(const cJSON *arr, float *v, size_t n, const char *
     const cJSON *x;
     cJSON_ArrayForEach(x, arr)
     {
-        if (!cJSON_IsNumber(x) || !isfinite(x->valuedouble))
-            return ec_error_set(err, EC_ERR_PARSE, "%s: field '%s': element %zu is not a number",
-                                path, field, i);
+        /* Beyond FLT_MAX the conversion to float is undefined. */
+        if (!cJSON_IsNumber(x) || !(fabs(x->valuedouble) <= FLT_MAX))
+            return ec_error_set(err, EC_ERR_PARSE,
+                                "%s: field '%s': element %zu is not a finite single-precision "
+                                "number", path, field, i);
         v[i++] = (float)x->valuedouble;
     }
     return EC_OK;
@@ -316,14 +319,18 @@ static ec_status slurp(const char *path, char **out, size_t *len, ec_error *err)
     return EC_OK;
 }
 
-static ec_status get_num(const cJSON *obj, const char *field, double lo, double hi, double *out,
-                         const char *path, ec_error *err)
+/* A finite number in [lo, hi]; with integral, also a whole number. */
+static ec_status get_num(const cJSON *obj, const char *field, double lo, double hi, int integral,
+                         double *out, const char *path, ec_error *err)
 {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, field);
     if (!v)
         return ec_error_set(err, EC_ERR_PARSE, "%s: field '%s': missing", path, field);
     if (!cJSON_IsNumber(v) || !isfinite(v->valuedouble))
         return ec_error_set(err, EC_ERR_PARSE, "%s: field '%s': expected a number", path, field);
+    if (integral && v->valuedouble != floor(v->valuedouble))
+        return ec_error_set(err, EC_ERR_PARSE, "%s: field '%s': expected an integer, got %g", path,
+                            field, v->valuedouble);
     if (v->valuedouble < lo || v->valuedouble > hi)
         return ec_error_set(err, EC_ERR_PARSE, "%s: field '%s': %g is out of range [%g, %g]",
                             path, field, v->valuedouble, lo, hi);
@@ -341,9 +348,20 @@ ec_status ec_predictor_load(const char *path, ec_predictor **out, ec_error *err)
     ec_status s = slurp(path, &text, &len, err);
     if (s)
         return s;
+    s = ec_predictor_load_text(path, text, len, out, err);
+    ec_free(text);
+    return s;
+}
+
+ec_status ec_predictor_load_text(const char *path, const char *text, size_t len,
+                                 ec_predictor **out, ec_error *err)
+{
+    if (!path || !out || (!text && len))
+        return ec_error_set(err, EC_ERR_INVALID, "ec_predictor_load_text: NULL argument");
+    *out = NULL;
+    ec_status s;
     size_t failures = ec_alloc_failures();
     cJSON *root = cJSON_ParseWithLength(text, len);
-    ec_free(text);
     if (!root)
         return ec_alloc_failures() != failures
                    ? ec_error_set(err, EC_ERR_NOMEM, "%s: out of memory", path)
@@ -364,31 +382,42 @@ ec_status ec_predictor_load(const char *path, ec_predictor **out, ec_error *err)
     const cJSON *o = cJSON_GetObjectItemCaseSensitive(root, "opts");
     ec_predictor_opts po = {0};
     double v;
-    if ((s = get_num(root, "n_layers", 1, EC_MAX_LAYERS, &L, path, err)) ||
-        (s = get_num(root, "n_experts", 1, EC_MAX_EXPERTS, &E, path, err)) ||
-        (s = get_num(root, "k", 1, EC_MAX_K, &K, path, err))) {
+    if ((s = get_num(root, "n_layers", 1, EC_MAX_LAYERS, 1, &L, path, err)) ||
+        (s = get_num(root, "n_experts", 1, EC_MAX_EXPERTS, 1, &E, path, err)) ||
+        (s = get_num(root, "k", 1, EC_MIN(EC_MAX_K, E), 1, &K, path, err))) {
         cJSON_Delete(root);
         return s;
+    }
+    /* Check the prior's length before allocating L x E floats for it, so
+     * that a small file cannot ask for gigabytes. */
+    const cJSON *prior = cJSON_GetObjectItemCaseSensitive(root, "prior");
+    size_t n = (size_t)L * (size_t)E;
+    if (!cJSON_IsArray(prior) || (size_t)cJSON_GetArraySize(prior) != n) {
+        cJSON_Delete(root);
+        return ec_error_set(err, EC_ERR_PARSE, "%s: field 'prior': expected an array of %zu numbers",
+                            path, n);
     }
     if (!cJSON_IsObject(o)) {
         cJSON_Delete(root);
         return ec_error_set(err, EC_ERR_PARSE, "%s: field 'opts': expected an object", path);
     }
 #define OPT(field, lo, hi, assign)                                                                 \
-    if ((s = get_num(o, field, lo, hi, &v, path, err))) {                                          \
+    if ((s = get_num(o, field, lo, hi, integral, &v, path, err))) {                                \
         cJSON_Delete(root);                                                                        \
         return s;                                                                                  \
     }                                                                                              \
     assign;
+    int integral = 1;
     OPT("context", 0, 64, po.context = (int32_t)v)
     OPT("tokens_back", 0, 4096, po.tokens_back = (int32_t)v)
-    OPT("smoothing", 0, 1e9, po.smoothing = v)
     OPT("epochs", 0, 1e6, po.epochs = (int32_t)v)
-    OPT("learning_rate", 0, 1e6, po.learning_rate = v)
-    OPT("l2", 0, 1e6, po.l2 = v)
     OPT("per_layer", 0, 1, po.per_layer = (int32_t)v)
     OPT("seed", 0, 1.8e19, po.seed = (uint64_t)v)
     OPT("max_horizon", 0, EC_MAX_LAYERS, po.max_horizon = (int32_t)v)
+    integral = 0;
+    OPT("smoothing", 0, 1e9, po.smoothing = v)
+    OPT("learning_rate", 0, 1e6, po.learning_rate = v)
+    OPT("l2", 0, 1e6, po.l2 = v)
 #undef OPT
     ec_predictor *p;
     if ((s = ec_predictor_create(name->valuestring, &po, &p, err))) {
@@ -401,13 +430,17 @@ ec_status ec_predictor_load(const char *path, ec_predictor **out, ec_error *err)
     p->n_layers = (int32_t)L;
     p->n_experts = (int32_t)E;
     p->k = (int32_t)K;
-    size_t n = (size_t)p->n_layers * (size_t)p->n_experts;
     p->prior = ec_malloc(n * sizeof *p->prior);
     if (!p->prior)
         s = ec_error_set(err, EC_ERR_NOMEM, "%s: out of memory", path);
     else
-        s = ec_json_read_floats(cJSON_GetObjectItemCaseSensitive(root, "prior"), p->prior, n,
-                                "prior", path, err);
+        s = ec_json_read_floats(prior, p->prior, n, "prior", path, err);
+    /* Probabilities: a negative entry would survive normalisation. */
+    for (size_t i = 0; s == EC_OK && i < n; i++)
+        if (p->prior[i] < 0)
+            s = ec_error_set(err, EC_ERR_PARSE,
+                             "%s: field 'prior': element %zu (%g) is negative",
+                             path, i, (double)p->prior[i]);
     if (s == EC_OK) {
         for (int32_t l = 0; l < p->n_layers; l++)
             ec_normalize(p->prior + (size_t)l * (size_t)p->n_experts, p->n_experts);

@@ -51,6 +51,11 @@ cJSON *ec_json_float_array(const float *v, size_t n);
 ec_status ec_json_read_floats(const cJSON *arr, float *v, size_t n, const char *field,
                               const char *path, ec_error *err);
 
+/* ec_predictor_load on a file's len bytes already in memory (path names it
+ * in messages). For the fuzz target and its regression test. */
+ec_status ec_predictor_load_text(const char *path, const char *text, size_t len,
+                                 ec_predictor **out, ec_error *err);
+
 /* Every predictor module defines its vtable here. */
 extern const ec_predictor_vt ec_prior_vt;
 

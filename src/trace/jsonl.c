@@ -3,6 +3,7 @@
 
 #include <cjson/cJSON.h>
 #include <errno.h>
+#include <float.h>
 #include <math.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -145,7 +146,8 @@ static ec_status parse_record(const reader *r, const cJSON *obj, const ec_trace_
             if (!cJSON_IsNumber(it))
                 return fail(r, "gating_probs", "expected a number");
             double g = it->valuedouble;
-            if (!isfinite(g) || g < 0)
+            /* Gates are stored as float: beyond FLT_MAX the conversion is undefined. */
+            if (!(g >= 0 && g <= FLT_MAX))
                 return fail(r, "gating_probs", "gate %g is not a finite non-negative number", g);
             rec->gates[i++] = g;
         }
