@@ -151,12 +151,7 @@ static void put_cp(out_buf *b, unsigned cp)
     case '\f': puts_(b, "\\f"); return;
     }
     if (cp < 0x20 || (cp >= 0x7f && cp < 0x10000)) {
-        if (cp == 0x7f) {
-            char ch = 0x7f;
-            put(b, &ch, 1);
-            return;
-        }
-        put_u16(b, cp);
+        put_u16(b, cp); /* DEL too: Python escapes everything outside ' '..'~' */
     } else if (cp >= 0x10000) {
         cp -= 0x10000;
         put_u16(b, 0xd800 + (cp >> 10));
@@ -231,6 +226,11 @@ static int string(scan *c, out_buf *b)
                 return -1;
             cp = (cp << 6) | ((unsigned char)*c->s++ & 0x3f);
         }
+        /* Python's decoder refuses overlong forms and code points past
+         * U+10FFFF (it lets surrogates pass, as bytes input does). */
+        static const unsigned min_cp[4] = {0, 0x80, 0x800, 0x10000};
+        if (cp < min_cp[n] || cp > 0x10ffff)
+            return -1;
         put_cp(b, cp);
     }
     return -1;
@@ -269,12 +269,18 @@ static int number(scan *c, out_buf *b)
     }
     size_t n = (size_t)(c->s - start);
     if (is_float) {
-        char tmp[512], f[40];
-        if (n >= sizeof tmp)
+        /* strtod needs a terminated copy; long literals go on the heap. */
+        char small[128], f[40];
+        char *tmp = n < sizeof small ? small : ec_malloc(n + 1);
+        if (!tmp) {
+            b->oom = 1;
             return -1;
+        }
         memcpy(tmp, start, n);
         tmp[n] = '\0';
         ec_fmt_pyfloat(strtod(tmp, NULL), f);
+        if (tmp != small)
+            ec_free(tmp);
         puts_(b, f);
     } else if (n == 2 && start[0] == '-' && start[1] == '0') {
         puts_(b, "0"); /* Python: int("-0") == 0 */
