@@ -421,10 +421,10 @@ ec_status ec_predictor_load_text(const char *path, const char *text, size_t len,
 #undef OPT
     ec_predictor *p;
     if ((s = ec_predictor_create(name->valuestring, &po, &p, err))) {
+        if (s == EC_ERR_NOT_FOUND) /* name lives in root: report before freeing it */
+            s = ec_error_set(err, EC_ERR_PARSE, "%s: field 'predictor': unknown predictor '%s'",
+                             path, name->valuestring);
         cJSON_Delete(root);
-        if (s == EC_ERR_NOT_FOUND)
-            return ec_error_set(err, EC_ERR_PARSE, "%s: field 'predictor': unknown predictor '%s'",
-                                path, name->valuestring);
         return s;
     }
     p->n_layers = (int32_t)L;
