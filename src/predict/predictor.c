@@ -90,9 +90,9 @@ void ec_normalize(float *probs, int32_t n)
             probs[i] = 1.0f / (float)n;
         return;
     }
-    float inv = (float)(1.0 / sum);
+    /* Divide in double: 1 / sum overflows float when sum is subnormal. */
     for (int32_t i = 0; i < n; i++)
-        probs[i] *= inv;
+        probs[i] = (float)((double)probs[i] / sum);
 }
 
 void ec_predictor_prior(const ec_predictor *p, int32_t layer, float *probs)

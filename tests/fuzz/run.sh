@@ -36,6 +36,7 @@ summary=()
 for t in "${TARGETS[@]}"; do
   corpus="$WORK/corpus/$t"
   artifacts="$WORK/artifacts/$t"
+  rm -rf "$artifacts"
   mkdir -p "$corpus" "$artifacts" "tests/fuzz/regress/$t"
   log="$WORK/$t.log"
   echo "== $t: ${SECONDS_PER_TARGET}s"
