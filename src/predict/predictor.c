@@ -319,6 +319,17 @@ static ec_status slurp(const char *path, char **out, size_t *len, ec_error *err)
     return EC_OK;
 }
 
+/* Copies s for a one-line message: at most cap - 1 bytes, anything but
+ * printable ASCII shown as '?'. Returns buf. */
+static const char *printable(const char *s, char *buf, size_t cap)
+{
+    size_t n = 0;
+    for (; s[n] && n + 1 < cap; n++)
+        buf[n] = s[n] >= 0x20 && s[n] < 0x7f ? s[n] : '?';
+    buf[n] = '\0';
+    return buf;
+}
+
 /* A finite number in [lo, hi]; with integral, also a whole number. */
 static ec_status get_num(const cJSON *obj, const char *field, double lo, double hi, int integral,
                          double *out, const char *path, ec_error *err)
@@ -421,9 +432,11 @@ ec_status ec_predictor_load_text(const char *path, const char *text, size_t len,
 #undef OPT
     ec_predictor *p;
     if ((s = ec_predictor_create(name->valuestring, &po, &p, err))) {
-        if (s == EC_ERR_NOT_FOUND) /* name lives in root: report before freeing it */
+        if (s == EC_ERR_NOT_FOUND) { /* name lives in root: report before freeing it */
+            char shown[64];
             s = ec_error_set(err, EC_ERR_PARSE, "%s: field 'predictor': unknown predictor '%s'",
-                             path, name->valuestring);
+                             path, printable(name->valuestring, shown, sizeof shown));
+        }
         cJSON_Delete(root);
         return s;
     }
