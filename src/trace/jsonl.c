@@ -164,9 +164,10 @@ static ec_status parse_record(const reader *r, const cJSON *obj, const ec_trace_
  * not parse, so that `"gating_probs": [NaN]` or a line cut inside "experts"
  * is reported against that field. Writes the key (at most cap - 1 bytes,
  * non-printable bytes as '?') into key; returns 0 when pos is not inside a
- * top-level value.
+ * top-level value. *depth_at receives the nesting depth at pos.
  */
-static int field_at(const char *text, size_t len, size_t pos, char *key, size_t cap)
+static int field_at(const char *text, size_t len, size_t pos, char *key, size_t cap,
+                    int *depth_at)
 {
     int depth = 0, have = 0;
     size_t str0 = 0, str1 = 0; /* last string at depth 1: [str0, str1) */
@@ -210,6 +211,7 @@ static int field_at(const char *text, size_t len, size_t pos, char *key, size_t 
         }
         str_is_last = 0;
     }
+    *depth_at = depth;
     return have;
 }
 
@@ -276,8 +278,13 @@ static ec_status read_stream(FILE *f, const char *path, const ec_trace_opts *opt
         if (!obj) {
             size_t at = end ? (size_t)(end - text) : 0;
             char key[64];
-            s = fail(&r, field_at(text, len, at, key, sizeof key) ? key : NULL,
-                     "not valid JSON (near byte %zu)", at);
+            int depth;
+            const char *field = field_at(text, len, at, key, sizeof key, &depth) ? key : NULL;
+            if (depth >= CJSON_NESTING_LIMIT)
+                s = fail(&r, field, "JSON nested deeper than %d levels (near byte %zu)",
+                         CJSON_NESTING_LIMIT, at);
+            else
+                s = fail(&r, field, "not valid JSON (near byte %zu)", at);
             break;
         }
         while (end && end < text + len && (*end == ' ' || *end == '\t'))
