@@ -116,7 +116,7 @@ static const bad_case bad[] = {
     {"{\"layer\": 0, \"experts\": [], \"token_idx\": 0}\n", "field 'experts': empty array"},
     {"{\"layer\": 0, \"experts\": [1, 2], \"gating_probs\": [1], \"token_idx\": 0}\n", "field 'gating_probs': 1 values for 2 experts"},
     {"{\"layer\": 0, \"experts\": [1], \"gating_probs\": [-0.5], \"token_idx\": 0}\n", "field 'gating_probs': gate -0.5"},
-    {"{\"layer\": 0, \"experts\": [1], \"gating_probs\": [NaN], \"token_idx\": 0}\n", ":1: field 'gating_probs': not valid JSON"},
+    {"{\"layer\": 0, \"experts\": [1], \"gating_probs\": [NaN], \"token_idx\": 0}\n", ":1: field 'gating_probs': NaN is not a finite number"},
     {"{\"layer\": -1, \"experts\": [1], \"token_idx\": 0}\n", "field 'layer': -1 is out of range"},
     {"{\"layer\": 0, \"experts\": [1], \"token_idx\": -2}\n", "field 'token_idx': -2 is out of range"},
     {"{\"layer\": 0, \"experts\": [1, 2], \"token_idx\": 0}\n{\"layer\": 1, \"experts\": [1], \"token_idx\": 0}\n", ":2: field 'experts': top-k is 1 here but 2"},

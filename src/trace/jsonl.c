@@ -280,9 +280,17 @@ static ec_status read_stream(FILE *f, const char *path, const ec_trace_opts *opt
             char key[64];
             int depth;
             const char *field = field_at(text, len, at, key, sizeof key, &depth) ? key : NULL;
+            const char *word = NULL; /* Python's json writes these for non-finite floats */
+            static const char *const nonfinite[] = {"NaN", "Infinity", "-Infinity"};
+            for (size_t w = 0; w < EC_COUNTOF(nonfinite); w++)
+                if (len - at >= strlen(nonfinite[w]) &&
+                    memcmp(text + at, nonfinite[w], strlen(nonfinite[w])) == 0)
+                    word = nonfinite[w];
             if (depth >= CJSON_NESTING_LIMIT)
                 s = fail(&r, field, "JSON nested deeper than %d levels (near byte %zu)",
                          CJSON_NESTING_LIMIT, at);
+            else if (word)
+                s = fail(&r, field, "%s is not a finite number (near byte %zu)", word, at);
             else
                 s = fail(&r, field, "not valid JSON (near byte %zu)", at);
             break;
