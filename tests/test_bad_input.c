@@ -1,0 +1,343 @@
+/*
+ * The bad-input matrix: every malformed input in tests/bad (and the ones too
+ * big or too odd to commit, made here) gives one line naming file:line and
+ * field, exit code 1 (data) or 2 (usage), and no output. What real
+ * profilers add (unknown fields, a BOM, CRLF) keeps loading.
+ */
+#include "testutil.h"
+#include "predict/predictor.h"
+
+#include <dirent.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define BAD_DIR EC_SOURCE_DIR "/tests/bad"
+
+/* Number of lines in s (a final line without '\n' counts). */
+static int count_lines(const char *s)
+{
+    int n = 0;
+    for (const char *p = s; *p; p++)
+        n += *p == '\n';
+    return n + (s[0] && s[strlen(s) - 1] != '\n');
+}
+
+/* Entries of dir (dot files excluded). */
+static int count_entries(const char *dir)
+{
+    DIR *d = opendir(dir);
+    cr_assert_not_null(d, "cannot list %s", dir);
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)))
+        n += e->d_name[0] != '.';
+    closedir(d);
+    return n;
+}
+
+/*
+ * Runs `expertcast ARGS`, asserts the exit code, that stdout is empty, and
+ * that stderr's first line is "expertcast: " + want (or, for usage errors,
+ * starts "expertcast CMD: " + want followed by the HINT line).
+ */
+static void expect_failure(const char *args, int code, const char *want)
+{
+    char *out = NULL, *err = NULL;
+    int rc = tu_cli(&out, &err, "%s", args);
+    cr_assert_eq(rc, code, "'%s': exit %d, expected %d; stderr: %s", args, rc, code, err);
+    cr_assert(out && out[0] == '\0', "'%s' printed to stdout: %s", args, out);
+    cr_assert(err && strstr(err, want), "'%s': stderr '%s' lacks '%s'", args, err, want);
+    if (code == 1) {
+        cr_assert_eq(count_lines(err), 1, "'%s': not one line: %s", args, err);
+        cr_assert(strncmp(err, "expertcast: ", 12) == 0, "'%s': %s", args, err);
+    } else {
+        cr_assert_eq(count_lines(err), 2, "'%s': usage error is not message + hint: %s", args,
+                     err);
+        cr_assert(strstr(err, "\nHINT: run 'expertcast "), "'%s': %s", args, err);
+    }
+    free(out);
+    free(err);
+}
+
+/* Committed malformed traces: file, extra options, expected message after the path. */
+typedef struct bad_trace {
+    const char *file;
+    const char *opts;
+    const char *want;
+} bad_trace;
+
+static const bad_trace bad_traces[] = {
+    {"truncated_line.jsonl", "", ":2: field 'experts': not valid JSON (near byte 60)"},
+    {"binary_nul.jsonl", "", ":1: NUL byte in line (binary data?)"},
+    {"binary_garbage.jsonl", "", ":1: not valid JSON (near byte 0)"},
+    {"deep_nesting.jsonl", "", ":1: field 'extra': JSON nested deeper than 1000 levels"},
+    {"number_1e309.jsonl", "", ":1: field 'experts': number out of range"},
+    {"expert_negative_zero.jsonl", "", ":1: field 'experts': expected an integer, got -0"},
+    {"expert_fraction.jsonl", "", ":1: field 'experts': expected an integer, got 7.5"},
+    {"expert_string.jsonl", "", ":1: field 'experts': expected an integer, got a string"},
+    {"expert_id_ge_8.jsonl", "--experts 8", ":2: field 'experts': 9 is out of range [0, 7]"},
+    {"expert_duplicate.jsonl", "", ":1: field 'experts': expert 3 appears twice"},
+    {"gate_negative.jsonl", "",
+     ":1: field 'gating_probs': gate -0.5 is not a finite non-negative number"},
+    {"gate_nan.jsonl", "", ":1: field 'gating_probs': NaN is not a finite number"},
+    {"gate_beyond_float.jsonl", "",
+     ":1: field 'gating_probs': gate 1e+39 is not a finite non-negative number"},
+    {"k_changes.jsonl", "", ":3: field 'experts': top-k is 3 here but 2 on the first record"},
+    {"layer_ge_32.jsonl", "--layers 32", ":2: field 'layer': 40 is out of range [0, 31]"},
+    {"empty.jsonl", "", ": empty file, no routing record"},
+    {"blank_lines.jsonl", "", ": empty file, no routing record"},
+};
+
+Test(bad_input, every_committed_malformed_trace_fails_with_file_line_field)
+{
+    for (size_t i = 0; i < sizeof bad_traces / sizeof bad_traces[0]; i++) {
+        const bad_trace *c = &bad_traces[i];
+        char args[2048], want[2048];
+        snprintf(args, sizeof args, "info %s '%s/%s'", c->opts, BAD_DIR, c->file);
+        snprintf(want, sizeof want, "expertcast: %s/%s%s", BAD_DIR, c->file, c->want);
+        expect_failure(args, 1, want);
+    }
+}
+
+Test(bad_input, every_file_in_tests_bad_has_an_expectation)
+{
+    DIR *d = opendir(BAD_DIR);
+    cr_assert_not_null(d);
+    struct dirent *e;
+    int files = 0;
+    while ((e = readdir(d))) {
+        size_t n = strlen(e->d_name);
+        if (n < 6 || strcmp(e->d_name + n - 6, ".jsonl") != 0)
+            continue;
+        files++;
+        int found = 0;
+        for (size_t i = 0; i < sizeof bad_traces / sizeof bad_traces[0]; i++)
+            found |= strcmp(bad_traces[i].file, e->d_name) == 0;
+        cr_assert(found, "tests/bad/%s has no expected message in test_bad_input.c", e->d_name);
+    }
+    closedir(d);
+    cr_assert_eq(files, (int)(sizeof bad_traces / sizeof bad_traces[0]));
+}
+
+Test(bad_input, the_bound_options_are_what_rejects_ids_past_the_model)
+{
+    /* Without --experts the same file loads, with the shape inferred. */
+    char *out = NULL;
+    int rc = tu_cli(&out, NULL, "info '%s/expert_id_ge_8.jsonl'", BAD_DIR);
+    cr_assert_eq(rc, 0);
+    cr_assert(strstr(out, "layers 2, experts 10, top-2"), "%s", out);
+    free(out);
+}
+
+Test(bad_input, a_later_file_is_named_in_its_own_message)
+{
+    char args[2048], want[2048];
+    snprintf(args, sizeof args, "info '%s/accepted/crlf.jsonl' '%s/expert_fraction.jsonl'",
+             BAD_DIR, BAD_DIR);
+    snprintf(want, sizeof want, "expertcast: %s/expert_fraction.jsonl:1: field 'experts'", BAD_DIR);
+    expect_failure(args, 1, want);
+}
+
+Test(bad_input, a_10_mb_line_is_refused_past_the_line_limit_and_loads_within_it)
+{
+    const char *d = tu_tmpdir();
+    char path[512];
+    snprintf(path, sizeof path, "%s/long.jsonl", d);
+    FILE *f = fopen(path, "wb");
+    cr_assert_not_null(f);
+    fputs("{\"layer\": 0, \"experts\": [1, 0], \"token_idx\": 0, \"pad\": \"", f);
+    for (int i = 0; i < 10 * 1024 * 1024 / 64; i++)
+        fputs("0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef", f);
+    fputs("\"}\n", f);
+    fclose(f);
+    char args[1024], want[1024];
+    snprintf(args, sizeof args, "info '%s'", path);
+    snprintf(want, sizeof want, "expertcast: %s:1: line longer than 1048576 bytes", path);
+    expect_failure(args, 1, want);
+    char *out = NULL;
+    cr_assert_eq(tu_cli(&out, NULL, "info --max-line 11000000 '%s'", path), 0);
+    cr_assert(strstr(out, "layers 1, experts 2, top-2"), "%s", out);
+    free(out);
+    unlink(path); /* 10 MB: do not leave it in /tmp */
+}
+
+Test(bad_input, a_directory_or_a_missing_file_is_an_io_error)
+{
+    const char *d = tu_tmpdir();
+    char args[1024], want[1024];
+    snprintf(args, sizeof args, "info '%s'", d);
+    snprintf(want, sizeof want, "expertcast: %s: is a directory, expected a file", d);
+    expect_failure(args, 1, want);
+    snprintf(args, sizeof args, "info '%s/absent.jsonl'", d);
+    snprintf(want, sizeof want, "expertcast: %s/absent.jsonl: cannot open: No such file", d);
+    expect_failure(args, 1, want);
+}
+
+Test(bad_input, an_unreadable_file_is_an_io_error)
+{
+    const char *d = tu_tmpdir();
+    char src[1024];
+    snprintf(src, sizeof src, "%s/accepted/crlf.jsonl", BAD_DIR);
+    size_t len;
+    char *text = tu_read(src, &len);
+    cr_assert_not_null(text);
+    const char *p = tu_write(d, "locked.jsonl", text);
+    free(text);
+    cr_assert_eq(chmod(d, 0755), 0);
+    cr_assert_eq(chmod(p, 0000), 0);
+    /* root reads anything: drop to nobody for this one run when we can. */
+    const char *as = "";
+    if (geteuid() == 0) {
+        if (system("setpriv --reuid=65534 --regid=65534 --clear-groups true 2>/dev/null") != 0)
+            cr_skip_test("running as root without setpriv: an unreadable file cannot be made");
+        as = "setpriv --reuid=65534 --regid=65534 --clear-groups ";
+    }
+    char cmd[2048], errpath[1024];
+    snprintf(errpath, sizeof errpath, "%s/err", tu_tmpdir());
+    snprintf(cmd, sizeof cmd, "%s%s info '%s' >/dev/null 2>'%s'", as, EC_CLI_PATH, p, errpath);
+    int rc = system(cmd);
+    char *err = tu_read(errpath, NULL);
+    cr_assert(WIFEXITED(rc) && WEXITSTATUS(rc) == 1, "exit %d: %s", rc, err);
+    char want[1024];
+    snprintf(want, sizeof want, "expertcast: %s: cannot open: Permission denied\n", p);
+    cr_assert_str_eq(err, want);
+    free(err);
+}
+
+Test(bad_input, usage_errors_exit_2)
+{
+    char ok[1024];
+    snprintf(ok, sizeof ok, "'%s/accepted/crlf.jsonl'", BAD_DIR);
+    static const struct { const char *args; const char *want; } u[] = {
+        {"info", "expertcast info: no trace given"},
+        {"info --experts 0 %s", "expertcast info: --experts: 0 is out of range [1, 32767]"},
+        {"info --layers x %s", "expertcast info: --layers: 'x' is not an integer"},
+        {"info --bogus %s", "expertcast info: unknown option '--bogus'"},
+        {"info %s --experts", "expertcast info: option --experts needs a value"},
+        {"synth", "expertcast synth: --output is required"},
+        {"synth --tokens abc -o x", "expertcast synth: --tokens: 'abc' is not an integer"},
+        {"nonsense", "expertcast: unknown command 'nonsense'"},
+    };
+    for (size_t i = 0; i < sizeof u / sizeof u[0]; i++) {
+        char args[2048];
+        snprintf(args, sizeof args, u[i].args, ok);
+        expect_failure(args, 2, u[i].want);
+    }
+}
+
+/* synth failures: the message, the exit code, and an output folder left empty. */
+Test(bad_input, failed_synth_writes_nothing)
+{
+    const char *d = tu_tmpdir();
+    char args[2048], want[2048];
+    snprintf(args, sizeof args, "synth --tokens 4 -o '%s/missing/out.jsonl'", d);
+    snprintf(want, sizeof want,
+             "expertcast: %s/missing/out.jsonl: cannot create: No such file or directory", d);
+    expect_failure(args, 1, want);
+    snprintf(args, sizeof args, "synth --tokens 4 -o '%s'", d);
+    snprintf(want, sizeof want, "expertcast: %s: is a directory, expected a file path", d);
+    expect_failure(args, 1, want);
+    snprintf(args, sizeof args, "synth --experts 8 --top-k 9 -o '%s/out.jsonl'", d);
+    expect_failure(args, 2, "expertcast synth: --top-k 9 exceeds --experts 8");
+    snprintf(args, sizeof args, "synth --layers 0 -o '%s/out.jsonl'", d);
+    expect_failure(args, 2, "expertcast synth: --layers: 0 is out of range [1, 4096]");
+    snprintf(args, sizeof args, "synth --skew -1 -o '%s/out.jsonl'", d);
+    expect_failure(args, 2, "expertcast synth: --skew: -1 is out of range [0, 100]");
+    cr_assert_eq(count_entries(d), 0, "a failed synth left files in %s", d);
+}
+
+Test(bad_input, unknown_fields_bom_and_crlf_keep_loading)
+{
+    static const char *const files[] = {"unknown_fields.jsonl", "utf8_bom.jsonl", "crlf.jsonl",
+                                        "bom_crlf_no_final_newline.jsonl"};
+    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+        char *out = NULL, *err = NULL;
+        int rc = tu_cli(&out, &err, "info '%s/accepted/%s'", BAD_DIR, files[i]);
+        cr_assert_eq(rc, 0, "%s: exit %d: %s", files[i], rc, err);
+        cr_assert(strstr(out, "layers 2, experts 4, top-2, gates yes\n"
+                              "sequences 1, tokens 1, complete journeys 1, incomplete 0\n"
+                              "records 2 kept, 0 duplicates dropped\n"
+                              "  d/0: 1 tokens\n"),
+                  "%s: %s", files[i], out);
+        cr_assert_str_eq(err, "");
+        free(out);
+        free(err);
+    }
+}
+
+/* ---- predictor files (library: no command loads them yet) ---------------- */
+
+typedef struct bad_model {
+    const char *file;
+    const char *want; /* after "PATH: " */
+} bad_model;
+
+static const bad_model bad_models[] = {
+    {"layers_fraction.json", "field 'n_layers': expected an integer, got 1.5"},
+    {"k_above_experts.json", "field 'k': 3 is out of range [1, 2]"},
+    {"huge_shape_short_prior.json", "field 'prior': expected an array of 134213632 numbers"},
+    {"prior_negative.json", "field 'prior': element 0 (-1) is negative"},
+    {"prior_beyond_float.json",
+     "field 'prior': element 0 is not a finite single-precision number"},
+    {"unknown_predictor.json", "field 'predictor': unknown predictor 'nope'"},
+    {"truncated.json", "not valid JSON"},
+    {"wrong_format.json", "field 'format': not an expertcast predictor file"},
+    {"option_fraction.json", "field 'context': expected an integer, got 0.5"},
+};
+
+static size_t g_largest; /* bytes of the largest request seen */
+static void *largest_malloc(size_t n, void *ctx)
+{
+    (void)ctx;
+    g_largest = n > g_largest ? n : g_largest;
+    return malloc(n);
+}
+static void *largest_realloc(void *p, size_t n, void *ctx)
+{
+    (void)ctx;
+    g_largest = n > g_largest ? n : g_largest;
+    return realloc(p, n);
+}
+static void largest_free(void *p, void *ctx)
+{
+    (void)ctx;
+    free(p);
+}
+
+Test(bad_input, malformed_predictor_files_name_the_field)
+{
+    tu_alloc_state st = {0};
+    tu_alloc_install(&st);
+    for (size_t i = 0; i < sizeof bad_models / sizeof bad_models[0]; i++) {
+        char path[1024], want[2048];
+        snprintf(path, sizeof path, "%s/predictor/%s", BAD_DIR, bad_models[i].file);
+        snprintf(want, sizeof want, "%s: %s", path, bad_models[i].want);
+        ec_predictor *p = (ec_predictor *)&st; /* must be reset to NULL */
+        ec_error err = {0};
+        cr_assert_eq(ec_predictor_load(path, &p, &err), EC_ERR_PARSE, "%s: %s",
+                     bad_models[i].file, err.message);
+        cr_assert_null(p);
+        cr_assert_str_eq(err.message, want);
+        cr_assert_eq(st.live, 0, "%s: %ld blocks leaked", bad_models[i].file, st.live);
+    }
+    tu_alloc_uninstall();
+    /* huge_shape_short_prior.json is refused before allocating its 4096 x 32767 floats. */
+    ec_allocator big = {largest_malloc, largest_realloc, largest_free, NULL};
+    ec_set_allocator(&big);
+    char huge[1024];
+    snprintf(huge, sizeof huge, "%s/predictor/huge_shape_short_prior.json", BAD_DIR);
+    ec_predictor *h = NULL;
+    cr_assert_eq(ec_predictor_load(huge, &h, NULL), EC_ERR_PARSE);
+    ec_set_allocator(NULL);
+    cr_assert_lt(g_largest, 1 << 20, "largest allocation %zu bytes", g_largest);
+    char path[1024];
+    snprintf(path, sizeof path, "%s/accepted/predictor_extra_field.json", BAD_DIR);
+    ec_predictor *p = NULL;
+    ec_error err = {0};
+    cr_assert_eq(ec_predictor_load(path, &p, &err), EC_OK, "%s", err.message);
+    cr_assert_str_eq(ec_predictor_name(p), "prior");
+    ec_predictor_destroy(p);
+}
