@@ -241,6 +241,7 @@ ec_status ec_predictor_save(const ec_predictor *p, const char *path, ec_error *e
         return ec_error_set(err, EC_ERR_INVALID, "ec_predictor_save: NULL argument");
     if (!p->prior)
         return ec_error_set(err, EC_ERR_STATE, "predictor '%s' is not fitted", p->vt->name);
+    size_t failures = ec_alloc_failures();
     cJSON *root = cJSON_CreateObject(), *opts = cJSON_CreateObject(), *model = cJSON_CreateObject();
     cJSON *prior = ec_json_float_array(p->prior, (size_t)p->n_layers * (size_t)p->n_experts);
     int ok = root && opts && model && prior;
@@ -261,16 +262,21 @@ ec_status ec_predictor_save(const ec_predictor *p, const char *path, ec_error *e
              cJSON_AddNumberToObject(opts, "per_layer", o->per_layer) &&
              cJSON_AddNumberToObject(opts, "seed", (double)o->seed) &&
              cJSON_AddNumberToObject(opts, "max_horizon", o->max_horizon);
-        if (ok) {
-            cJSON_AddItemToObject(root, "opts", opts);
+        /* Adding copies the key and can fail: the item stays ours until it succeeds. */
+        if (ok && (ok = cJSON_AddItemToObject(root, "opts", opts)))
             opts = NULL;
-            cJSON_AddItemToObject(root, "prior", prior);
+        if (ok && (ok = cJSON_AddItemToObject(root, "prior", prior)))
             prior = NULL;
+        if (ok) {
             ec_status s = p->vt->save ? p->vt->save(p, model) : EC_OK;
-            cJSON_AddItemToObject(root, "model", model);
-            model = NULL;
+            if (s == EC_OK && (ok = cJSON_AddItemToObject(root, "model", model)))
+                model = NULL;
             if (s) {
+                cJSON_Delete(model);
                 cJSON_Delete(root);
+                if (s == EC_ERR_NOMEM || ec_alloc_failures() != failures)
+                    return ec_error_set(err, EC_ERR_NOMEM, "%s: out of memory serialising",
+                                        path);
                 return ec_error_set(err, s, "%s: cannot serialise predictor '%s'", path,
                                     p->vt->name);
             }
