@@ -1,0 +1,370 @@
+/*
+ * Allocation-failure injection: for every k, the k-th allocation made by a
+ * public entry point fails. The call must return EC_ERR_NOMEM (or succeed,
+ * when it can do without), set its out-pointer to NULL, name the failure,
+ * and leave no block behind once what it made is destroyed.
+ */
+#include "testutil.h"
+#include "trace/jsonl.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* What one run under the failing allocator reports. */
+typedef struct run_result {
+    ec_status status;
+    int reached;  /* the k-th allocation happened inside the call under test */
+    int out_null; /* the out-pointer was NULL after a failure (1 when not applicable) */
+    char message[EC_ERROR_MAX];
+} run_result;
+
+/* Runs the entry point; allocation number st->calls + k of the call under
+ * test fails (setup and teardown allocate freely). Destroys what it made. */
+typedef run_result (*op_fn)(tu_alloc_state *st, size_t k, const void *arg);
+
+/* Arms the failure: the k-th allocation from now fails. */
+static void arm(tu_alloc_state *st, size_t k) { st->fail_at = st->calls + k; }
+
+/* Whether the armed allocation was reached; disarms, so that checks made
+ * after the call under test allocate freely. */
+static int disarm(tu_alloc_state *st)
+{
+    int hit = st->fail_at && st->calls >= st->fail_at;
+    st->fail_at = 0;
+    return hit;
+}
+
+/* Runs the call under test with the failure armed (statements, so that the
+ * call surely comes before the check). */
+#define RUN(r, st, k, call)                                                                        \
+    do {                                                                                           \
+        arm(st, k);                                                                                \
+        (r).status = (call);                                                                       \
+        (r).reached = disarm(st);                                                                  \
+        (r).out_null = 1;                                                                          \
+    } while (0)
+
+static size_t sweep(const char *name, op_fn op, const void *arg, int needs_message)
+{
+    size_t k;
+    for (k = 1; k < 100000; k++) {
+        tu_alloc_state st = {0};
+        tu_alloc_install(&st);
+        run_result r = op(&st, k, arg);
+        tu_alloc_uninstall();
+        cr_assert_eq(st.live, 0, "%s: failing allocation %zu leaked %ld block(s)", name, k,
+                     st.live);
+        if (!r.reached) {
+            cr_assert_eq(r.status, EC_OK, "%s: fails (%d: %s) with no allocation failing", name,
+                         r.status, r.message);
+            return k - 1;
+        }
+        cr_assert(r.status == EC_OK || r.status == EC_ERR_NOMEM,
+                  "%s: failing allocation %zu gave status %d (%s), not EC_ERR_NOMEM", name, k,
+                  r.status, r.message);
+        if (r.status == EC_ERR_NOMEM) {
+            cr_assert(r.out_null, "%s: failing allocation %zu left the out-pointer set", name, k);
+            if (needs_message)
+                cr_assert(r.message[0], "%s: failing allocation %zu: no message", name, k);
+        }
+    }
+    cr_assert_fail("%s: still allocating after %zu allocations", name, k);
+    return k;
+}
+
+/* ---- the entry points ---------------------------------------------------------- */
+
+static const char *small_trace_path(void)
+{
+    static char path[1024];
+    if (!path[0]) {
+        /* Two sequences with gates, a duplicate record and a missing layer. */
+        const char *text =
+            "{\"dataset\": \"a\", \"problem_id\": 0, \"layer\": 0, \"experts\": [1, 2], "
+            "\"gating_probs\": [0.7, 0.3], \"token_idx\": 0}\n"
+            "{\"dataset\": \"a\", \"problem_id\": 0, \"layer\": 1, \"experts\": [0, 3], "
+            "\"gating_probs\": [0.6, 0.4], \"token_idx\": 0}\n"
+            "{\"dataset\": \"a\", \"problem_id\": 0, \"layer\": 1, \"experts\": [2, 3], "
+            "\"gating_probs\": [0.6, 0.4], \"token_idx\": 0}\n"
+            "{\"dataset\": \"b\", \"problem_id\": 4, \"layer\": 0, \"experts\": [3, 1], "
+            "\"gating_probs\": [0.9, 0.1], \"token_idx\": 2, \"extra\": [1, {\"x\": null}]}\n"
+            "{\"dataset\": \"a\", \"problem_id\": 0, \"layer\": 0, \"experts\": [1, 0], "
+            "\"gating_probs\": [0.5, 0.5], \"token_idx\": 1}\n";
+        snprintf(path, sizeof path, "%s", tu_write(tu_tmpdir(), "small.jsonl", text));
+    }
+    return path;
+}
+
+static run_result op_trace_load(tu_alloc_state *st, size_t k, const void *arg)
+{
+    (void)arg;
+    const char *paths[2] = {small_trace_path(), small_trace_path()};
+    ec_trace *t = (ec_trace *)st; /* poison: must come back NULL on failure */
+    ec_error err = {0};
+    run_result r = {0};
+    RUN(r, st, k, ec_trace_load(paths, 2, NULL, &t, &err));
+    if (r.status == EC_OK)
+        cr_assert_eq(t->n_duplicates, 6); /* the second file repeats all 5, plus one in it */
+    else
+        r.out_null = t == NULL;
+    snprintf(r.message, sizeof r.message, "%s", err.message);
+    ec_trace_destroy(r.status == EC_OK ? t : NULL);
+    return r;
+}
+
+static run_result op_trace_load_buffer(tu_alloc_state *st, size_t k, const void *arg)
+{
+    (void)arg;
+    size_t len;
+    char *text = tu_read(small_trace_path(), &len); /* plain malloc: not counted */
+    ec_trace *t = (ec_trace *)st;
+    ec_error err = {0};
+    run_result r = {0};
+    RUN(r, st, k, ec_trace_load_buffer("small.jsonl", text, len, NULL, &t, &err));
+    if (r.status != EC_OK)
+        r.out_null = t == NULL;
+    snprintf(r.message, sizeof r.message, "%s", err.message);
+    ec_trace_destroy(r.status == EC_OK ? t : NULL);
+    free(text);
+    return r;
+}
+
+static void small_synth_opts(ec_synth_opts *o)
+{
+    ec_synth_opts_default(o);
+    o->n_layers = 4;
+    o->n_experts = 8;
+    o->k = 2;
+    o->n_seqs = 3;
+    o->n_tokens = 5;
+}
+
+static run_result op_synth(tu_alloc_state *st, size_t k, const void *arg)
+{
+    (void)arg;
+    ec_synth_opts o;
+    small_synth_opts(&o);
+    ec_trace *t = (ec_trace *)st;
+    ec_error err = {0};
+    run_result r = {0};
+    RUN(r, st, k, ec_synth_generate(&o, &t, &err));
+    if (r.status != EC_OK)
+        r.out_null = t == NULL;
+    snprintf(r.message, sizeof r.message, "%s", err.message);
+    ec_trace_destroy(r.status == EC_OK ? t : NULL);
+    return r;
+}
+
+static run_result op_history_create(tu_alloc_state *st, size_t k, const void *arg)
+{
+    (void)arg;
+    ec_history *h = (ec_history *)st;
+    run_result r = {0};
+    RUN(r, st, k, ec_history_create(32, 8, 2, 4, &h));
+    if (r.status != EC_OK)
+        r.out_null = h == NULL;
+    ec_history_destroy(r.status == EC_OK ? h : NULL);
+    return r;
+}
+
+static run_result op_predictor_create(tu_alloc_state *st, size_t k, const void *arg)
+{
+    ec_predictor *p = (ec_predictor *)st;
+    ec_error err = {0};
+    run_result r = {0};
+    RUN(r, st, k, ec_predictor_create(arg, NULL, &p, &err));
+    if (r.status != EC_OK)
+        r.out_null = p == NULL;
+    snprintf(r.message, sizeof r.message, "%s", err.message);
+    ec_predictor_destroy(r.status == EC_OK ? p : NULL);
+    return r;
+}
+
+static run_result op_predictor_fit(tu_alloc_state *st, size_t k, const void *arg)
+{
+    ec_synth_opts o;
+    small_synth_opts(&o);
+    ec_trace *t;
+    ec_predictor *p;
+    cr_assert_eq(ec_synth_generate(&o, &t, NULL), EC_OK);
+    cr_assert_eq(ec_predictor_create(arg, NULL, &p, NULL), EC_OK);
+    /* A first fit, so that a failing refit must keep or replace the model cleanly. */
+    cr_assert_eq(ec_predictor_fit(p, t, NULL), EC_OK);
+    run_result r = {0};
+    RUN(r, st, k, ec_predictor_fit(p, t, NULL));
+    snprintf(r.message, sizeof r.message, "%s", ec_predictor_errmsg(p));
+    if (r.status == EC_OK) {
+        float probs[8];
+        ec_history *h;
+        cr_assert_eq(ec_history_create(4, 8, 2, 2, &h), EC_OK);
+        int16_t ex[2] = {1, 2};
+        ec_history_observe(h, 0, ex);
+        cr_assert_geq(ec_predictor_predict(p, h, 1, probs), 0);
+        ec_history_destroy(h);
+    }
+    ec_predictor_destroy(p);
+    ec_trace_destroy(t);
+    return r;
+}
+
+static const char *scratch_model(void)
+{
+    static char path[1024];
+    if (!path[0])
+        snprintf(path, sizeof path, "%s/model.json", tu_tmpdir());
+    return path;
+}
+
+/* Entries of the scratch model's folder (the model and any temporary). */
+static int folder_entries(void)
+{
+    char cmd[1200];
+    snprintf(cmd, sizeof cmd, "ls -A \"$(dirname '%s')\" | wc -l", scratch_model());
+    FILE *p = popen(cmd, "r");
+    int n = -1;
+    if (p) {
+        if (fscanf(p, "%d", &n) != 1)
+            n = -1;
+        pclose(p);
+    }
+    return n;
+}
+
+static run_result op_predictor_save(tu_alloc_state *st, size_t k, const void *arg)
+{
+    ec_synth_opts o;
+    small_synth_opts(&o);
+    ec_trace *t;
+    ec_predictor *p;
+    cr_assert_eq(ec_synth_generate(&o, &t, NULL), EC_OK);
+    cr_assert_eq(ec_predictor_create(arg, NULL, &p, NULL), EC_OK);
+    cr_assert_eq(ec_predictor_fit(p, t, NULL), EC_OK);
+    unlink(scratch_model());
+    ec_error err = {0};
+    run_result r = {0};
+    RUN(r, st, k, ec_predictor_save(p, scratch_model(), &err));
+    snprintf(r.message, sizeof r.message, "%s", err.message);
+    struct stat sb;
+    int exists = stat(scratch_model(), &sb) == 0;
+    cr_assert_eq(exists, r.status == EC_OK, "save returned %d but the file %s", r.status,
+                 exists ? "exists" : "is missing");
+    cr_assert_eq(folder_entries(), exists, "a temporary file was left beside the model");
+    ec_predictor_destroy(p);
+    ec_trace_destroy(t);
+    return r;
+}
+
+static run_result op_predictor_load(tu_alloc_state *st, size_t k, const void *arg)
+{
+    static char saved[64]; /* the predictor whose model file is on disk */
+    if (strcmp(saved, arg) != 0) {
+        ec_synth_opts o;
+        small_synth_opts(&o);
+        ec_trace *t;
+        ec_predictor *p;
+        cr_assert_eq(ec_synth_generate(&o, &t, NULL), EC_OK);
+        cr_assert_eq(ec_predictor_create(arg, NULL, &p, NULL), EC_OK);
+        cr_assert_eq(ec_predictor_fit(p, t, NULL), EC_OK);
+        cr_assert_eq(ec_predictor_save(p, scratch_model(), NULL), EC_OK);
+        ec_predictor_destroy(p);
+        ec_trace_destroy(t);
+        snprintf(saved, sizeof saved, "%s", (const char *)arg);
+    }
+    ec_predictor *q = (ec_predictor *)st;
+    ec_error err = {0};
+    run_result r = {0};
+    RUN(r, st, k, ec_predictor_load(scratch_model(), &q, &err));
+    if (r.status != EC_OK)
+        r.out_null = q == NULL;
+    snprintf(r.message, sizeof r.message, "%s", err.message);
+    ec_predictor_destroy(r.status == EC_OK ? q : NULL);
+    return r;
+}
+
+static run_result op_outfile(tu_alloc_state *st, size_t k, const void *arg)
+{
+    (void)arg;
+    char path[1024];
+    snprintf(path, sizeof path, "%s/out.txt", tu_tmpdir());
+    ec_outfile *o = (ec_outfile *)st;
+    FILE *f = (FILE *)st;
+    ec_error err = {0};
+    run_result r = {0};
+    RUN(r, st, k, ec_outfile_open(path, &o, &f, &err));
+    snprintf(r.message, sizeof r.message, "%s", err.message);
+    if (r.status == EC_OK) {
+        fputs("complete\n", f);
+        r.status = ec_outfile_commit(o, &err);
+        cr_assert_eq(r.status, EC_OK, "%s", err.message);
+        char *text = tu_read(path, NULL);
+        cr_assert_str_eq(text, "complete\n");
+        free(text);
+    } else {
+        r.out_null = o == NULL && f == NULL;
+        cr_assert_neq(access(path, F_OK), 0, "failed open created %s", path);
+    }
+    return r;
+}
+
+static run_result op_pyrepr(tu_alloc_state *st, size_t k, const void *arg)
+{
+    (void)arg;
+    /* Long enough to grow the output several times; a long float literal. */
+    static const char text[] =
+        "{\"dataset\": \"caf\\u00e9 \\ud83d\\ude00\", \"experts\": [6, 5, 4, 3, 2, 1, 0], "
+        "\"gating_probs\": [0.69, 0.30, 1e-05, 1E16, -0.0], \"nested\": [[[{\"a\": null}]]], "
+        "\"long\": 3.14159265358979323846264338327950288419716939937510582097494459230781640"
+        "6286208998628034825342117067982148086513282306647093844609550582231725359408128}";
+    char *out = (char *)st;
+    size_t len;
+    run_result r = {0};
+    RUN(r, st, k, ec_json_pyrepr(text, sizeof text - 1, &out, &len));
+    if (r.status == EC_OK) {
+        cr_assert(strstr(out, "\"long\": 3.141592653589793}"), "%s", out);
+        ec_free(out);
+    } else {
+        r.out_null = out == NULL;
+    }
+    return r;
+}
+
+/* ---- the sweeps ------------------------------------------------------------------ */
+
+Test(alloc_fail, trace_load)
+{
+    size_t n = sweep("ec_trace_load", op_trace_load, NULL, 1);
+    cr_assert_gt(n, 20, "only %zu allocations: the sweep did not cover the loader", n);
+}
+
+Test(alloc_fail, trace_load_buffer)
+{
+    cr_assert_gt(sweep("ec_trace_load_buffer", op_trace_load_buffer, NULL, 1), 20);
+}
+
+Test(alloc_fail, synth_generate) { cr_assert_gt(sweep("ec_synth_generate", op_synth, NULL, 1), 5); }
+
+Test(alloc_fail, history_create)
+{
+    cr_assert_eq(sweep("ec_history_create", op_history_create, NULL, 0), 2);
+}
+
+Test(alloc_fail, predictor_create_fit_save_load_for_every_predictor)
+{
+    for (const char *const *name = ec_predictor_names(); *name; name++) {
+        char what[128];
+        snprintf(what, sizeof what, "ec_predictor_create(%s)", *name);
+        cr_assert_geq(sweep(what, op_predictor_create, *name, 1), 1);
+        snprintf(what, sizeof what, "ec_predictor_fit(%s)", *name);
+        cr_assert_geq(sweep(what, op_predictor_fit, *name, 1), 1);
+        snprintf(what, sizeof what, "ec_predictor_save(%s)", *name);
+        cr_assert_gt(sweep(what, op_predictor_save, *name, 1), 10);
+        snprintf(what, sizeof what, "ec_predictor_load(%s)", *name);
+        cr_assert_gt(sweep(what, op_predictor_load, *name, 1), 10);
+    }
+}
+
+Test(alloc_fail, outfile_open) { cr_assert_geq(sweep("ec_outfile_open", op_outfile, NULL, 1), 3); }
+
+Test(alloc_fail, json_pyrepr) { cr_assert_gt(sweep("ec_json_pyrepr", op_pyrepr, NULL, 0), 3); }
