@@ -133,6 +133,10 @@ int cli_write_file(const char *path, ec_status (*write_fn)(FILE *f, void *ctx, e
         return cli_fail(s, &err);
     if ((s = write_fn(f, ctx, &err))) {
         ec_outfile_abort(o);
+        if (!strstr(err.message, path)) { /* writers know the stream, not its name */
+            cli_error("%s: %s", path, err.message[0] ? err.message : ec_status_str(s));
+            return cli_exit_code(s);
+        }
         return cli_fail(s, &err);
     }
     if ((s = ec_outfile_commit(o, &err)))

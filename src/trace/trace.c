@@ -1,6 +1,7 @@
 /* Building an ec_trace from raw JSONL records, and writing it back. */
 #include "jsonl.h"
 
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -311,6 +312,6 @@ ec_status ec_trace_write_jsonl(const ec_trace *t, FILE *f, ec_error *err)
         }
     }
     if (ferror(f))
-        return ec_error_set(err, EC_ERR_IO, "write error");
+        return ec_error_set(err, EC_ERR_IO, "write error: %s", strerror(errno));
     return EC_OK;
 }
