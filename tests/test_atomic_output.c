@@ -1,0 +1,144 @@
+/*
+ * Atomic outputs: a run that fails midway (a write refused past a file-size
+ * limit, as on a full disk) or is killed leaves the previous output intact;
+ * a failed run also leaves no temporary file behind.
+ */
+#include "testutil.h"
+#include "predict/predictor.h"
+
+#include <dirent.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+
+#define PREVIOUS "previous contents\n"
+
+/* Names in dir other than keep (dot files excluded), joined by spaces. */
+static void others(const char *dir, const char *keep, char *buf, size_t cap)
+{
+    DIR *d = opendir(dir);
+    cr_assert_not_null(d);
+    buf[0] = '\0';
+    struct dirent *e;
+    while ((e = readdir(d)))
+        if (e->d_name[0] != '.' && strcmp(e->d_name, keep) != 0)
+            snprintf(buf + strlen(buf), cap - strlen(buf), "%s ", e->d_name);
+    closedir(d);
+}
+
+static void assert_previous_intact(const char *path)
+{
+    char *text = tu_read(path, NULL);
+    cr_assert_not_null(text, "%s vanished", path);
+    cr_assert_str_eq(text, PREVIOUS, "%s was overwritten", path);
+    free(text);
+}
+
+Test(atomic, synth_failing_midway_keeps_the_old_file_and_no_temporary)
+{
+    const char *d = tu_tmpdir();
+    const char *out = tu_write(d, "out.jsonl", PREVIOUS);
+    /* 4 KiB file-size limit with SIGXFSZ ignored: writes past it fail with
+     * EFBIG, as on a full disk; the default trace is ~900 KB. */
+    char cmd[2048], errpath[1024];
+    snprintf(errpath, sizeof errpath, "%s/stderr", tu_tmpdir());
+    snprintf(cmd, sizeof cmd,
+             "bash -c \"trap '' XFSZ; ulimit -f 4; exec %s synth -o '%s'\" 2>'%s'", EC_CLI_PATH,
+             out, errpath);
+    int rc = system(cmd);
+    char *err = tu_read(errpath, NULL);
+    cr_assert(WIFEXITED(rc) && WEXITSTATUS(rc) == 1, "status %d: %s", rc, err);
+    char want[1200];
+    snprintf(want, sizeof want, "expertcast: %s: write error: File too large\n", out);
+    cr_assert_str_eq(err, want);
+    free(err);
+    assert_previous_intact(out);
+    char left[1024];
+    others(d, "out.jsonl", left, sizeof left);
+    cr_assert_str_eq(left, "", "left behind: %s", left);
+}
+
+Test(atomic, synth_killed_midway_keeps_the_old_file)
+{
+    const char *d = tu_tmpdir();
+    const char *out = tu_write(d, "out.jsonl", PREVIOUS);
+    /* Same limit, default SIGXFSZ: the process is killed in the middle of
+     * writing. It cannot clean up; only its own temporary may remain. */
+    char cmd[2048];
+    snprintf(cmd, sizeof cmd, "bash -c \"ulimit -f 4; exec %s synth -o '%s'\" 2>/dev/null",
+             EC_CLI_PATH, out);
+    int rc = system(cmd);
+    cr_assert(WIFEXITED(rc) && WEXITSTATUS(rc) == 128 + SIGXFSZ, "status %d", rc);
+    assert_previous_intact(out);
+    char left[1024];
+    others(d, "out.jsonl", left, sizeof left);
+    /* one entry, "out.jsonl.tmp.XXXXXX " */
+    cr_assert(strncmp(left, "out.jsonl.tmp.", 14) == 0 && strchr(left, ' ') == left + 20 &&
+                  left[21] == '\0',
+              "expected only the killed writer's temporary, found '%s'", left);
+}
+
+Test(atomic, synth_refused_before_writing_keeps_the_old_file)
+{
+    const char *d = tu_tmpdir();
+    const char *out = tu_write(d, "out.jsonl", PREVIOUS);
+    cr_assert_eq(tu_cli(NULL, NULL, "synth --experts 4 --top-k 5 -o '%s'", out), 2);
+    assert_previous_intact(out);
+    char left[1024];
+    others(d, "out.jsonl", left, sizeof left);
+    cr_assert_str_eq(left, "");
+}
+
+Test(atomic, synth_success_replaces_the_file_and_leaves_no_temporary)
+{
+    const char *d = tu_tmpdir();
+    const char *out = tu_write(d, "out.jsonl", PREVIOUS);
+    cr_assert_eq(tu_cli(NULL, NULL, "synth --tokens 2 --sequences 1 --layers 2 -o '%s'", out), 0);
+    char *text = tu_read(out, NULL);
+    cr_assert(strncmp(text, "{\"dataset\": \"synth\"", 19) == 0, "%s", text);
+    free(text);
+    char left[1024];
+    others(d, "out.jsonl", left, sizeof left);
+    cr_assert_str_eq(left, "");
+    struct stat sb;
+    cr_assert_eq(stat(out, &sb), 0);
+    cr_assert_neq(sb.st_mode & 0044, 0, "mode %o: the temporary's 0600 was kept", sb.st_mode);
+}
+
+/* The library's own writers under the same failure: ec_predictor_save. */
+Test(atomic, predictor_save_failing_midway_keeps_the_old_model)
+{
+    ec_synth_opts o;
+    ec_synth_opts_default(&o);
+    o.n_layers = 64;
+    o.n_experts = 256; /* a prior of 16384 numbers: ~150 KB of JSON */
+    o.k = 4;
+    o.n_seqs = 1;
+    o.n_tokens = 4;
+    ec_trace *t;
+    ec_predictor *p;
+    cr_assert_eq(ec_synth_generate(&o, &t, NULL), EC_OK);
+    cr_assert_eq(ec_predictor_create("prior", NULL, &p, NULL), EC_OK);
+    cr_assert_eq(ec_predictor_fit(p, t, NULL), EC_OK);
+    const char *d = tu_tmpdir();
+    const char *path = tu_write(d, "model.json", PREVIOUS);
+    /* This test runs in its own process: limit it, and ignore SIGXFSZ. */
+    signal(SIGXFSZ, SIG_IGN);
+    struct rlimit lim = {16384, 16384};
+    cr_assert_eq(setrlimit(RLIMIT_FSIZE, &lim), 0);
+    ec_error err = {0};
+    ec_status s = ec_predictor_save(p, path, &err);
+    cr_assert_eq(s, EC_ERR_IO, "status %d: %s", s, err.message);
+    char want[1200];
+    snprintf(want, sizeof want, "%s: write failed: File too large", path);
+    cr_assert_str_eq(err.message, want);
+    assert_previous_intact(path);
+    char left[1024];
+    others(d, "model.json", left, sizeof left);
+    cr_assert_str_eq(left, "", "left behind: %s", left);
+    ec_predictor_destroy(p);
+    ec_trace_destroy(t);
+}
