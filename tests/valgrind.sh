@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# Valgrind memcheck over the command-line tool: every command on a small
+# synthetic trace, the help texts, usage errors, and every malformed input of
+# tests/bad. Each run must exit with its expected code and memcheck must
+# report zero errors (leaks included: definite, indirect and possible).
+#
+# usage: tests/valgrind.sh [PATH/TO/expertcast]     (default build/expertcast)
+# Use a build without sanitizers (the default Debug or RelWithDebInfo build).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+CLI=${1:-build/expertcast}
+if [ ! -x "$CLI" ]; then
+  echo "valgrind.sh: $CLI is not an executable; build first" >&2
+  exit 2
+fi
+if ! command -v valgrind >/dev/null; then
+  echo "valgrind.sh: valgrind is not installed (apt-get install valgrind)" >&2
+  exit 2
+fi
+TMP=$(mktemp -d)
+trap 'rm -rf "$TMP"' EXIT
+
+runs=0
+failures=0
+# run EXPECTED_EXIT ARGS...: one CLI run under memcheck.
+run() {
+  local want=$1
+  shift
+  runs=$((runs + 1))
+  local log="$TMP/memcheck.$runs.log"
+  set +e
+  valgrind --tool=memcheck --error-exitcode=1 --leak-check=full \
+    --show-leak-kinds=definite,indirect,possible --errors-for-leak-kinds=definite,indirect,possible \
+    --track-origins=yes --log-file="$log" "$CLI" "$@" >"$TMP/stdout" 2>"$TMP/stderr"
+  local rc=$?
+  set -e
+  # --error-exitcode=1 collides with the CLI's own "bad data" exit 1, so the
+  # error count is read from memcheck's summary as well.
+  local errors
+  errors=$(sed -n 's/.*ERROR SUMMARY: \([0-9]*\) errors.*/\1/p' "$log" | tail -1)
+  if [ "$rc" != "$want" ] || [ "${errors:-missing}" != 0 ]; then
+    failures=$((failures + 1))
+    echo "FAIL: expertcast $* (exit $rc, expected $want; memcheck errors ${errors:-missing})"
+    sed 's/^/  | /' "$TMP/stderr" | head -5
+    grep -v '^==[0-9]*== *$' "$log" | sed 's/^/  | /' | head -60
+  else
+    echo "ok   exit $rc, 0 errors: expertcast $*"
+  fi
+}
+
+small="$TMP/small.jsonl"
+run 0 --help
+run 0 --version
+run 2
+run 2 nonsense
+run 0 synth --help
+run 0 info --help
+run 0 synth -o "$small" --layers 4 --experts 8 --sequences 2 --tokens 8 --seed 3
+run 0 synth -o - --no-gates --layers 3 --experts 6 -k 3 --sequences 1 --tokens 4 --dataset vg
+run 0 info "$small"
+run 0 info --layers 4 --experts 8 --max-line 4096 "$small" "$small"
+run 1 info --experts 4 "$small"
+run 1 info "$TMP"
+run 1 info "$TMP/absent.jsonl"
+run 1 synth -o "$TMP/missing/out.jsonl" --tokens 2
+run 2 synth --experts 8 --top-k 9 -o "$TMP/refused.jsonl"
+run 2 info --experts 0 "$small"
+for f in tests/bad/*.jsonl; do
+  run 1 info --layers 32 --experts 8 "$f"
+done
+for f in tests/bad/accepted/*.jsonl; do
+  run 0 info "$f"
+done
+
+echo "valgrind memcheck: $runs runs, $failures failed"
+[ "$failures" -eq 0 ]
