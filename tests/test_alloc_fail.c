@@ -5,6 +5,7 @@
  * and leave no block behind once what it made is destroyed.
  */
 #include "testutil.h"
+#include "expertcast/policy.h"
 #include "trace/jsonl.h"
 
 #include <stdlib.h>
@@ -200,8 +201,11 @@ static run_result op_predictor_fit(tu_alloc_state *st, size_t k, const void *arg
         ec_history *h;
         cr_assert_eq(ec_history_create(4, 8, 2, 2, &h), EC_OK);
         int16_t ex[2] = {1, 2};
+        size_t before = st->calls; /* the hot path never allocates */
         ec_history_observe(h, 0, ex);
-        cr_assert_geq(ec_predictor_predict(p, h, 1, probs), 0);
+        for (int32_t hz = 1; hz <= 4; hz++)
+            cr_assert_geq(ec_predictor_predict(p, h, hz, probs), 0);
+        cr_assert_eq(st->calls, before, "observe/predict allocated");
         ec_history_destroy(h);
     }
     ec_predictor_destroy(p);
@@ -330,6 +334,142 @@ static run_result op_pyrepr(tu_alloc_state *st, size_t k, const void *arg)
     return r;
 }
 
+/* ---- policy: cache, queue, policy of every kind ------------------------------------ */
+
+typedef struct cache_shape {
+    int32_t per_layer, global;
+} cache_shape;
+
+static run_result op_cache_create(tu_alloc_state *st, size_t k, const void *arg)
+{
+    const cache_shape *cs = arg;
+    ec_cache *c = (ec_cache *)st;
+    run_result r = {0};
+    RUN(r, st, k, ec_cache_create(4, 8, cs->per_layer, cs->global, &c));
+    if (r.status != EC_OK)
+        r.out_null = c == NULL;
+    ec_cache_destroy(r.status == EC_OK ? c : NULL);
+    return r;
+}
+
+static run_result op_queue_create(tu_alloc_state *st, size_t k, const void *arg)
+{
+    (void)arg;
+    ec_queue *q = (ec_queue *)st;
+    run_result r = {0};
+    RUN(r, st, k, ec_queue_create(12, &q));
+    if (r.status != EC_OK)
+        r.out_null = q == NULL;
+    ec_queue_destroy(r.status == EC_OK ? q : NULL);
+    return r;
+}
+
+/* The oracle's future, read from a trace: step = row * L + layer. */
+static int64_t trace_next_use(void *ctx, int64_t from, int32_t layer, int32_t expert)
+{
+    const ec_trace *t = ctx;
+    int64_t L = t->n_layers;
+    for (int64_t step = from < 0 ? 0 : from; step < (int64_t)t->n_rows * L; step++) {
+        if (step % L != layer)
+            continue;
+        const int16_t *e = ec_trace_experts(t, (size_t)(step / L), layer);
+        for (int32_t i = 0; i < t->k; i++)
+            if (e[i] == expert)
+                return step;
+    }
+    return INT64_MAX;
+}
+
+static int32_t trace_experts_at(void *ctx, int64_t step, int32_t *layer, int16_t *experts)
+{
+    const ec_trace *t = ctx;
+    if (step < 0 || step >= (int64_t)t->n_rows * t->n_layers)
+        return 0;
+    *layer = (int32_t)(step % t->n_layers);
+    memcpy(experts, ec_trace_experts(t, (size_t)(step / t->n_layers), *layer),
+           (size_t)t->k * sizeof *experts);
+    return t->k;
+}
+
+/* Starts and completes every queued transfer. */
+static void drain(ec_policy *p, ec_queue *q)
+{
+    ec_transfer tr;
+    while (ec_queue_pop(q, &tr)) {
+        ec_policy_started(p, &tr);
+        ec_policy_completed(p, tr.slot);
+    }
+}
+
+/* Replays a trace through a policy as a simulator would: observe, start
+ * and complete transfers, acquire and release every used expert. Returns
+ * the allocations made, which the contract says are none. */
+static size_t replay(tu_alloc_state *st, ec_policy *p, ec_queue *q, ec_history *h,
+                     const ec_trace *t)
+{
+    size_t before = st->calls;
+    int64_t step = 0;
+    for (size_t r = 0; r < t->n_rows; r++)
+        for (int32_t l = 0; l < t->n_layers; l++, step++) {
+            const int16_t *e = ec_trace_experts(t, r, l);
+            ec_history_observe(h, l, e);
+            ec_status s = ec_policy_observe(p, step, l, e, t->k, h);
+            if (s == EC_ERR_BUSY) {
+                drain(p, q);
+                s = ec_policy_observe(p, step, l, e, t->k, h);
+            }
+            cr_assert_eq(s, EC_OK, "observe at step %lld: %d", (long long)step, s);
+            drain(p, q);
+            for (int32_t i = 0; i < t->k; i++) {
+                int32_t slot = ec_policy_acquire(p, step, l, e[i]);
+                cr_assert_geq(slot, 0, "expert %d of step %lld not present", e[i],
+                              (long long)step);
+                ec_policy_release(p, slot);
+            }
+        }
+    return st->calls - before;
+}
+
+static run_result op_policy_create(tu_alloc_state *st, size_t k, const void *arg)
+{
+    ec_policy_kind kind = *(const ec_policy_kind *)arg;
+    ec_synth_opts o;
+    small_synth_opts(&o);
+    ec_trace *t;
+    ec_predictor *pred;
+    ec_cache *c;
+    ec_queue *q;
+    ec_history *h;
+    cr_assert_eq(ec_synth_generate(&o, &t, NULL), EC_OK);
+    cr_assert_eq(ec_predictor_create("prior", NULL, &pred, NULL), EC_OK);
+    cr_assert_eq(ec_predictor_fit(pred, t, NULL), EC_OK);
+    int32_t per_layer = kind == EC_POLICY_RESIDENT ? o.n_experts : 3;
+    cr_assert_eq(ec_cache_create(o.n_layers, o.n_experts, per_layer, 0, &c), EC_OK);
+    cr_assert_eq(ec_queue_create(ec_cache_n_slots(c), &q), EC_OK);
+    cr_assert_eq(ec_history_create(o.n_layers, o.n_experts, o.k, 2, &h), EC_OK);
+    ec_policy_config cfg = {.kind = kind, .horizon = 2, .transfer_ms = 1, .compute_ms = 0.5};
+    ec_future fut = {trace_next_use, trace_experts_at, t};
+    ec_policy *p = (ec_policy *)st;
+    ec_error err = {0};
+    run_result r = {0};
+    RUN(r, st, k, ec_policy_create(&cfg, c, q, pred, &fut, &p, &err));
+    snprintf(r.message, sizeof r.message, "%s", err.message);
+    if (r.status == EC_OK) {
+        size_t n = replay(st, p, q, h, t);
+        cr_assert_eq(n, 0, "policy '%s' allocated %zu times while replaying",
+                     ec_policy_kind_name(kind), n);
+        ec_policy_destroy(p);
+    } else {
+        r.out_null = p == NULL;
+    }
+    ec_history_destroy(h);
+    ec_queue_destroy(q);
+    ec_cache_destroy(c);
+    ec_predictor_destroy(pred);
+    ec_trace_destroy(t);
+    return r;
+}
+
 /* ---- the sweeps ------------------------------------------------------------------ */
 
 Test(alloc_fail, trace_load)
@@ -368,3 +508,21 @@ Test(alloc_fail, predictor_create_fit_save_load_for_every_predictor)
 Test(alloc_fail, outfile_open) { cr_assert_geq(sweep("ec_outfile_open", op_outfile, NULL, 1), 3); }
 
 Test(alloc_fail, json_pyrepr) { cr_assert_gt(sweep("ec_json_pyrepr", op_pyrepr, NULL, 0), 3); }
+
+Test(alloc_fail, cache_and_queue_create)
+{
+    static const cache_shape per_layer = {3, 0}, global = {0, 10};
+    cr_assert_geq(sweep("ec_cache_create(per-layer)", op_cache_create, &per_layer, 0), 3);
+    cr_assert_geq(sweep("ec_cache_create(global)", op_cache_create, &global, 0), 3);
+    cr_assert_geq(sweep("ec_queue_create", op_queue_create, NULL, 0), 3);
+}
+
+Test(alloc_fail, policy_create_for_every_kind_and_replay_never_allocates)
+{
+    for (int kind = EC_POLICY_ON_DEMAND; kind <= EC_POLICY_RESIDENT; kind++) {
+        char what[128];
+        ec_policy_kind kd = (ec_policy_kind)kind;
+        snprintf(what, sizeof what, "ec_policy_create(%s)", ec_policy_kind_name(kd));
+        cr_assert_geq(sweep(what, op_policy_create, &kd, 1), 1);
+    }
+}
