@@ -87,6 +87,7 @@ static const bad_trace bad_traces[] = {
      ":1: field 'gating_probs': gate 1e+39 is not a finite non-negative number"},
     {"k_changes.jsonl", "", ":3: field 'experts': top-k is 3 here but 2 on the first record"},
     {"layer_ge_32.jsonl", "--layers 32", ":2: field 'layer': 40 is out of range [0, 31]"},
+    {"field_repeated.jsonl", "", ":1: field 'layer': appears twice in the record"},
     {"empty.jsonl", "", ": empty file, no routing record"},
     {"blank_lines.jsonl", "", ": empty file, no routing record"},
 };

@@ -83,6 +83,18 @@ static ec_status parse_record(const reader *r, const cJSON *obj, const ec_trace_
     ec_status s;
     if (!cJSON_IsObject(obj))
         return fail(r, NULL, "expected a JSON object");
+    /* A repeated field is ambiguous (Python keeps the last, cJSON finds the
+     * first): refuse it rather than guess. Unknown fields may repeat. */
+    static const char *const known[] = {"dataset", "problem_id", "layer", "token_idx",
+                                        "token_pos", "experts", "gating_probs"};
+    int seen[EC_COUNTOF(known)] = {0};
+    const cJSON *it;
+    cJSON_ArrayForEach(it, obj)
+    {
+        for (size_t f = 0; f < EC_COUNTOF(known); f++)
+            if (it->string && strcmp(it->string, known[f]) == 0 && seen[f]++)
+                return fail(r, known[f], "appears twice in the record");
+    }
 
     const cJSON *ds = cJSON_GetObjectItemCaseSensitive(obj, "dataset");
     rec->dataset = "";
@@ -117,7 +129,6 @@ static ec_status parse_record(const reader *r, const cJSON *obj, const ec_trace_
         return fail(r, "experts", "top-k is %d here but %d on the first record", n, st->k);
     int64_t ehi = (o && o->n_experts > 0 ? o->n_experts : EC_MAX_EXPERTS) - 1;
     int i = 0;
-    const cJSON *it;
     cJSON_ArrayForEach(it, ex)
     {
         if ((s = int_value(r, it, "experts", 0, ehi, &v)))
