@@ -124,6 +124,38 @@ static const char *same_trace(const ec_trace *a, const ec_trace *b)
     return NULL;
 }
 
+/* Declared bounds only add checks: with n_layers = n_experts = 8 the load
+ * succeeds exactly when the unbounded one did within 8 x 8, and then holds
+ * the same routing with the extra layers missing. */
+static const char *check_bounded(const uint8_t *data, size_t size, const ec_trace *t)
+{
+    enum { B = 8 };
+    ec_trace_opts opts = {.n_layers = B, .n_experts = B, .max_line = 65536};
+    ec_trace *u = NULL;
+    ec_error err = {0};
+    ec_status s = ec_trace_load_buffer(TRACE_NAME, data, size, &opts, &u, &err);
+    int fits = t && t->n_layers <= B && t->n_experts <= B;
+    const char *bad = NULL;
+    if (!fits)
+        bad = s == EC_ERR_PARSE ? check_error(s, &err, TRACE_NAME)
+                                : "bounds did not refuse what exceeds them";
+    else if (s != EC_OK)
+        bad = "bounds refused a trace within them";
+    else if (u->n_layers != B || u->n_experts != B || u->n_rows != t->n_rows ||
+             u->k != t->k || u->n_records != t->n_records)
+        bad = "bounded load changed the shape";
+    for (size_t r = 0; !bad && u && r < u->n_rows; r++)
+        for (int32_t l = 0; !bad && l < B; l++) {
+            const int16_t *e = ec_trace_experts(u, r, l);
+            if (l >= t->n_layers ? e[0] != -1
+                                 : memcmp(e, ec_trace_experts(t, r, l),
+                                          (size_t)t->k * sizeof *e) != 0)
+                bad = "bounded load changed the routing";
+        }
+    ec_trace_destroy(u);
+    return bad;
+}
+
 const char *fuzz_trace_line(const uint8_t *data, size_t size)
 {
     /* A 64 KiB line limit keeps each run cheap; the limit itself is tested
@@ -137,9 +169,12 @@ const char *fuzz_trace_line(const uint8_t *data, size_t size)
             return "failed load left a trace behind";
         if (s != EC_ERR_PARSE)
             return "malformed input gave a status other than EC_ERR_PARSE";
-        return check_error(s, &err, TRACE_NAME);
+        const char *bad = check_error(s, &err, TRACE_NAME);
+        return bad ? bad : check_bounded(data, size, NULL);
     }
     const char *bad = check_trace(t);
+    if (!bad)
+        bad = check_bounded(data, size, t);
     if (!bad) {
         char *text = NULL;
         size_t len = 0;
