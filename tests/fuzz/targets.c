@@ -14,6 +14,7 @@ const fuzz_target fuzz_targets[] = {
     {"fuzz_trace_line", fuzz_trace_line},
     {"fuzz_pyrepr", fuzz_pyrepr},
     {"fuzz_predictor_json", fuzz_predictor_json},
+    {"fuzz_policy", fuzz_policy},
     {NULL, NULL},
 };
 

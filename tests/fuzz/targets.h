@@ -28,6 +28,11 @@ const char *fuzz_pyrepr(const uint8_t *data, size_t size);
  * and that saves and loads back the same. */
 const char *fuzz_predictor_json(const uint8_t *data, size_t size);
 
+/* A policy (every kind) driven through arbitrary steps within its contract:
+ * the slot table and counters stay consistent, BUSY only while readers or
+ * transfers hold slots, no allocation after creation (target_policy.c). */
+const char *fuzz_policy(const uint8_t *data, size_t size);
+
 typedef struct fuzz_target {
     const char *name; /* also the folder under tests/fuzz/corpus and regress */
     fuzz_fn fn;
