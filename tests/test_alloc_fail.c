@@ -320,13 +320,16 @@ static run_result op_pyrepr(tu_alloc_state *st, size_t k, const void *arg)
         "{\"dataset\": \"caf\\u00e9 \\ud83d\\ude00\", \"experts\": [6, 5, 4, 3, 2, 1, 0], "
         "\"gating_probs\": [0.69, 0.30, 1e-05, 1E16, -0.0], \"nested\": [[[{\"a\": null}]]], "
         "\"long\": 3.14159265358979323846264338327950288419716939937510582097494459230781640"
-        "6286208998628034825342117067982148086513282306647093844609550582231725359408128}";
+        "6286208998628034825342117067982148086513282306647093844609550582231725359408128, "
+        /* 20 members, a and b repeated: grows the member list, hashes the keys */
+        "\"dups\": {\"a\": 1, \"b\": 2, \"a\": 3, \"b\": 4, \"a\": 5, \"b\": 6, \"a\": 7, \"b\": 8, \"a\": 9, \"b\": 10, \"a\": 11, \"b\": 12, \"a\": 13, \"b\": 14, \"a\": 15, \"b\": 16, \"a\": 17, \"b\": 18, \"a\": 19, \"b\": 20}}";
     char *out = (char *)st;
     size_t len;
     run_result r = {0};
     RUN(r, st, k, ec_json_pyrepr(text, sizeof text - 1, &out, &len));
     if (r.status == EC_OK) {
-        cr_assert(strstr(out, "\"long\": 3.141592653589793}"), "%s", out);
+        cr_assert(strstr(out, "\"long\": 3.141592653589793, \"dups\": {\"a\": 19, \"b\": 20}}"),
+                  "%s", out);
         ec_free(out);
     } else {
         r.out_null = out == NULL;

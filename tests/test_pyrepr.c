@@ -1,7 +1,7 @@
 /*
- * ec_json_pyrepr against what Python 3's json.dumps(json.loads(bytes))
- * prints (expected outputs taken from CPython 3.11), on the cases the fuzz
- * target and the bad-input work brought up.
+ * ec_json_pyrepr against what Python 3's json.dumps(json.loads(line)) prints
+ * for a line of a UTF-8 text file (expected outputs taken from CPython
+ * 3.11), on the cases the fuzz target and a differential run brought up.
  */
 #include "testutil.h"
 #include "trace/jsonl.h"
@@ -21,7 +21,10 @@ Test(pyrepr, matches_python_on_escapes_numbers_and_surrogates)
     static const struct { const char *in, *out; } c[] = {
         {"\"a\x7f" "b\"", "\"a\\u007fb\""}, /* DEL is escaped (ensure_ascii) */
         {"[-0, -0.0, 1e16, 1e-5, 0.1]", "[0, -0.0, 1e+16, 1e-05, 0.1]"},
-        {"\"\xed\xa0\x80\"", "\"\\ud800\""},             /* bytes input: surrogatepass */
+        {"\"\\ud800\"", "\"\\ud800\""},               /* a lone surrogate escape stays */
+        {"{\"a\": 1, \"b\": 2, \"a\": 3}", "{\"a\": 3, \"b\": 2}"}, /* dict: first place, last value */
+        {"{\"\\ud83d\\ude00\": 1, \"\xf0\x9f\x98\x80\": 2}", "{\"\\ud83d\\ude00\": 2}"},
+        {"[{\"k\": {\"x\": 1, \"x\": [2]}, \"k\": {\"y\": 0, \"y\": 1}}]", "[{\"k\": {\"y\": 1}}]"},
         {"\"\xf0\x9f\x98\x80\"", "\"\\ud83d\\ude00\""},   /* astral: a surrogate pair */
         {"{\"a\":[1,{\"b\":null}]}", "{\"a\": [1, {\"b\": null}]}"},
         {"[NaN, Infinity, -Infinity]", "[NaN, Infinity, -Infinity]"},
@@ -64,6 +67,7 @@ Test(pyrepr, refuses_what_python_cannot_decode)
         "\"\xc0\x80\"",         /* overlong NUL */
         "\"\xe0\x80\xaf\"",     /* overlong '/' */
         "\"\xf4\x90\x80\x80\"", /* past U+10FFFF */
+        "\"\xed\xa0\x80\"",     /* an encoded surrogate (CESU-8) */
         "\"\xf8\x88\x80\x80\x80\"",
         "01", "[1,]", "{\"a\" 1}", "\"\\x\"", "",
     };

@@ -226,10 +226,11 @@ static int string(scan *c, out_buf *b)
                 return -1;
             cp = (cp << 6) | ((unsigned char)*c->s++ & 0x3f);
         }
-        /* Python's decoder refuses overlong forms and code points past
-         * U+10FFFF (it lets surrogates pass, as bytes input does). */
+        /* Strict UTF-8, as Python decodes a text file: no overlong forms,
+         * no encoded surrogates, nothing past U+10FFFF. (Surrogates may
+         * still come from \u escapes, which keeps printed keys canonical.) */
         static const unsigned min_cp[4] = {0, 0x80, 0x800, 0x10000};
-        if (cp < min_cp[n] || cp > 0x10ffff)
+        if (cp < min_cp[n] || cp > 0x10ffff || (cp >= 0xd800 && cp < 0xe000))
             return -1;
         put_cp(b, cp);
     }
@@ -302,6 +303,181 @@ static int lit(scan *c, out_buf *b, const char *word, const char *out)
     return 0;
 }
 
+/* One object member as printed: key [k0, k1) (quoted), value [v0, v1). */
+typedef struct member {
+    size_t k0, k1, v0, v1;
+} member;
+
+typedef struct members {
+    member *m; /* inl until it overflows, then the heap */
+    size_t n, cap;
+    member inl[8];
+} members;
+
+static int add_member(out_buf *b, members *ms, member mb)
+{
+    if (ms->n == ms->cap) {
+        member *h = ec_malloc(ms->cap * 2 * sizeof *h);
+        if (!h) {
+            b->oom = 1;
+            return -1;
+        }
+        memcpy(h, ms->m, ms->n * sizeof *h);
+        if (ms->m != ms->inl)
+            ec_free(ms->m);
+        ms->m = h;
+        ms->cap *= 2;
+    }
+    ms->m[ms->n++] = mb;
+    return 0;
+}
+
+static int same_key(const out_buf *b, const member *x, const member *y)
+{
+    return x->k1 - x->k0 == y->k1 - y->k0 && memcmp(b->p + x->k0, b->p + y->k0, x->k1 - x->k0) == 0;
+}
+
+static size_t key_hash(const out_buf *b, const member *x)
+{
+    size_t h = 14695981039346656037u; /* FNV-1a */
+    for (size_t i = x->k0; i < x->k1; i++)
+        h = (h ^ (unsigned char)b->p[i]) * 1099511628211u;
+    return h;
+}
+
+/*
+ * Python's dict keeps one entry per key, where the key first appeared, with
+ * the value it had last: {"a": 1, "b": 2, "a": 3} prints {"a": 3, "b": 2}.
+ * Keys are compared as printed, which is canonical (escapes and surrogate
+ * pairs are normalised). Rewrites the object at b[obj0..] when a key repeats.
+ */
+static void dedup_object(out_buf *b, size_t obj0, const members *ms)
+{
+    size_t n = ms->n;
+    if (n < 2 || b->oom)
+        return;
+    size_t small_last[16];
+    size_t *last = n <= 16 ? small_last : ec_malloc(n * sizeof *last);
+    size_t *table = NULL, size = 0;
+    if (n > 16) { /* hash the keys; few keys compare pairwise */
+        for (size = 64; size < 2 * n; size *= 2) {
+        }
+        table = ec_calloc(size, sizeof *table); /* member index + 1, 0 = empty */
+    }
+    if (!last || (n > 16 && !table)) {
+        b->oom = 1;
+        if (last != small_last)
+            ec_free(last);
+        ec_free(table);
+        return;
+    }
+    int repeated = 0;
+    for (size_t i = 0; i < n; i++) {
+        size_t first = i;
+        if (table) {
+            size_t h = key_hash(b, &ms->m[i]) & (size - 1);
+            while (table[h] && !same_key(b, &ms->m[table[h] - 1], &ms->m[i]))
+                h = (h + 1) & (size - 1);
+            if (table[h])
+                first = table[h] - 1;
+            else
+                table[h] = i + 1;
+        } else {
+            for (size_t j = 0; j < i && first == i; j++)
+                if (last[j] != SIZE_MAX && same_key(b, &ms->m[j], &ms->m[i]))
+                    first = j;
+        }
+        last[i] = first == i ? i : SIZE_MAX;
+        if (first != i) {
+            last[first] = i;
+            repeated = 1;
+        }
+    }
+    if (repeated) {
+        out_buf t = {NULL, 0, 0, 0};
+        puts_(&t, "{");
+        int sep = 0;
+        for (size_t i = 0; i < n; i++) {
+            if (last[i] == SIZE_MAX)
+                continue;
+            const member *k = &ms->m[i], *v = &ms->m[last[i]];
+            if (sep++)
+                puts_(&t, ", ");
+            put(&t, b->p + k->k0, k->k1 - k->k0);
+            puts_(&t, ": ");
+            put(&t, b->p + v->v0, v->v1 - v->v0);
+        }
+        puts_(&t, "}");
+        if (t.oom) {
+            b->oom = 1;
+        } else {
+            b->len = obj0;
+            put(b, t.p, t.len);
+        }
+        ec_free(t.p);
+    }
+    if (last != small_last)
+        ec_free(last);
+    ec_free(table);
+}
+
+static int object_members(scan *c, out_buf *b, int depth, members *ms)
+{
+    size_t obj0 = b->len;
+    c->s++;
+    puts_(b, "{");
+    ws(c);
+    if (c->s < c->end && *c->s == '}') {
+        c->s++;
+        puts_(b, "}");
+        return 0;
+    }
+    for (;;) {
+        member mb;
+        ws(c);
+        mb.k0 = b->len;
+        if (c->s >= c->end || *c->s != '"' || string(c, b))
+            return -1;
+        mb.k1 = b->len;
+        ws(c);
+        if (c->s >= c->end || *c->s != ':')
+            return -1;
+        c->s++;
+        puts_(b, ": ");
+        mb.v0 = b->len;
+        if (value(c, b, depth + 1))
+            return -1;
+        mb.v1 = b->len;
+        if (add_member(b, ms, mb))
+            return -1;
+        ws(c);
+        if (c->s < c->end && *c->s == ',') {
+            c->s++;
+            puts_(b, ", ");
+            continue;
+        }
+        if (c->s < c->end && *c->s == '}') {
+            c->s++;
+            puts_(b, "}");
+            dedup_object(b, obj0, ms);
+            return 0;
+        }
+        return -1;
+    }
+}
+
+static int object(scan *c, out_buf *b, int depth)
+{
+    members ms;
+    ms.m = ms.inl;
+    ms.n = 0;
+    ms.cap = EC_COUNTOF(ms.inl);
+    int r = object_members(c, b, depth, &ms);
+    if (ms.m != ms.inl)
+        ec_free(ms.m);
+    return r;
+}
+
 static int value(scan *c, out_buf *b, int depth)
 {
     if (depth > 512)
@@ -310,40 +486,8 @@ static int value(scan *c, out_buf *b, int depth)
     if (c->s >= c->end)
         return -1;
     switch (*c->s) {
-    case '{': {
-        c->s++;
-        puts_(b, "{");
-        ws(c);
-        if (c->s < c->end && *c->s == '}') {
-            c->s++;
-            puts_(b, "}");
-            return 0;
-        }
-        for (;;) {
-            ws(c);
-            if (c->s >= c->end || *c->s != '"' || string(c, b))
-                return -1;
-            ws(c);
-            if (c->s >= c->end || *c->s != ':')
-                return -1;
-            c->s++;
-            puts_(b, ": ");
-            if (value(c, b, depth + 1))
-                return -1;
-            ws(c);
-            if (c->s < c->end && *c->s == ',') {
-                c->s++;
-                puts_(b, ", ");
-                continue;
-            }
-            if (c->s < c->end && *c->s == '}') {
-                c->s++;
-                puts_(b, "}");
-                return 0;
-            }
-            return -1;
-        }
-    }
+    case '{':
+        return object(c, b, depth);
     case '[': {
         c->s++;
         puts_(b, "[");
