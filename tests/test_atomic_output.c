@@ -142,3 +142,29 @@ Test(atomic, predictor_save_failing_midway_keeps_the_old_model)
     ec_predictor_destroy(p);
     ec_trace_destroy(t);
 }
+
+Test(atomic, outfile_mode_follows_the_umask_and_concurrent_writers_do_not_collide)
+{
+    umask(027); /* this test's own process */
+    const char *d = tu_tmpdir();
+    char path[1024];
+    snprintf(path, sizeof path, "%s/o.txt", d);
+    ec_outfile *a, *b;
+    FILE *fa, *fb;
+    cr_assert_eq(ec_outfile_open(path, &a, &fa, NULL), EC_OK);
+    cr_assert_eq(ec_outfile_open(path, &b, &fb, NULL), EC_OK);
+    cr_assert_neq(fa, fb);
+    fputs("first\n", fa);
+    fputs("second\n", fb);
+    cr_assert_eq(ec_outfile_commit(a, NULL), EC_OK);
+    cr_assert_eq(ec_outfile_commit(b, NULL), EC_OK);
+    char *text = tu_read(path, NULL);
+    cr_assert_str_eq(text, "second\n"); /* the last commit wins, whole */
+    free(text);
+    struct stat sb;
+    cr_assert_eq(stat(path, &sb), 0);
+    cr_assert_eq(sb.st_mode & 0777, 0640, "mode %o", sb.st_mode & 0777);
+    char left[1024];
+    others(d, "o.txt", left, sizeof left);
+    cr_assert_str_eq(left, "");
+}

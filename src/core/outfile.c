@@ -2,9 +2,13 @@
 #include "internal.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <stdatomic.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 struct ec_outfile {
@@ -12,6 +16,39 @@ struct ec_outfile {
     char *path;
     char *tmp;
 };
+
+/*
+ * Creates "PATH.tmp.XXXXXX" (6 random letters and digits) exclusively with
+ * mode 0666, so that the umask applies as for any new file: mkstemp's 0600
+ * would need the process-wide umask read (and briefly changed) to fix up,
+ * which races with other threads. Returns the descriptor or -1 (errno set).
+ */
+static int create_temp(const char *path, char *tmp, size_t cap)
+{
+    static const char chars[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    static _Atomic uint64_t counter;
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    for (int attempt = 0; attempt < 100; attempt++) {
+        /* splitmix64 of time, pid and a counter: distinct across threads
+         * and processes; collisions are retried. */
+        uint64_t x = (uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 30) ^
+                     ((uint64_t)getpid() << 40) ^ (counter++ * 0x9e3779b97f4a7c15u);
+        x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9u;
+        x = (x ^ (x >> 27)) * 0x94d049bb133111ebu;
+        x ^= x >> 31;
+        char name[7];
+        for (int i = 0; i < 6; i++, x /= 62)
+            name[i] = chars[x % 62];
+        name[6] = '\0';
+        snprintf(tmp, cap, "%s.tmp.%s", path, name);
+        int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+        if (fd >= 0 || errno != EEXIST)
+            return fd;
+    }
+    errno = EEXIST;
+    return -1;
+}
 
 ec_status ec_outfile_open(const char *path, ec_outfile **out, FILE **fp, ec_error *err)
 {
@@ -36,8 +73,7 @@ ec_status ec_outfile_open(const char *path, ec_outfile **out, FILE **fp, ec_erro
         ec_free(o);
         return ec_error_set(err, EC_ERR_NOMEM, "%s: out of memory", path);
     }
-    snprintf(o->tmp, n + 16, "%s.tmp.XXXXXX", path);
-    int fd = mkstemp(o->tmp);
+    int fd = create_temp(path, o->tmp, n + 16);
     if (fd < 0 || !(o->f = fdopen(fd, "wb"))) {
         int e = errno;
         if (fd >= 0) {
@@ -67,7 +103,11 @@ ec_status ec_outfile_commit(ec_outfile *o, ec_error *err)
         return ec_error_set(err, EC_ERR_INVALID, "ec_outfile_commit: NULL handle");
     int bad = ferror(o->f) || fflush(o->f) != 0 || fsync(fileno(o->f)) != 0;
     int e = errno;
-    bad |= fclose(o->f) != 0;
+    if (fclose(o->f) != 0) {
+        if (!bad)
+            e = errno;
+        bad = 1;
+    }
     ec_status s = EC_OK;
     if (bad) {
         s = ec_error_set(err, EC_ERR_IO, "%s: write failed: %s", o->path, strerror(e));
@@ -76,11 +116,6 @@ ec_status ec_outfile_commit(ec_outfile *o, ec_error *err)
         s = ec_error_set(err, EC_ERR_IO, "%s: cannot rename into place: %s", o->path,
                          strerror(errno));
         unlink(o->tmp);
-    } else {
-        /* mkstemp creates 0600; give the file the usual permissions. */
-        mode_t um = umask(0);
-        umask(um);
-        chmod(o->path, 0666 & ~um);
     }
     outfile_free(o);
     return s;
