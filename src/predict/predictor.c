@@ -1,5 +1,6 @@
 /* The predictor interface: registry, common fit (layer prior), save/load. */
 #include "predictor.h"
+#include "expertcast/seed.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -8,10 +9,13 @@
 /* Registry: one row per predictor module. */
 static const ec_predictor_vt *const registry[] = {
     &ec_prior_vt,
+    &ec_seed_l1_vt, &ec_seed_l2_vt, &ec_seed_l3_vt, &ec_seed_l4_vt, &ec_seed_l5_vt,
+    &ec_hybrid_vt,
 };
 
 static const char *const names[] = {
     "prior",
+    "seed-l1", "seed-l2", "seed-l3", "seed-l4", "seed-l5", "hybrid",
     NULL,
 };
 
@@ -350,6 +354,11 @@ ec_status ec_predictor_load(const char *path, ec_predictor **out, ec_error *err)
                    : ec_error_set(err, EC_ERR_PARSE, "%s: not valid JSON", path);
     const cJSON *fmt = cJSON_GetObjectItemCaseSensitive(root, "format");
     const cJSON *name = cJSON_GetObjectItemCaseSensitive(root, "predictor");
+    if (cJSON_IsObject(root) && !fmt && cJSON_GetObjectItemCaseSensitive(root, "level1")) {
+        /* A rules file of "rules create" or the seed: the hybrid predictor. */
+        cJSON_Delete(root);
+        return ec_predictor_load_seed_rules(path, "hybrid", out, err);
+    }
     if (!cJSON_IsObject(root) || !cJSON_IsString(fmt) ||
         strcmp(fmt->valuestring, "expertcast-predictor") != 0) {
         cJSON_Delete(root);
