@@ -1,5 +1,6 @@
 /* expertcast demo: the seed's workflow (extract -> rules create -> rules
  * evaluate) on the sample trace bundled in data/. */
+#define _XOPEN_SOURCE 700 /* realpath */
 #include "seed_cli.h"
 
 #include <errno.h>
@@ -68,16 +69,24 @@ static int mkdir_p(const char *path)
 
 /* One side of the split: a sequence and a token range. */
 typedef struct part {
-    const ec_seq *seq;
+    int64_t problem_id;
+    char dataset[256]; /* "" when the trace has none */
     int64_t begin, end;
 } part;
+
+static part part_of(const ec_trace *t, const ec_seq *q)
+{
+    part p = {q->problem_id, "", t->token_idx[q->row0], t->token_idx[q->row0 + q->n_rows - 1] + 1};
+    snprintf(p.dataset, sizeof p.dataset, "%s", q->dataset);
+    return p;
+}
 
 /* Extracts one part; appends the journey files written to *paths. */
 static int extract_part(const char *trace, const part *p, const char *dir, char ***paths,
                         size_t *n_paths)
 {
-    ec_extract_opts o = {p->seq->problem_id, p->begin, p->end,
-                         p->seq->dataset[0] ? p->seq->dataset : NULL, dir};
+    ec_extract_opts o = {p->problem_id, p->begin, p->end, p->dataset[0] ? p->dataset : NULL,
+                         dir};
     printf("$ expertcast extract %s -p %lld -t %lld %lld -o %s%s%s\n", trace,
            (long long)o.problem_id, (long long)o.token_begin, (long long)o.token_end, dir,
            o.dataset ? " --dataset " : "", o.dataset ? o.dataset : "");
@@ -112,6 +121,11 @@ static int extract_part(const char *trace, const part *p, const char *dir, char 
     return CLI_OK;
 }
 
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
 int cmd_demo(int argc, char **argv)
 {
     const char *trace = NULL, *outdir = "expertcast-demo";
@@ -140,6 +154,11 @@ int cmd_demo(int argc, char **argv)
                       SAMPLE);
             return CLI_DATA;
         }
+        char *real = realpath(sample, NULL);
+        if (real) {
+            snprintf(sample, sizeof sample, "%s", real);
+            free(real);
+        }
         trace = sample;
     }
     int rc;
@@ -147,16 +166,13 @@ int cmd_demo(int argc, char **argv)
     if (!t)
         return rc;
     /* Train on the first sequence, test on the second (or split one). */
-    part train, test;
     const ec_seq *a = &t->seqs[0];
-    train = (part){a, t->token_idx[a->row0], t->token_idx[a->row0 + a->n_rows - 1] + 1};
+    part train = part_of(t, a), test;
     if (t->n_seqs >= 2) {
-        const ec_seq *b = &t->seqs[1];
-        test = (part){b, t->token_idx[b->row0], t->token_idx[b->row0 + b->n_rows - 1] + 1};
+        test = part_of(t, &t->seqs[1]);
     } else if (a->n_rows >= 2) {
-        int64_t mid = t->token_idx[a->row0 + a->n_rows / 2];
-        test = (part){a, mid, train.end};
-        train.end = mid;
+        test = train;
+        test.begin = train.end = t->token_idx[a->row0 + a->n_rows / 2];
     } else {
         ec_trace_destroy(t);
         cli_error("%s: one token only; the demo needs two sequences or two tokens", trace);
@@ -183,16 +199,22 @@ int cmd_demo(int argc, char **argv)
     if (rc == CLI_OK)
         rc = extract_part(trace, &test, journeys, &test_files, &n_test);
     ec_trace_destroy(t);
+    /* In the order the shell expands the globs printed below, so that the
+     * commands shown reproduce these files exactly (ties go to the first). */
+    if (train_files)
+        qsort(train_files, n_train, sizeof *train_files, cmp_str);
+    if (test_files)
+        qsort(test_files, n_test, sizeof *test_files, cmp_str);
     if (rc == CLI_OK) {
         printf("== 2. rules create: %zu training journeys ==\n"
                "$ expertcast rules create %s/p%lld_token_*.jsonl --experts %d -o %s\n",
-               n_train, journeys, (long long)train.seq->problem_id, n_experts, rules);
+               n_train, journeys, (long long)train.problem_id, n_experts, rules);
         rc = seed_run_create(train_files, n_train, rules, n_experts);
     }
     if (rc == CLI_OK) {
         printf("\n== 3. rules evaluate: %zu test journeys ==\n"
                "$ expertcast rules evaluate -r %s -t %s/p%lld_token_*.jsonl -o %s\n",
-               n_test, rules, journeys, (long long)test.seq->problem_id, results);
+               n_test, rules, journeys, (long long)test.problem_id, results);
         rc = seed_run_evaluate(rules, test_files, n_test, results, 0);
     }
     seed_free_list(train_files, n_train);
