@@ -5,6 +5,7 @@
 #include "pywrite.h"
 
 #include <math.h>
+#include <stddef.h>
 #include <string.h>
 
 static const char *const SOURCE_NAMES[] = {"given", "inferred", "default"};
@@ -379,12 +380,18 @@ ec_status ec_seed_rules_load(const char *path, ec_seed_rules **out, ec_error *er
     if (s)
         return s;
     size_t failures = ec_alloc_failures();
-    cJSON *root = cJSON_ParseWithLength(text, len);
+    const char *end = NULL;
+    /* one JSON document: trailing data (a JSONL file?) is an error */
+    cJSON *root = cJSON_ParseWithLengthOpts(text, len + 1, &end, 1);
+    ptrdiff_t at = end ? end - text : 0;
     ec_free(text);
     if (!root)
         return ec_alloc_failures() != failures
                    ? ec_error_set(err, EC_ERR_NOMEM, "%s: out of memory", path)
-                   : ec_error_set(err, EC_ERR_PARSE, "%s: not valid JSON", path);
+                   : ec_error_set(err, EC_ERR_PARSE,
+                                  "%s: not valid JSON (near byte %td; a rules file is one JSON "
+                                  "document)",
+                                  path, at);
     s = seed_rules_parse(root, path, out, err);
     cJSON_Delete(root);
     return s;
