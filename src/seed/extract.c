@@ -232,7 +232,8 @@ ec_status ec_seed_extract(const char *raw_path, const ec_extract_opts *o,
         return ec_error_set(err, EC_ERR_NOMEM, "out of memory");
     }
     r->n_layers = c.max_layer + 1;
-    qsort(c.recs, c.n_recs, sizeof *c.recs, cmp_kept);
+    if (c.n_recs)
+        qsort(c.recs, c.n_recs, sizeof *c.recs, cmp_kept);
 
     /* Group by token: count distinct layers and repeated keys. */
     size_t cap_tokens = 0;
