@@ -245,7 +245,7 @@ Test(seed_cli, flame_uses_64_experts_for_vs_random)
                         "%s/results.json",
                         d, d, d),
                  0, "%s", err);
-    cr_expect_not_null(strstr(out, "Random: 1.562% = 1 of 64 experts"), "%s", out);
+    cr_expect_not_null(strstr(out, "Random: 1.5625% = 1 of 64 experts"), "%s", out);
     free(out);
     free(err);
     char path[1024];

@@ -215,7 +215,7 @@ void seed_print_eval(FILE *f, const ec_seed_eval *e)
         fprintf(f, "%-30s %-10zu %-10zu %-12s %-11s %s\n", LABEL[lv], s->correct, s->total, acc,
                 vs, cov);
     }
-    fprintf(f, "Random: %.4g%% = 1 of %d experts (%s)\n", 100.0 / e->n_experts, e->n_experts,
+    fprintf(f, "Random: %g%% = 1 of %d experts (%s)\n", 100.0 / e->n_experts, e->n_experts,
             source_text(e->experts_source));
     ec_seed_level best = ec_seed_eval_best(e);
     char num[40];
