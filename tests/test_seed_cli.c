@@ -30,7 +30,7 @@ static size_t count_files(const char *dir)
 
 static int exists(const char *dir, const char *name)
 {
-    char p[1024];
+    char p[4096];
     struct stat sb;
     snprintf(p, sizeof p, "%s/%s", dir, name);
     return stat(p, &sb) == 0;

@@ -374,8 +374,8 @@ ec_status ec_seed_rules_load(const char *path, ec_seed_rules **out, ec_error *er
     if (!path || !out)
         return ec_error_set(err, EC_ERR_INVALID, "ec_seed_rules_load: NULL argument");
     *out = NULL;
-    char *text;
-    size_t len;
+    char *text = NULL;
+    size_t len = 0;
     ec_status s = slurp(path, &text, &len, err);
     if (s)
         return s;
