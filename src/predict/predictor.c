@@ -340,8 +340,8 @@ ec_status ec_predictor_load(const char *path, ec_predictor **out, ec_error *err)
     if (!path || !out)
         return ec_error_set(err, EC_ERR_INVALID, "ec_predictor_load: NULL argument");
     *out = NULL;
-    char *text;
-    size_t len;
+    char *text = NULL;
+    size_t len = 0;
     ec_status s = slurp(path, &text, &len, err);
     if (s)
         return s;
@@ -418,8 +418,20 @@ ec_status ec_predictor_load(const char *path, ec_predictor **out, ec_error *err)
         s = ec_json_read_floats(cJSON_GetObjectItemCaseSensitive(root, "prior"), p->prior, n,
                                 "prior", path, err);
     if (s == EC_OK) {
-        for (int32_t l = 0; l < p->n_layers; l++)
-            ec_normalize(p->prior + (size_t)l * (size_t)p->n_experts, p->n_experts);
+        /* Stored normalised: keep the values bit for bit, only reject nonsense. */
+        for (int32_t l = 0; l < p->n_layers && s == EC_OK; l++) {
+            const float *row = p->prior + (size_t)l * (size_t)p->n_experts;
+            double sum = 0;
+            for (int32_t e = 0; e < p->n_experts; e++)
+                sum += row[e] < 0 ? -1e9 : row[e];
+            if (!(sum > 0.999 && sum < 1.001))
+                s = ec_error_set(err, EC_ERR_PARSE,
+                                 "%s: field 'prior': layer %d is not a distribution "
+                                 "(negative values or a sum other than 1)",
+                                 path, l);
+        }
+    }
+    if (s == EC_OK) {
         const cJSON *model = cJSON_GetObjectItemCaseSensitive(root, "model");
         if (!cJSON_IsObject(model))
             s = ec_error_set(err, EC_ERR_PARSE, "%s: field 'model': expected an object", path);
