@@ -58,5 +58,7 @@ ec_status ec_predictor_load_text(const char *path, const char *text, size_t len,
 
 /* Every predictor module defines its vtable here. */
 extern const ec_predictor_vt ec_prior_vt;
+extern const ec_predictor_vt ec_seed_l1_vt, ec_seed_l2_vt, ec_seed_l3_vt, ec_seed_l4_vt,
+    ec_seed_l5_vt, ec_hybrid_vt;
 
 #endif
