@@ -281,6 +281,8 @@ static const bad_model bad_models[] = {
     {"k_above_experts.json", "field 'k': 3 is out of range [1, 2]"},
     {"huge_shape_short_prior.json", "field 'prior': expected an array of 134213632 numbers"},
     {"prior_negative.json", "field 'prior': element 0 (-1) is negative"},
+    {"prior_row_not_distribution.json",
+     "field 'prior': layer 1 is not a distribution (negative values or a sum other than 1)"},
     {"prior_beyond_float.json",
      "field 'prior': element 0 is not a finite single-precision number"},
     {"unknown_predictor.json", "field 'predictor': unknown predictor 'nope'"},
