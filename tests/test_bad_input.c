@@ -286,7 +286,8 @@ static const bad_model bad_models[] = {
     {"prior_beyond_float.json",
      "field 'prior': element 0 is not a finite single-precision number"},
     {"unknown_predictor.json", "field 'predictor': unknown predictor 'nope'"},
-    {"truncated.json", "not valid JSON"},
+    {"truncated.json", "not valid JSON (near byte 282)"},
+    {"trailing_data.json", "trailing data after the JSON document (near byte 321)"},
     {"wrong_format.json", "field 'format': not an expertcast predictor file"},
     {"option_fraction.json", "field 'context': expected an integer, got 0.5"},
 };

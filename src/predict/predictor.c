@@ -382,17 +382,29 @@ ec_status ec_predictor_load_text(const char *path, const char *text, size_t len,
     *out = NULL;
     ec_status s;
     size_t failures = ec_alloc_failures();
-    cJSON *root = cJSON_ParseWithLength(text, len);
+    const char *end = NULL;
+    cJSON *root = cJSON_ParseWithLengthOpts(text, len, &end, 0);
     if (!root)
         return ec_alloc_failures() != failures
                    ? ec_error_set(err, EC_ERR_NOMEM, "%s: out of memory", path)
-                   : ec_error_set(err, EC_ERR_PARSE, "%s: not valid JSON", path);
+                   : ec_error_set(err, EC_ERR_PARSE, "%s: not valid JSON (near byte %td)", path,
+                                  end ? end - text : (ptrdiff_t)0);
+    while (end < text + len && (*end == ' ' || *end == '\t' || *end == '\n' || *end == '\r'))
+        end++;
+    if (end != text + len) {
+        cJSON_Delete(root);
+        return ec_error_set(err, EC_ERR_PARSE,
+                            "%s: trailing data after the JSON document (near byte %td)", path,
+                            end - text);
+    }
     const cJSON *fmt = cJSON_GetObjectItemCaseSensitive(root, "format");
     const cJSON *name = cJSON_GetObjectItemCaseSensitive(root, "predictor");
     if (cJSON_IsObject(root) && !fmt && cJSON_GetObjectItemCaseSensitive(root, "level1")) {
-        /* A rules file of "rules create" or the seed: the hybrid predictor. */
+        /* A rules file of "rules create" or the seed: the hybrid predictor,
+         * from the text already read (not the file again). */
+        ec_status rs = ec_predictor_seed_rules_json(root, path, "hybrid", out, err);
         cJSON_Delete(root);
-        return ec_predictor_load_seed_rules(path, "hybrid", out, err);
+        return rs;
     }
     if (!cJSON_IsObject(root) || !cJSON_IsString(fmt) ||
         strcmp(fmt->valuestring, "expertcast-predictor") != 0) {

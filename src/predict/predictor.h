@@ -56,6 +56,11 @@ ec_status ec_json_read_floats(const cJSON *arr, float *v, size_t n, const char *
 ec_status ec_predictor_load_text(const char *path, const char *text, size_t len,
                                  ec_predictor **out, ec_error *err);
 
+/* A rules JSON already parsed (root) as the seed predictor `name` (NULL:
+ * hybrid): ec_predictor_load_seed_rules without reading a file. */
+ec_status ec_predictor_seed_rules_json(const cJSON *root, const char *path, const char *name,
+                                       ec_predictor **out, ec_error *err);
+
 /* Every predictor module defines its vtable here. */
 extern const ec_predictor_vt ec_prior_vt;
 extern const ec_predictor_vt ec_seed_l1_vt, ec_seed_l2_vt, ec_seed_l3_vt, ec_seed_l4_vt,

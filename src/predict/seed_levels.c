@@ -182,18 +182,12 @@ SEED_VT(ec_seed_l4_vt, "seed-l4");
 SEED_VT(ec_seed_l5_vt, "seed-l5");
 SEED_VT(ec_hybrid_vt, "hybrid");
 
-ec_status ec_predictor_load_seed_rules(const char *path, const char *name, ec_predictor **out,
-                                       ec_error *err)
+/* Creates the seed predictor `name` (NULL: hybrid); EC_ERR_INVALID when it
+ * is not one. */
+static ec_status seed_create(const char *name, ec_predictor **out, ec_error *err)
 {
-    if (!out)
-        return ec_error_set(err, EC_ERR_INVALID, "ec_predictor_load_seed_rules: out is NULL");
-    *out = NULL;
-    if (!path)
-        return ec_error_set(err, EC_ERR_INVALID, "ec_predictor_load_seed_rules: path is NULL");
-    if (!name)
-        name = "hybrid";
     ec_predictor *p;
-    ec_status s = ec_predictor_create(name, NULL, &p, err);
+    ec_status s = ec_predictor_create(name ? name : "hybrid", NULL, &p, err);
     if (s)
         return s;
     if (p->vt->fit != seed_fit) {
@@ -202,11 +196,15 @@ ec_status ec_predictor_load_seed_rules(const char *path, const char *name, ec_pr
                             "predictor '%s' is not a seed predictor (seed-l1..seed-l5, hybrid)",
                             name);
     }
-    ec_seed_rules *r;
-    if ((s = ec_seed_rules_load(path, &r, err))) {
-        ec_predictor_destroy(p);
-        return s;
-    }
+    *out = p;
+    return EC_OK;
+}
+
+/* Gives p the rules r (taken in every case) and their shape; on success
+ * *out = p, on failure p is destroyed. */
+static ec_status seed_adopt(ec_predictor *p, ec_seed_rules *r, const char *path,
+                            ec_predictor **out, ec_error *err)
+{
     p->state = r;
     p->n_layers = ec_seed_rules_n_layers(r);
     p->n_experts = ec_seed_rules_n_experts(r);
@@ -221,4 +219,40 @@ ec_status ec_predictor_load_seed_rules(const char *path, const char *name, ec_pr
         p->prior[i] = 1.0f / (float)p->n_experts;
     *out = p;
     return EC_OK;
+}
+
+ec_status ec_predictor_load_seed_rules(const char *path, const char *name, ec_predictor **out,
+                                       ec_error *err)
+{
+    if (!out)
+        return ec_error_set(err, EC_ERR_INVALID, "ec_predictor_load_seed_rules: out is NULL");
+    *out = NULL;
+    if (!path)
+        return ec_error_set(err, EC_ERR_INVALID, "ec_predictor_load_seed_rules: path is NULL");
+    ec_predictor *p;
+    ec_status s = seed_create(name, &p, err);
+    if (s)
+        return s;
+    ec_seed_rules *r;
+    if ((s = ec_seed_rules_load(path, &r, err))) {
+        ec_predictor_destroy(p);
+        return s;
+    }
+    return seed_adopt(p, r, path, out, err);
+}
+
+ec_status ec_predictor_seed_rules_json(const cJSON *root, const char *path, const char *name,
+                                       ec_predictor **out, ec_error *err)
+{
+    *out = NULL;
+    ec_predictor *p;
+    ec_status s = seed_create(name, &p, err);
+    if (s)
+        return s;
+    ec_seed_rules *r;
+    if ((s = seed_rules_parse(root, path, &r, err))) {
+        ec_predictor_destroy(p);
+        return s;
+    }
+    return seed_adopt(p, r, path, out, err);
 }
