@@ -155,20 +155,26 @@ static ec_status parse_table(ec_seed_rules *r, ec_seed_level lv, const cJSON *ru
     const cJSON *it;
     cJSON_ArrayForEach(it, rules)
     {
+        /* The key as shown in messages: one line, printable, bounded. */
+        char shown[64];
+        size_t n = 0;
+        for (; it->string[n] && n + 1 < sizeof shown; n++)
+            shown[n] = it->string[n] >= 0x20 && it->string[n] < 0x7f ? it->string[n] : '?';
+        shown[n] = '\0';
         char at[256];
-        snprintf(at, sizeof at, "%s.%s.", where, it->string);
+        snprintf(at, sizeof at, "%s.%s.", where, shown);
         int32_t key[4];
         if (seed_key_parse(it->string, arity, key) || key[0] >= EC_MAX_LAYERS)
             return ec_error_set(err, EC_ERR_PARSE,
                                 "%s: field '%s.%s': expected a key like %s", path, where,
-                                it->string, arity == 2 ? "\"(5, 6)\"" : arity == 3 ? "\"(5, 0, 6)\"" : "\"(5, 3, 0, 6)\"");
+                                shown, arity == 2 ? "\"(5, 6)\"" : arity == 3 ? "\"(5, 0, 6)\"" : "\"(5, 3, 0, 6)\"");
         for (int32_t i = 1; i < arity; i++)
             if (key[i] >= EC_MAX_EXPERTS)
                 return ec_error_set(err, EC_ERR_PARSE, "%s: field '%s.%s': expert id %d too large",
-                                    path, where, it->string, key[i]);
+                                    path, where, shown, key[i]);
         if (!cJSON_IsObject(it))
             return ec_error_set(err, EC_ERR_PARSE, "%s: field '%s.%s': expected an object",
-                                path, where, it->string);
+                                path, where, shown);
         int64_t pred, samples, votes;
         ec_status s;
         if ((s = get_int(it, "prediction", 1, 0, 0, EC_MAX_EXPERTS - 1, &pred, path, at, err)) ||
@@ -203,6 +209,12 @@ static ec_status fit_shape(ec_seed_rules *r, int layers_given, const char *path,
         for (size_t i = 0; i < t->n; i++) {
             const ec_seed_rule *u = &t->rules[i];
             int32_t need = u->key[0] + 1 + ec_seed_level_distance((ec_seed_level)lv);
+            if (need > EC_MAX_LAYERS)
+                return ec_error_set(err, EC_ERR_PARSE,
+                                    "%s: field '%s': a rule at layer %d needs %d layers, more "
+                                    "than the %d supported",
+                                    path, ec_seed_level_name((ec_seed_level)lv), u->key[0], need,
+                                    EC_MAX_LAYERS);
             if (need > r->n_layers) {
                 if (layers_given)
                     return ec_error_set(err, EC_ERR_PARSE,
