@@ -3,7 +3,8 @@
 #
 # usage: tests/fuzz/run.sh [SECONDS] [TARGET...]
 #   SECONDS  run time per target (default 60)
-#   TARGET   fuzz_trace_line, fuzz_pyrepr, fuzz_predictor_json, fuzz_policy (default: all)
+#   TARGET   fuzz_trace_line, fuzz_pyrepr, fuzz_predictor_json, fuzz_policy,
+#            fuzz_rules_json (default: all)
 # environment:
 #   EC_FUZZ_BUILD  build folder (default build-fuzz); CC defaults to clang
 #   EC_FUZZ_JSON   when set, a JSON summary (executions per target) is written there
@@ -22,7 +23,7 @@ SECONDS_PER_TARGET=${1:-60}
 shift || true
 TARGETS=("$@")
 if [ ${#TARGETS[@]} -eq 0 ]; then
-  TARGETS=(fuzz_trace_line fuzz_pyrepr fuzz_predictor_json fuzz_policy)
+  TARGETS=(fuzz_trace_line fuzz_pyrepr fuzz_predictor_json fuzz_policy fuzz_rules_json)
 fi
 BUILD=${EC_FUZZ_BUILD:-build-fuzz}
 WORK=${EC_FUZZ_WORK:-$BUILD/work}

@@ -1,6 +1,7 @@
 /* Property checks shared by the libFuzzer drivers and the regression test. */
 #include "targets.h"
 
+#include "expertcast/predict.h"
 #include "predict/predictor.h"
 #include "trace/jsonl.h"
 
@@ -15,6 +16,7 @@ const fuzz_target fuzz_targets[] = {
     {"fuzz_pyrepr", fuzz_pyrepr},
     {"fuzz_predictor_json", fuzz_predictor_json},
     {"fuzz_policy", fuzz_policy},
+    {"fuzz_rules_json", fuzz_rules_json},
     {NULL, NULL},
 };
 
@@ -386,7 +388,7 @@ static const char *scratch_path(void)
     return path;
 }
 
-static const char *check_predictor(const ec_predictor *p)
+const char *fuzz_check_predictor(const ec_predictor *p)
 {
     int32_t L = p->n_layers, E = p->n_experts;
     if (L < 1 || L > EC_MAX_LAYERS || E < 1 || E > EC_MAX_EXPERTS || p->k < 1 || p->k > E ||
@@ -455,7 +457,7 @@ const char *fuzz_predictor_json(const uint8_t *data, size_t size)
             return "malformed file gave a status other than EC_ERR_PARSE";
         return check_error(s, &err, PREDICTOR_NAME);
     }
-    const char *bad = check_predictor(p);
+    const char *bad = fuzz_check_predictor(p);
     if (!bad) {
         const char *path = scratch_path();
         ec_predictor *q = NULL;

@@ -33,6 +33,16 @@ const char *fuzz_predictor_json(const uint8_t *data, size_t size);
  * transfers hold slots, no allocation after creation (target_policy.c). */
 const char *fuzz_policy(const uint8_t *data, size_t size);
 
+/* ec_seed_rules_load on a rules JSON file: a clean parse error, or rules
+ * that fit their shape, find, round-trip and load as the hybrid predictor
+ * (target_rules.c). */
+const char *fuzz_rules_json(const uint8_t *data, size_t size);
+
+/* Shared by the targets: a loaded or fitted predictor's prior rows and its
+ * predictions at horizons 1..4 are distributions. */
+struct ec_predictor;
+const char *fuzz_check_predictor(const struct ec_predictor *p);
+
 typedef struct fuzz_target {
     const char *name; /* also the folder under tests/fuzz/corpus and regress */
     fuzz_fn fn;
