@@ -39,7 +39,8 @@ static void assert_previous_intact(const char *path)
 
 Test(atomic, synth_failing_midway_keeps_the_old_file_and_no_temporary)
 {
-    const char *d = tu_tmpdir();
+    char d[256]; /* tu_tmpdir reuses its buffers after 8 calls (tu_cli makes one each) */
+    snprintf(d, sizeof d, "%s", tu_tmpdir());
     const char *out = tu_write(d, "out.jsonl", PREVIOUS);
     /* 4 KiB file-size limit with SIGXFSZ ignored: writes past it fail with
      * EFBIG, as on a full disk; the default trace is ~900 KB. */
@@ -63,7 +64,8 @@ Test(atomic, synth_failing_midway_keeps_the_old_file_and_no_temporary)
 
 Test(atomic, synth_killed_midway_keeps_the_old_file)
 {
-    const char *d = tu_tmpdir();
+    char d[256]; /* tu_tmpdir reuses its buffers after 8 calls (tu_cli makes one each) */
+    snprintf(d, sizeof d, "%s", tu_tmpdir());
     const char *out = tu_write(d, "out.jsonl", PREVIOUS);
     /* Same limit, default SIGXFSZ: the process is killed in the middle of
      * writing. It cannot clean up; only its own temporary may remain. */
@@ -83,7 +85,8 @@ Test(atomic, synth_killed_midway_keeps_the_old_file)
 
 Test(atomic, synth_refused_before_writing_keeps_the_old_file)
 {
-    const char *d = tu_tmpdir();
+    char d[256]; /* tu_tmpdir reuses its buffers after 8 calls (tu_cli makes one each) */
+    snprintf(d, sizeof d, "%s", tu_tmpdir());
     const char *out = tu_write(d, "out.jsonl", PREVIOUS);
     cr_assert_eq(tu_cli(NULL, NULL, "synth --experts 4 --top-k 5 -o '%s'", out), 2);
     assert_previous_intact(out);
@@ -94,7 +97,8 @@ Test(atomic, synth_refused_before_writing_keeps_the_old_file)
 
 Test(atomic, synth_success_replaces_the_file_and_leaves_no_temporary)
 {
-    const char *d = tu_tmpdir();
+    char d[256]; /* tu_tmpdir reuses its buffers after 8 calls (tu_cli makes one each) */
+    snprintf(d, sizeof d, "%s", tu_tmpdir());
     const char *out = tu_write(d, "out.jsonl", PREVIOUS);
     cr_assert_eq(tu_cli(NULL, NULL, "synth --tokens 2 --sequences 1 --layers 2 -o '%s'", out), 0);
     char *text = tu_read(out, NULL);
@@ -123,7 +127,8 @@ Test(atomic, predictor_save_failing_midway_keeps_the_old_model)
     cr_assert_eq(ec_synth_generate(&o, &t, NULL), EC_OK);
     cr_assert_eq(ec_predictor_create("prior", NULL, &p, NULL), EC_OK);
     cr_assert_eq(ec_predictor_fit(p, t, NULL), EC_OK);
-    const char *d = tu_tmpdir();
+    char d[256]; /* tu_tmpdir reuses its buffers after 8 calls (tu_cli makes one each) */
+    snprintf(d, sizeof d, "%s", tu_tmpdir());
     const char *path = tu_write(d, "model.json", PREVIOUS);
     /* This test runs in its own process: limit it, and ignore SIGXFSZ. */
     signal(SIGXFSZ, SIG_IGN);
@@ -146,7 +151,8 @@ Test(atomic, predictor_save_failing_midway_keeps_the_old_model)
 Test(atomic, outfile_mode_follows_the_umask_and_concurrent_writers_do_not_collide)
 {
     umask(027); /* this test's own process */
-    const char *d = tu_tmpdir();
+    char d[256]; /* tu_tmpdir reuses its buffers after 8 calls (tu_cli makes one each) */
+    snprintf(d, sizeof d, "%s", tu_tmpdir());
     char path[1024];
     snprintf(path, sizeof path, "%s/o.txt", d);
     ec_outfile *a, *b;

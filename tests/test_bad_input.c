@@ -144,7 +144,8 @@ Test(bad_input, a_later_file_is_named_in_its_own_message)
 
 Test(bad_input, a_10_mb_line_is_refused_past_the_line_limit_and_loads_within_it)
 {
-    const char *d = tu_tmpdir();
+    char d[256]; /* tu_tmpdir reuses its buffers after 8 calls (tu_cli makes one each) */
+    snprintf(d, sizeof d, "%s", tu_tmpdir());
     char path[512];
     snprintf(path, sizeof path, "%s/long.jsonl", d);
     FILE *f = fopen(path, "wb");
@@ -167,7 +168,8 @@ Test(bad_input, a_10_mb_line_is_refused_past_the_line_limit_and_loads_within_it)
 
 Test(bad_input, a_directory_or_a_missing_file_is_an_io_error)
 {
-    const char *d = tu_tmpdir();
+    char d[256]; /* tu_tmpdir reuses its buffers after 8 calls (tu_cli makes one each) */
+    snprintf(d, sizeof d, "%s", tu_tmpdir());
     char args[1024], want[1024];
     snprintf(args, sizeof args, "info '%s'", d);
     snprintf(want, sizeof want, "expertcast: %s: is a directory, expected a file", d);
@@ -179,7 +181,8 @@ Test(bad_input, a_directory_or_a_missing_file_is_an_io_error)
 
 Test(bad_input, an_unreadable_file_is_an_io_error)
 {
-    const char *d = tu_tmpdir();
+    char d[256]; /* tu_tmpdir reuses its buffers after 8 calls (tu_cli makes one each) */
+    snprintf(d, sizeof d, "%s", tu_tmpdir());
     char src[1024];
     snprintf(src, sizeof src, "%s/accepted/crlf.jsonl", BAD_DIR);
     size_t len;
@@ -232,7 +235,8 @@ Test(bad_input, usage_errors_exit_2)
 /* synth failures: the message, the exit code, and an output folder left empty. */
 Test(bad_input, failed_synth_writes_nothing)
 {
-    const char *d = tu_tmpdir();
+    char d[256]; /* tu_tmpdir reuses its buffers after 8 calls (tu_cli makes one each) */
+    snprintf(d, sizeof d, "%s", tu_tmpdir());
     char args[2048], want[2048];
     snprintf(args, sizeof args, "synth --tokens 4 -o '%s/missing/out.jsonl'", d);
     snprintf(want, sizeof want,
@@ -344,4 +348,87 @@ Test(bad_input, malformed_predictor_files_name_the_field)
     cr_assert_eq(ec_predictor_load(path, &p, &err), EC_OK, "%s", err.message);
     cr_assert_str_eq(ec_predictor_name(p), "prior");
     ec_predictor_destroy(p);
+}
+
+/* ---- the seed's commands: extract, rules create, rules evaluate ------------ */
+
+static const bad_trace bad_rules[] = {
+    {"key_malformed.json", "", ": field 'level1.rules.(0, 5': expected a key like \"(5, 6)\""},
+    {"prediction_negative.json", "",
+     ": field 'level1.rules.(0, 5).prediction': -3 is out of range [0, 32766]"},
+    {"votes_above_samples.json", "",
+     ": field 'level1.rules.(0, 5).votes': 4 is out of range [1, 2]"},
+    {"layer_past_the_limit.json", "",
+     ": field 'level5_skip8': a rule at layer 4095 needs 4104 layers, more than the 4096 "
+     "supported"},
+    {"expert_past_metadata.json", "",
+     ": field 'metadata.n_experts': expert id 9 seen but n_experts is 8"},
+    {"two_documents.json", "",
+     ": not valid JSON (near byte 101; a rules file is one JSON document)"},
+    {"truncated.json", "", ": not valid JSON (near byte 48; a rules file is one JSON document)"},
+    {"a_trace_not_rules.json", "",
+     ": not valid JSON (near byte 110; a rules file is one JSON document)"},
+};
+
+Test(bad_input, malformed_rules_files_fail_evaluate_and_write_nothing)
+{
+    char d[256]; /* tu_tmpdir reuses its buffers after 8 calls (tu_cli makes one each) */
+    snprintf(d, sizeof d, "%s", tu_tmpdir());
+    for (size_t i = 0; i < sizeof bad_rules / sizeof bad_rules[0]; i++) {
+        char args[2048], want[2048];
+        snprintf(args, sizeof args,
+                 "rules evaluate --rules '%s/rules/%s' --test '%s/accepted/crlf.jsonl' -o "
+                 "'%s/results.json'",
+                 BAD_DIR, bad_rules[i].file, BAD_DIR, d);
+        snprintf(want, sizeof want, "expertcast: %s/rules/%s%s", BAD_DIR, bad_rules[i].file,
+                 bad_rules[i].want);
+        expect_failure(args, 1, want);
+    }
+    cr_assert_eq(count_entries(d), 0, "a failed evaluate wrote into %s", d);
+    /* every committed rules file has its expectation */
+    cr_assert_eq(count_entries(BAD_DIR "/rules"), (int)(sizeof bad_rules / sizeof bad_rules[0]));
+}
+
+Test(bad_input, seed_commands_fail_cleanly_and_write_nothing)
+{
+    char d[256]; /* tu_tmpdir reuses its buffers after 8 calls (tu_cli makes one each) */
+    snprintf(d, sizeof d, "%s", tu_tmpdir());
+    char args[2048], want[2048];
+    /* extract: a malformed line anywhere means no journey file at all */
+    snprintf(args, sizeof args, "extract '%s/truncated_line.jsonl' -p 0 -t 0 1 -o '%s'", BAD_DIR,
+             d);
+    snprintf(want, sizeof want,
+             "expertcast: %s/truncated_line.jsonl:2: field 'experts': not valid JSON", BAD_DIR);
+    expect_failure(args, 1, want);
+    snprintf(args, sizeof args, "extract '%s/accepted/crlf.jsonl' -p 0 -t 0 1 -o '%s/missing'",
+             BAD_DIR, d);
+    snprintf(want, sizeof want, "expertcast: %s/missing: output directory does not exist", d);
+    expect_failure(args, 1, want);
+    snprintf(args, sizeof args, "extract '%s/accepted/crlf.jsonl' -p 0 -t 1 0 -o '%s'", BAD_DIR,
+             d);
+    expect_failure(args, 2, "expertcast extract: --tokens 1 0: END must be above START");
+    /* rules create */
+    snprintf(args, sizeof args, "rules create '%s/expert_fraction.jsonl' -o '%s/rules.json'",
+             BAD_DIR, d);
+    snprintf(want, sizeof want,
+             "expertcast: %s/expert_fraction.jsonl:1: field 'experts': expected an integer, got 7.5",
+             BAD_DIR);
+    expect_failure(args, 1, want);
+    snprintf(args, sizeof args, "rules create '%s/accepted/crlf.jsonl' -o '%s/missing/r.json'",
+             BAD_DIR, d);
+    snprintf(want, sizeof want, "expertcast: %s/missing: output directory does not exist", d);
+    expect_failure(args, 1, want);
+    snprintf(args, sizeof args, "rules create -o '%s/rules.json'", d);
+    expect_failure(args, 2, "expertcast rules create: no journey file given");
+    /* rules evaluate: a missing or directory rules file, a bad test file */
+    snprintf(args, sizeof args, "rules evaluate --rules '%s/absent.json' --test '%s/accepted/crlf.jsonl'",
+             d, BAD_DIR);
+    snprintf(want, sizeof want, "expertcast: %s/absent.json: cannot open: No such file or directory",
+             d);
+    expect_failure(args, 1, want);
+    snprintf(args, sizeof args, "rules evaluate --rules '%s' --test '%s/accepted/crlf.jsonl'", d,
+             BAD_DIR);
+    snprintf(want, sizeof want, "expertcast: %s: read error (is it a directory?)", d);
+    expect_failure(args, 1, want);
+    cr_assert_eq(count_entries(d), 0, "a failed seed command wrote into %s", d);
 }

@@ -4,6 +4,7 @@
 #include "rules.h"
 #include "pywrite.h"
 
+#include <errno.h>
 #include <math.h>
 #include <stddef.h>
 #include <string.h>
@@ -355,7 +356,7 @@ static ec_status slurp(const char *path, char **out, size_t *len, ec_error *err)
 {
     FILE *f = fopen(path, "rb");
     if (!f)
-        return ec_error_set(err, EC_ERR_IO, "%s: cannot open", path);
+        return ec_error_set(err, EC_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
     size_t cap = 0, n = 0;
     char *buf = NULL;
     for (;;) {
