@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Valgrind memcheck over the command-line tool: every command on a small
-# synthetic trace, the help texts, usage errors, and every malformed input of
-# tests/bad. Each run must exit with its expected code and memcheck must
+# Valgrind memcheck over the command-line tool: every command (synth, info,
+# extract, rules create / evaluate, demo) on a small synthetic trace, the
+# help texts, usage errors, and every malformed input of tests/bad. Each run must exit with its expected code and memcheck must
 # report zero errors (leaks included: definite, indirect and possible).
 #
 # usage: tests/valgrind.sh [PATH/TO/expertcast]     (default build/expertcast)
@@ -65,6 +65,24 @@ run 1 info "$TMP/absent.jsonl"
 run 1 synth -o "$TMP/missing/out.jsonl" --tokens 2
 run 2 synth --experts 8 --top-k 9 -o "$TMP/refused.jsonl"
 run 2 info --experts 0 "$small"
+# the seed's commands: extract, rules create / evaluate, the demo
+mkdir -p "$TMP/journeys" "$TMP/demo"
+run 0 extract "$small" -p 0 -t 0 4 -o "$TMP/journeys"
+run 0 extract "$small" -p 1 -t 2 6 -o "$TMP/journeys"
+run 0 rules create "$TMP"/journeys/p0_token_*.jsonl -o "$TMP/rules.json"
+run 0 rules evaluate --rules "$TMP/rules.json" --test "$TMP"/journeys/p1_token_*.jsonl \
+  -o "$TMP/results.json"
+run 0 rules create "$small" --experts 8 -o -
+run 0 demo --output-dir "$TMP/demo"
+run 0 extract --help
+run 0 rules --help
+run 0 demo --help
+run 1 extract tests/bad/truncated_line.jsonl -p 0 -t 0 1 -o "$TMP/journeys"
+run 1 rules create tests/bad/expert_fraction.jsonl -o "$TMP/bad_rules.json"
+run 2 extract "$small" -p 0 -t 1 0
+for f in tests/bad/rules/*.json; do
+  run 1 rules evaluate --rules "$f" --test "$small"
+done
 for f in tests/bad/*.jsonl; do
   run 1 info --layers 32 --experts 8 "$f"
 done
