@@ -174,3 +174,31 @@ Test(atomic, outfile_mode_follows_the_umask_and_concurrent_writers_do_not_collid
     others(d, "o.txt", left, sizeof left);
     cr_assert_str_eq(left, "");
 }
+
+Test(atomic, rules_create_failing_midway_keeps_the_old_rules)
+{
+    char d[256];
+    snprintf(d, sizeof d, "%s", tu_tmpdir());
+    char trace[512];
+    snprintf(trace, sizeof trace, "%s/t.jsonl", tu_tmpdir());
+    cr_assert_eq(tu_cli(NULL, NULL, "synth --layers 16 --experts 16 -k 2 --tokens 32 -o '%s'",
+                        trace),
+                 0);
+    const char *out = tu_write(d, "rules.json", PREVIOUS);
+    char cmd[2048], errpath[1024];
+    snprintf(errpath, sizeof errpath, "%s/stderr", tu_tmpdir());
+    /* the rules of 128 journeys over 16 layers are far more than 8 KiB */
+    snprintf(cmd, sizeof cmd,
+             "bash -c \"trap '' XFSZ; ulimit -f 8; exec %s rules create '%s' -o '%s'\" "
+             ">/dev/null 2>'%s'",
+             EC_CLI_PATH, trace, out, errpath);
+    int rc = system(cmd);
+    char *err = tu_read(errpath, NULL);
+    cr_assert(WIFEXITED(rc) && WEXITSTATUS(rc) == 1, "status %d: %s", rc, err);
+    cr_assert(strstr(err, "File too large"), "%s", err);
+    free(err);
+    assert_previous_intact(out);
+    char left[1024];
+    others(d, "rules.json", left, sizeof left);
+    cr_assert_str_eq(left, "", "left behind: %s", left);
+}

@@ -3,6 +3,7 @@
 
 #include "../trace/jsonl.h"
 
+#include <errno.h>
 #include <string.h>
 
 void pyw_init(pyw *w, FILE *f)
@@ -121,6 +122,6 @@ ec_status pyw_finish(pyw *w, ec_error *err)
     if (w->oom)
         return ec_error_set(err, EC_ERR_NOMEM, "out of memory writing JSON");
     if (ferror(w->f))
-        return ec_error_set(err, EC_ERR_IO, "write error");
+        return ec_error_set(err, EC_ERR_IO, "write error: %s", strerror(errno));
     return EC_OK;
 }
