@@ -102,9 +102,11 @@ ec_status ec_loader_begin_sequence(ec_loader *l, const char *dataset, int64_t pr
 
 /*
  * The router of `layer` chose experts[k] (distinct ids, highest gate
- * first). Plans and starts copies. EC_ERR_BUSY when an expert has no
- * evictable slot because every slot of its pool is pinned by an acquire
- * not yet released (nothing changed: release and call again).
+ * first). Plans and starts copies. When an expert's pool has no evictable
+ * slot only because copies are still in flight, waits (on the host) for
+ * them. EC_ERR_BUSY when every slot of the pool is pinned by an acquire not
+ * yet released: release, then call again with the same arguments (the
+ * retry continues the refused observation).
  */
 ec_status ec_loader_observe(ec_loader *l, int32_t layer, const int16_t *experts);
 
@@ -121,8 +123,17 @@ ec_status ec_loader_acquire(ec_loader *l, int32_t layer, int32_t expert, ec_stre
  * records the slot's released event on stream and unpins it. */
 ec_status ec_loader_release(ec_loader *l, int32_t layer, int32_t expert, ec_stream *stream);
 
-/* Blocks until every copy started has completed and harvests the timing
- * events (so that stats are complete). */
+/*
+ * Starts the transfers the issue window allows now, without blocking. The
+ * loader pumps its queue at every observe, acquire and release; a runtime
+ * that waits on the host between layers (e.g. for the router's output)
+ * keeps the copy engine busy by calling this while it waits.
+ */
+ec_status ec_loader_poll(ec_loader *l);
+
+/* Blocks until every queued transfer has been started (through the issue
+ * window) and completed, and harvests the timing events (so that stats
+ * are complete). */
 ec_status ec_loader_sync(ec_loader *l);
 
 typedef struct ec_loader_stats {
@@ -134,6 +145,7 @@ typedef struct ec_loader_stats {
     uint64_t bytes;          /* bytes copied host -> device */
     uint64_t demand_bytes;
     uint64_t prefetch_bytes;
+    uint64_t prefill_bytes;  /* resident policy: the whole cache filled at creation */
     int64_t copies_timed;    /* completed copies measured with timing events */
     double copy_ms;          /* their summed duration on the copy stream (ms) */
     uint64_t bytes_timed;    /* their bytes */

@@ -26,6 +26,8 @@ typedef struct slot_rt {
     ec_event *released; /* after the latest reader's kernels (reader stream) */
     ec_event *c0, *c1;  /* bracket the latest copy (timing); NULL without timing */
     uint64_t gen;       /* transfers started into the slot */
+    uint8_t drop_on_ready; /* on-demand: released while loading, drop when complete */
+    int32_t deferred;      /* on-demand: releases held back while the step needs it */
 } slot_rt;
 
 typedef struct flight {
@@ -66,6 +68,20 @@ struct ec_loader {
     char *dataset;
     int64_t problem_id;
     ec_recorder *rec;
+
+    /* an observe refused with EC_ERR_BUSY, to be retried with the same arguments */
+    int pending;
+    int32_t p_layer;
+    int16_t p_ex[EC_MAX_K];
+    int64_t p_token;
+    int p_new_token;
+
+    /* the last successful observation: its layer, experts, which were acquired */
+    int32_t obs_layer;
+    int16_t obs_ex[EC_MAX_K];
+    uint8_t obs_acq[EC_MAX_K];
+    int32_t deferred_slots[EC_MAX_K]; /* on-demand: slots with deferred releases */
+    int32_t n_deferred;
 
     ec_loader_stats stats;
     ec_status broken;   /* first backend failure; later calls refuse */
@@ -164,6 +180,24 @@ static void free_all(ec_loader *l)
     ec_free(l);
 }
 
+/* The resident policy starts with every expert READY: put the weights there. */
+static ec_status prefill(ec_loader *l)
+{
+    ec_status s;
+    for (int32_t i = 0; i < l->n_slots; i++) {
+        const ec_slot *sl = ec_cache_slot(l->cache, i);
+        if (sl->layer < 0)
+            continue;
+        if ((s = ec_stream_copy_h2d(l->copy, l->dev + (size_t)i * l->stride,
+                                    ec_store_expert(l->store, sl->layer, sl->expert), l->bytes)))
+            return lfail(l, s, "prefilling the cache: %s", ec_backend_errmsg(l->b));
+        l->stats.prefill_bytes += l->bytes;
+    }
+    if ((s = ec_stream_sync(l->copy)))
+        return lfail(l, s, "prefilling the cache: %s", ec_backend_errmsg(l->b));
+    return EC_OK;
+}
+
 static ec_status check_config(const ec_store *s, const ec_loader_config *c, ec_error *err)
 {
     int32_t E = ec_store_n_experts(s);
@@ -216,6 +250,7 @@ ec_status ec_loader_create(ec_backend *b, ec_store *s, const ec_predictor *predi
     l->stride = (l->bytes + 255) & ~(size_t)255;
     l->token = -1;
     l->last_layer = -1;
+    l->obs_layer = -1;
 
 #define TRY(call, what)                                                                            \
     do {                                                                                           \
@@ -261,6 +296,10 @@ ec_status ec_loader_create(ec_backend *b, ec_store *s, const ec_predictor *predi
     }
     if ((st = ec_stream_create(b, &l->copy)) || (st = make_events(l))) {
         ec_error_set(err, st, "loader: copy stream and events: %s", ec_backend_errmsg(b));
+        goto fail;
+    }
+    if ((st = prefill(l))) {
+        ec_error_set(err, st, "loader: %s", l->errmsg);
         goto fail;
     }
     if (cfg->record_path && (st = ec_recorder_open(cfg->record_path, &l->rec, err)))
@@ -309,6 +348,11 @@ static void complete_oldest(ec_loader *l)
     if (f.gen != r->gen)
         return;
     ec_policy_completed(l->policy, f.slot);
+    if (r->drop_on_ready) { /* on-demand keeps nothing once its reader is done */
+        r->drop_on_ready = 0;
+        if (ec_cache_slot(l->cache, f.slot)->pins == 0)
+            ec_policy_release(l->policy, f.slot);
+    }
     float ms;
     if (r->c0 && ec_event_elapsed(r->c0, r->c1, &ms) == EC_OK) {
         l->stats.copies_timed++;
@@ -361,6 +405,7 @@ static ec_status start_transfer(ec_loader *l, const ec_transfer *t)
     if ((s = ec_event_record(r->ready, l->copy)))
         return broke(l, s, "recording a ready event");
     r->gen++;
+    r->drop_on_ready = 0;
     l->fl[(l->fl_head + l->fl_len) % l->fl_cap] =
         (flight){.slot = t->slot, .gen = r->gen, .demand = t->demand};
     l->fl_len++;
@@ -401,6 +446,44 @@ static ec_status pump(ec_loader *l, int32_t force_slot)
     return EC_OK;
 }
 
+/* ---- on-demand: an expert leaves when its last reader is done --------------------------
+ * The policy drops a READY slot in ec_policy_release when its pins reach 0.
+ * Two cases need the loader: a slot still LOADING at its release is dropped
+ * when the copy completes (drop_on_ready, see complete_oldest); and the
+ * release of an older reader of an expert the current observation needs but
+ * has not acquired yet is deferred to that acquire (or the next observe),
+ * so the expert is not dropped between the router and its use. */
+
+static int od(const ec_loader *l) { return l->cfg.policy.kind == EC_POLICY_ON_DEMAND; }
+
+/* Index of (layer, expert) in the current observation if not yet acquired. */
+static int needed_unacquired(const ec_loader *l, int32_t layer, int32_t expert)
+{
+    for (int32_t j = 0; layer == l->obs_layer && j < l->k; j++)
+        if (l->obs_ex[j] == expert && !l->obs_acq[j])
+            return 1;
+    return 0;
+}
+
+static void od_release(ec_loader *l, int32_t slot)
+{
+    ec_policy_release(l->policy, slot);
+    const ec_slot *sl = ec_cache_slot(l->cache, slot);
+    if (od(l) && sl->pins == 0 && sl->state == EC_SLOT_LOADING)
+        l->rt[slot].drop_on_ready = 1;
+}
+
+/* Applies the deferred releases (the observation they protected is over). */
+static void od_flush_deferred(ec_loader *l)
+{
+    for (int32_t i = 0; i < l->n_deferred; i++) {
+        int32_t slot = l->deferred_slots[i];
+        for (; l->rt[slot].deferred > 0; l->rt[slot].deferred--)
+            od_release(l, slot);
+    }
+    l->n_deferred = 0;
+}
+
 /* ---- the runtime API ----------------------------------------------------------------- */
 
 ec_status ec_loader_begin_sequence(ec_loader *l, const char *dataset, int64_t problem_id)
@@ -417,28 +500,6 @@ ec_status ec_loader_begin_sequence(ec_loader *l, const char *dataset, int64_t pr
     l->last_layer = -1;
     ec_history_reset(l->hist);
     return EC_OK;
-}
-
-/* True when an absent expert of this step would find no unpinned slot. */
-static int would_be_busy(const ec_loader *l, int32_t layer, const int16_t *ex)
-{
-    int32_t absent = 0;
-    for (int32_t i = 0; i < l->k; i++)
-        absent += ec_cache_find(l->cache, layer, ex[i]) < 0;
-    if (!absent)
-        return 0;
-    int32_t first, n, free_slots = 0;
-    ec_cache_pool(l->cache, layer, &first, &n);
-    for (int32_t i = first; i < first + n; i++) {
-        const ec_slot *sl = ec_cache_slot(l->cache, i);
-        if (sl->pins > 0)
-            continue;
-        int needed = 0;
-        for (int32_t j = 0; j < l->k && sl->layer == layer; j++)
-            needed |= sl->expert == ex[j];
-        free_slots += !needed;
-    }
-    return absent > free_slots;
 }
 
 ec_status ec_loader_observe(ec_loader *l, int32_t layer, const int16_t *experts)
@@ -460,19 +521,52 @@ ec_status ec_loader_observe(ec_loader *l, int32_t layer, const int16_t *experts)
                 return lfail(l, EC_ERR_INVALID, "observe: layer %d: expert %d listed twice",
                              (int)layer, experts[i]);
     }
-    if (would_be_busy(l, layer, experts))
-        return lfail(l, EC_ERR_BUSY,
-                     "observe: layer %d: every free slot of its pool is pinned by an acquire "
-                     "not yet released",
-                     (int)layer);
-    int new_token = l->last_layer < 0 || layer <= l->last_layer;
-    int64_t token = l->token + new_token;
-    ec_history_observe(l->hist, layer, experts);
-    s = ec_policy_observe(l->policy, token * l->L + layer, layer, experts, l->k, l->hist);
-    if (s == EC_ERR_BUSY)
-        return lfail(l, s, "observe: layer %d: the policy found no evictable slot", (int)layer);
+    if ((s = poll_completions(l))) /* the policy decides on fresh slot states */
+        return s;
+    od_flush_deferred(l);
+    int retry = l->pending && layer == l->p_layer &&
+                memcmp(experts, l->p_ex, (size_t)l->k * sizeof *experts) == 0;
+    int new_token;
+    int64_t token;
+    if (retry) { /* history and step were taken by the refused call */
+        new_token = l->p_new_token;
+        token = l->p_token;
+    } else {
+        new_token = l->last_layer < 0 || layer <= l->last_layer;
+        token = l->token + new_token;
+        ec_history_observe(l->hist, layer, experts);
+    }
+    l->pending = 0;
+    for (;;) {
+        s = ec_policy_observe(l->policy, token * l->L + layer, layer, experts, l->k, l->hist);
+        if (s != EC_ERR_BUSY)
+            break;
+        if (l->fl_len == 0) { /* only readers can free a slot now */
+            l->pending = 1;
+            l->p_layer = layer;
+            memcpy(l->p_ex, experts, (size_t)l->k * sizeof *experts);
+            l->p_token = token;
+            l->p_new_token = new_token;
+            return lfail(l, s,
+                         "observe: layer %d: every slot of its pool is pinned by an acquire "
+                         "not yet released (release, then call again with the same arguments)",
+                         (int)layer);
+        }
+        /* Slots still loading are not evictable: wait for the oldest copy. */
+        if ((s = ec_event_sync(l->rt[l->fl[l->fl_head].slot].ready)))
+            return broke(l, s, "waiting for a copy");
+        complete_oldest(l);
+    }
     if (s)
         return lfail(l, s, "observe: layer %d: policy: %s", (int)layer, ec_status_str(s));
+    l->obs_layer = layer;
+    for (int32_t i = 0; i < l->k; i++) { /* needed again: on-demand must not drop it now */
+        l->obs_ex[i] = experts[i];
+        l->obs_acq[i] = 0;
+        int32_t slot = ec_cache_find(l->cache, layer, experts[i]);
+        if (slot >= 0)
+            l->rt[slot].drop_on_ready = 0;
+    }
     l->token = token;
     l->seq_token += new_token;
     l->last_layer = layer;
@@ -511,6 +605,12 @@ ec_status ec_loader_acquire(ec_loader *l, int32_t layer, int32_t expert, ec_stre
         return lfail(l, EC_ERR_STATE,
                      "acquire: layer %d expert %d is not in the cache: observe it first",
                      (int)layer, (int)expert);
+    l->rt[slot].drop_on_ready = 0;
+    for (int32_t j = 0; layer == l->obs_layer && j < l->k; j++)
+        if (l->obs_ex[j] == expert)
+            l->obs_acq[j] = 1;
+    for (; l->rt[slot].deferred > 0; l->rt[slot].deferred--) /* pins stay >= 1 */
+        ec_policy_release(l->policy, slot);
     /* Its transfer may still be queued behind prefetches: start it now. */
     if ((s = pump(l, slot))) {
         ec_policy_release(l->policy, slot);
@@ -558,8 +658,24 @@ ec_status ec_loader_release(ec_loader *l, int32_t layer, int32_t expert, ec_stre
                      (int)layer, (int)expert);
     if ((s = ec_event_record(l->rt[slot].released, stream)))
         return broke(l, s, "recording a released event");
-    ec_policy_release(l->policy, slot);
+    if ((s = poll_completions(l))) /* so that the policy sees the slot's true state */
+        return s;
+    if (od(l) && ec_cache_slot(l->cache, slot)->pins == 1 &&
+        needed_unacquired(l, layer, expert) && l->n_deferred < l->k) {
+        if (l->rt[slot].deferred++ == 0)
+            l->deferred_slots[l->n_deferred++] = slot;
+    } else {
+        od_release(l, slot);
+    }
     return pump(l, -1);
+}
+
+ec_status ec_loader_poll(ec_loader *l)
+{
+    if (!l)
+        return EC_ERR_INVALID;
+    ec_status s = usable(l);
+    return s ? s : pump(l, -1);
 }
 
 ec_status ec_loader_sync(ec_loader *l)
@@ -568,11 +684,16 @@ ec_status ec_loader_sync(ec_loader *l)
         return EC_ERR_INVALID;
     if (l->broken)
         return usable(l);
-    ec_status s = ec_stream_sync(l->copy);
-    if (s)
-        return broke(l, s, "waiting for the copy stream");
-    if ((s = poll_completions(l)))
-        return s;
+    ec_status s;
+    for (;;) {
+        if ((s = pump(l, -1)))
+            return s;
+        if (l->fl_len == 0)
+            break; /* the window is free, so pump emptied the queue */
+        if ((s = ec_event_sync(l->rt[l->fl[l->fl_head].slot].ready)))
+            return broke(l, s, "waiting for a copy");
+        complete_oldest(l);
+    }
     harvest_stalls(l, 1);
     return EC_OK;
 }
