@@ -6,6 +6,7 @@
 static const cli_command commands[] = {
     {"synth", cmd_synth, "generate a synthetic routing trace (raw JSONL)"},
     {"info", cmd_info, "summarise routing traces: shape, sequences, completeness"},
+    {"replay", cmd_replay, "run the real expert loader over a trace: hit rate and stall per policy"},
 };
 
 static void usage(FILE *f)
