@@ -19,6 +19,7 @@ ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 OUT=${1:-${OUT:-$ROOT/out/gpu}}
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
+cd "$ROOT"
 exec > >(tee -a "$OUT/run.log") 2>&1
 
 T0=$(date +%s)
@@ -93,7 +94,7 @@ if [ "$TESTS" = ON ]; then
 fi
 run example 60 "$BUILD/bench/example_decode_loop"
 
-run gpu_replay 300 "$BUILD/bench/gpu_replay" --json "$OUT/replay.json"
+run gpu_replay 300 "$BUILD/bench/gpu_replay" --trace data/sample_trace.jsonl --json "$OUT/replay.json"
 run gpu_replay_verify 120 "$BUILD/bench/gpu_replay" --layers 8 --tokens 12 --warmup 2 \
   --policies lru,predict,oracle --verify --json "$OUT/replay_verify.json"
 
