@@ -30,7 +30,9 @@
  *
  * Time: every observe of a layer <= the previous one starts a new token;
  * the policy's step is token * n_layers + layer. Acquire and release refer
- * to the layer observed last (the current token).
+ * to the current token. Acquire a layer's experts before observing the
+ * next layer: only pins and the current observation keep an expert from
+ * being chosen as a victim.
  *
  * Readers of one slot at the same time must use one stream (the released
  * event covers the stream it was recorded on).
@@ -60,7 +62,7 @@ typedef struct ec_loader_config {
     int32_t cache_per_layer; /* slots per layer; 0: one pool of cache_global slots */
     int32_t cache_global;    /* slots shared by every layer (when cache_per_layer is 0) */
     ec_policy_config policy; /* kind, horizon, prefetch_k, gated cost model (ms) */
-    int32_t issue_window;    /* prefetch copies started and not complete, at most (>= 1) */
+    int32_t issue_window;    /* prefetch copies started and not complete, at most (0: 2) */
     int32_t history_depth;   /* earlier tokens of routing history kept for the predictor */
     int no_timing;           /* 1: no timing events (stall_ms and copy_ms stay 0) */
     const char *record_path; /* write every observe as raw JSONL here (NULL: off) */

@@ -456,7 +456,7 @@ static ec_status pump(ec_loader *l, int32_t force_slot)
 
 static int od(const ec_loader *l) { return l->cfg.policy.kind == EC_POLICY_ON_DEMAND; }
 
-/* Index of (layer, expert) in the current observation if not yet acquired. */
+/* Whether (layer, expert) is in the current observation and not yet acquired. */
 static int needed_unacquired(const ec_loader *l, int32_t layer, int32_t expert)
 {
     for (int32_t j = 0; layer == l->obs_layer && j < l->k; j++)
@@ -498,6 +498,7 @@ ec_status ec_loader_begin_sequence(ec_loader *l, const char *dataset, int64_t pr
     l->problem_id = problem_id;
     l->seq_token = -1;
     l->last_layer = -1;
+    l->pending = 0; /* a refused observation is abandoned with its sequence */
     ec_history_reset(l->hist);
     return EC_OK;
 }
