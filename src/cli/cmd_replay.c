@@ -12,7 +12,9 @@ static const char *USAGE =
     "observe / acquire / expert FFN stand-in / release, with expert weights copied from a\n"
     "pinned host store into the device cache. The host waits for each layer's router point,\n"
     "as a runtime reading the router's output does. Prints, per policy, the hit rate and the\n"
-    "measured stall per token over the tokens after the warm-up.\n\n"
+    "measured stall per token over the tokens after the warm-up. Without a usable GPU, or\n"
+    "when the cache or the pinned store does not fit it, the replay runs on the cpu backend\n"
+    "(with a message).\n\n"
     "Options:\n"
     "  --backend NAME           cpu, cuda or auto (default auto: cuda when a device exists,\n"
     "                           else cpu with a message)\n"
@@ -354,6 +356,68 @@ static ec_predictor *fit_predictor(const opts *o, const ec_trace *t, const uint8
     return p;
 }
 
+/* Everything that runs on one backend: store, copy calibration, the
+ * policies. On failure err says which step failed. */
+static ec_status run_on(ec_backend *b, const opts *o, const ec_trace *t,
+                        const ec_policy_kind *kinds, int n_kinds, const ec_predictor *pred,
+                        const uint8_t *replayed, run_row *rows, double *copy_ms, ec_error *err)
+{
+    ec_store *s = NULL;
+    ec_status st = ec_store_create(b, t->n_layers, t->n_experts, (size_t)o->expert_bytes, &s, err);
+    if (st)
+        return st;
+    ec_store_fill_synthetic(s, 1, 4);
+    if ((st = measure_copy_ms(b, s, copy_ms))) {
+        snprintf(err->message, sizeof err->message, "measuring the copy time: %s",
+                 ec_backend_errmsg(b));
+        ec_store_destroy(s);
+        return st;
+    }
+    for (int i = 0; i < n_kinds && !st; i++) {
+        ec_replay_opts ro = {0};
+        ec_loader_config_default(&ro.loader);
+        ro.loader.policy.kind = kinds[i];
+        ro.loader.policy.horizon = o->horizon;
+        ro.loader.policy.transfer_ms = o->transfer_ms > 0 ? o->transfer_ms : *copy_ms;
+        ro.loader.policy.compute_ms = (o->attn_us + t->k * o->ffn_us) / 1e3;
+        ro.loader.cache_per_layer =
+            kinds[i] == EC_POLICY_RESIDENT ? t->n_experts : o->cache_experts;
+        ro.loader.cache_global = kinds[i] == EC_POLICY_RESIDENT ? 0 : o->cache_global;
+        ro.loader.issue_window = o->window;
+        ro.loader.record_path = i == 0 ? o->record : NULL;
+        ro.attn_us = o->attn_us;
+        ro.ffn_us = o->ffn_us;
+        ro.max_tokens = (size_t)o->tokens;
+        ro.warmup_tokens = (size_t)o->warmup;
+        ro.verify = o->verify;
+        ro.seq_mask = replayed;
+        ro.host_poll_us = strcmp(ec_backend_name(b), "cpu") == 0 ? 20 : 0;
+        rows[i].kind = kinds[i];
+        ec_error e2 = {0};
+        if ((st = ec_replay_run(b, s, t, pred, &ro, &rows[i].r, &e2)))
+            snprintf(err->message, sizeof err->message, "policy %s: %.400s",
+                     ec_policy_kind_name(kinds[i]), e2.message);
+    }
+    ec_store_destroy(s);
+    return st;
+}
+
+static ec_status open_backend(const char *name, ec_backend **b)
+{
+    ec_error err = {0};
+    ec_status st = ec_backend_create(name, NULL, b, &err);
+    if (st && strcmp(name, "cuda") == 0 && (st == EC_ERR_NO_DEVICE || st == EC_ERR_UNSUPPORTED)) {
+        cli_warn("%s; using the cpu backend", err.message);
+        return ec_backend_create("cpu", NULL, b, &err);
+    }
+    if (st)
+        cli_fail(st, &err);
+    else if (strcmp(name, "auto") == 0 && strcmp(ec_backend_name(*b), "cpu") == 0)
+        fprintf(stderr, "expertcast: no usable CUDA device: replaying on the cpu backend "
+                        "(copies are memcpy, compute stand-ins sleep)\n");
+    return st;
+}
+
 int cmd_replay(int argc, char **argv)
 {
     opts o;
@@ -371,7 +435,6 @@ int cmd_replay(int argc, char **argv)
     if (!t)
         return rc;
     ec_backend *b = NULL;
-    ec_store *s = NULL;
     ec_predictor *pred = NULL;
     run_row *rows = calloc(16, sizeof *rows);
     uint8_t *replayed = calloc(t->n_seqs, 1);
@@ -382,24 +445,6 @@ int cmd_replay(int argc, char **argv)
         rc = CLI_DATA;
         goto done;
     }
-    if ((st = ec_backend_create(o.backend, NULL, &b, &err))) {
-        if (strcmp(o.backend, "cuda") == 0 && (st == EC_ERR_NO_DEVICE || st == EC_ERR_UNSUPPORTED)) {
-            cli_warn("%s; using the cpu backend", err.message);
-            st = ec_backend_create("cpu", NULL, &b, &err);
-        }
-        if (st) {
-            rc = cli_fail(st, &err);
-            goto done;
-        }
-    }
-    if (strcmp(o.backend, "auto") == 0 && strcmp(ec_backend_name(b), "cpu") == 0)
-        fprintf(stderr, "expertcast: no usable CUDA device: replaying on the cpu backend "
-                        "(copies are memcpy, compute stand-ins sleep)\n");
-    if ((st = ec_store_create(b, t->n_layers, t->n_experts, (size_t)o.expert_bytes, &s, &err))) {
-        rc = cli_fail(st, &err);
-        goto done;
-    }
-    ec_store_fill_synthetic(s, 1, 4);
     size_t n_seqs = 0;
     for (size_t i = 0; i < t->n_seqs && n_seqs < (size_t)o.replay_seqs; i++, n_seqs++)
         replayed[i] = 1;
@@ -408,36 +453,26 @@ int cmd_replay(int argc, char **argv)
         if ((kinds[i] == EC_POLICY_PREDICT || kinds[i] == EC_POLICY_GATED) && !pred &&
             !(pred = fit_predictor(&o, t, replayed, &split, &rc)))
             goto done;
-    double copy_ms = 0;
-    if ((st = measure_copy_ms(b, s, &copy_ms))) {
-        cli_error("measuring the copy time: %s", ec_backend_errmsg(b));
+    if ((st = open_backend(o.backend, &b))) {
         rc = cli_exit_code(st);
         goto done;
     }
-    for (int i = 0; i < n_kinds; i++) {
-        ec_replay_opts ro = {0};
-        ec_loader_config_default(&ro.loader);
-        ro.loader.policy.kind = kinds[i];
-        ro.loader.policy.horizon = o.horizon;
-        ro.loader.policy.transfer_ms = o.transfer_ms > 0 ? o.transfer_ms : copy_ms;
-        ro.loader.policy.compute_ms = (o.attn_us + t->k * o.ffn_us) / 1e3;
-        ro.loader.cache_per_layer = kinds[i] == EC_POLICY_RESIDENT ? t->n_experts : o.cache_experts;
-        ro.loader.cache_global = kinds[i] == EC_POLICY_RESIDENT ? 0 : o.cache_global;
-        ro.loader.issue_window = o.window;
-        ro.loader.record_path = i == 0 ? o.record : NULL;
-        ro.attn_us = o.attn_us;
-        ro.ffn_us = o.ffn_us;
-        ro.max_tokens = (size_t)o.tokens;
-        ro.warmup_tokens = (size_t)o.warmup;
-        ro.verify = o.verify;
-        ro.seq_mask = replayed;
-        ro.host_poll_us = strcmp(ec_backend_name(b), "cpu") == 0 ? 20 : 0;
-        rows[i].kind = kinds[i];
-        if ((st = ec_replay_run(b, s, t, pred, &ro, &rows[i].r, &err))) {
-            cli_error("policy %s: %s", ec_policy_kind_name(kinds[i]), err.message);
+    double copy_ms = 0;
+    st = run_on(b, &o, t, kinds, n_kinds, pred, replayed, rows, &copy_ms, &err);
+    if (st == EC_ERR_NOMEM && strcmp(ec_backend_name(b), "cuda") == 0) {
+        cli_warn("%s; falling back to the cpu backend", err.message);
+        ec_backend_destroy(b);
+        b = NULL;
+        memset(rows, 0, 16 * sizeof *rows);
+        if ((st = open_backend("cpu", &b))) {
             rc = cli_exit_code(st);
             goto done;
         }
+        st = run_on(b, &o, t, kinds, n_kinds, pred, replayed, rows, &copy_ms, &err);
+    }
+    if (st) {
+        rc = cli_fail(st, &err);
+        goto done;
     }
     report rep = {.o = &o, .t = t, .device = ec_backend_device_name(b),
                   .backend = ec_backend_name(b), .predictor_split = split, .copy_ms = copy_ms,
@@ -452,7 +487,6 @@ done:
     free(rows);
     free(replayed);
     ec_predictor_destroy(pred);
-    ec_store_destroy(s);
     ec_backend_destroy(b);
     ec_trace_destroy(t);
     return rc;
