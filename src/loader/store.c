@@ -67,6 +67,9 @@ static ec_status store_new(ec_backend *b, int32_t L, int32_t E, size_t bytes, ec
 ec_status ec_store_create(ec_backend *b, int32_t n_layers, int32_t n_experts,
                           size_t expert_bytes, ec_store **out, ec_error *err)
 {
+    if (!out)
+        return ec_error_set(err, EC_ERR_INVALID, "ec_store_create: NULL out");
+    *out = NULL;
     ec_store *s;
     ec_status st = store_new(b, n_layers, n_experts, expert_bytes, &s, err);
     if (st)
@@ -90,11 +93,11 @@ ec_status ec_store_create(ec_backend *b, int32_t n_layers, int32_t n_experts,
 ec_status ec_store_wrap(ec_backend *b, int32_t n_layers, int32_t n_experts, size_t expert_bytes,
                         void *const *buffers, unsigned flags, ec_store **out, ec_error *err)
 {
-    if (!buffers) {
-        if (out)
-            *out = NULL;
+    if (!out)
+        return ec_error_set(err, EC_ERR_INVALID, "ec_store_wrap: NULL out");
+    *out = NULL;
+    if (!buffers)
         return ec_error_set(err, EC_ERR_INVALID, "ec_store_wrap: NULL buffers");
-    }
     ec_store *s;
     ec_status st = store_new(b, n_layers, n_experts, expert_bytes, &s, err);
     if (st)
