@@ -89,9 +89,11 @@ Test(store, wraps_caller_memory_without_taking_it)
     cr_assert_eq(ec_store_expert(s, 1, 2), bufs[5]);
     cr_assert_eq(ec_store_checksum(s, 1, 2), ec_checksum64(bufs[5], 64));
     ec_store_destroy(s);
+    void *kept = bufs[1];
     bufs[1] = NULL;
     cr_assert_eq(ec_store_wrap(b, 2, 3, 64, bufs, 0, &s, &err), EC_ERR_INVALID);
     cr_assert_null(s);
+    bufs[1] = kept;
     for (int i = 0; i < 6; i++)
         free(bufs[i]); /* still the caller's */
     ec_backend_destroy(b);
