@@ -424,13 +424,10 @@ static ec_status start_transfer(ec_loader *l, const ec_transfer *t)
 
 /* Starts queued transfers: every demand, and prefetches while fewer than
  * issue_window prefetches are in flight. force_slot >= 0: also start
- * prefetches until that slot's transfer has started. */
-static ec_status pump(ec_loader *l, int32_t force_slot)
+ * prefetches until that slot's transfer has started. No device query. */
+static ec_status start_queued(ec_loader *l, int32_t force_slot)
 {
-    ec_status s = poll_completions(l);
-    if (s)
-        return s;
-    harvest_stalls(l, 0);
+    ec_status s;
     while (ec_queue_len(l->queue) > 0) {
         const ec_transfer *next = ec_queue_at(l->queue, 0);
         int forced = force_slot >= 0 &&
@@ -444,6 +441,16 @@ static ec_status pump(ec_loader *l, int32_t force_slot)
             return s;
     }
     return EC_OK;
+}
+
+/* Completions, timing harvest, then whatever the window allows. */
+static ec_status pump(ec_loader *l)
+{
+    ec_status s = poll_completions(l);
+    if (s)
+        return s;
+    harvest_stalls(l, 0);
+    return start_queued(l, -1);
 }
 
 /* ---- on-demand: an expert leaves when its last reader is done --------------------------
@@ -575,7 +582,7 @@ ec_status ec_loader_observe(ec_loader *l, int32_t layer, const int16_t *experts)
     if (l->rec && ec_recorder_write(l->rec, l->dataset, l->problem_id, l->seq_token, layer,
                                     experts, l->k))
         return lfail(l, EC_ERR_IO, "recording: write failed");
-    return pump(l, -1);
+    return pump(l);
 }
 
 static ec_status check_stream(ec_loader *l, ec_stream *stream, const char *what)
@@ -612,12 +619,25 @@ ec_status ec_loader_acquire(ec_loader *l, int32_t layer, int32_t expert, ec_stre
             l->obs_acq[j] = 1;
     for (; l->rt[slot].deferred > 0; l->rt[slot].deferred--) /* pins stay >= 1 */
         ec_policy_release(l->policy, slot);
-    /* Its transfer may still be queued behind prefetches: start it now. */
-    if ((s = pump(l, slot))) {
+    /* A slot READY on the host needs no device call at all; a LOADING one
+     * costs one query; a QUEUED one (its transfer behind prefetches) is
+     * started now. */
+    const ec_slot *sl = ec_cache_slot(l->cache, slot);
+    if (sl->state == EC_SLOT_QUEUED)
+        s = start_queued(l, slot);
+    else if (sl->state == EC_SLOT_LOADING) {
+        int done = 0;
+        if ((s = ec_event_query(l->rt[slot].ready, &done)))
+            s = broke(l, s, "querying a copy");
+        else if (done)
+            s = poll_completions(l); /* in issue order, up to this one */
+    }
+    if (!s)
+        s = start_queued(l, -1); /* completions may have opened the window */
+    if (s) {
         ec_policy_release(l->policy, slot);
         return s;
     }
-    const ec_slot *sl = ec_cache_slot(l->cache, slot);
     if (sl->state == EC_SLOT_QUEUED || sl->state == EC_SLOT_EMPTY) {
         ec_policy_release(l->policy, slot);
         return lfail(l, EC_ERR_STATE,
@@ -668,7 +688,7 @@ ec_status ec_loader_release(ec_loader *l, int32_t layer, int32_t expert, ec_stre
     } else {
         od_release(l, slot);
     }
-    return pump(l, -1);
+    return start_queued(l, -1);
 }
 
 ec_status ec_loader_poll(ec_loader *l)
@@ -676,7 +696,7 @@ ec_status ec_loader_poll(ec_loader *l)
     if (!l)
         return EC_ERR_INVALID;
     ec_status s = usable(l);
-    return s ? s : pump(l, -1);
+    return s ? s : pump(l);
 }
 
 ec_status ec_loader_sync(ec_loader *l)
@@ -687,7 +707,7 @@ ec_status ec_loader_sync(ec_loader *l)
         return usable(l);
     ec_status s;
     for (;;) {
-        if ((s = pump(l, -1)))
+        if ((s = pump(l)))
             return s;
         if (l->fl_len == 0)
             break; /* the window is free, so pump emptied the queue */
