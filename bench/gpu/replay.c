@@ -255,7 +255,7 @@ static void write_json(FILE *f, const args *a, ec_backend *b, const ec_trace *t,
     json_str(f, a->predictor);
     fputs(", \"predictor_fit\": ", f);
     json_str(f, pred_fit);
-    fprintf(f, ",\n  \"attn_us_requested\": %g, \"tokens\": %d, \"warmup\": %d,\n", a->attn_us,
+    fprintf(f, ",\n  \"attn_us_requested\": %g, \"tokens_requested\": %d, \"warmup\": %d,\n", a->attn_us,
             a->tokens, a->warmup);
     fprintf(f,
             "  \"measured\": {\"h2d_peak_gbps\": %.4f, \"h2d_peak_method\": \"10 back-to-back "
