@@ -259,10 +259,12 @@ static void write_json(FILE *f, const args *a, ec_backend *b, const ec_trace *t,
             a->tokens, a->warmup);
     fprintf(f,
             "  \"measured\": {\"h2d_peak_gbps\": %.4f, \"h2d_peak_method\": \"10 back-to-back "
-            "cudaMemcpyAsync of one expert from pinned memory on one stream, event-timed\", "
+            "%s of one expert from %s memory on one stream, event-timed\", "
             "\"copy_ms\": %.5f, \"attn_ms\": %.5f, \"ffn_ms\": %.5f, \"layer_compute_ms\": "
             "%.5f},\n",
-            c->peak_gbps, c->copy_ms, c->attn_ms, c->ffn_ms, c->attn_ms + t->k * c->ffn_ms);
+            c->peak_gbps, strcmp(ec_backend_name(b), "cuda") == 0 ? "cudaMemcpyAsync" : "memcpy",
+            strcmp(ec_backend_name(b), "cuda") == 0 ? "pinned" : "host", c->copy_ms, c->attn_ms,
+            c->ffn_ms, c->attn_ms + t->k * c->ffn_ms);
     fputs("  \"sim_todo\": \"the simulator API is not on main yet: sim_tpot_ms and "
           "sim_rel_error are left null\",\n  \"policies\": [\n",
           f);
