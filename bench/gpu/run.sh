@@ -98,13 +98,18 @@ run gpu_replay 300 "$BUILD/bench/gpu_replay" --trace data/sample_trace.jsonl --j
 run gpu_replay_verify 120 "$BUILD/bench/gpu_replay" --layers 8 --tokens 12 --warmup 2 \
   --policies lru,predict,oracle --verify --json "$OUT/replay_verify.json"
 
-if [ "$TESTS" = ON ] && command -v compute-sanitizer > /dev/null; then
+CS=$(command -v compute-sanitizer)
+NVCC_DIR=$(dirname "$(command -v nvcc 2>/dev/null || echo /usr/local/cuda/bin/nvcc)")
+for c in "$NVCC_DIR/compute-sanitizer" "$NVCC_DIR/../compute-sanitizer/compute-sanitizer"; do
+  [ -z "$CS" ] && [ -x "$c" ] && CS=$c
+done
+if [ "$TESTS" = ON ] && [ -n "$CS" ]; then
   if [ "$(elapsed)" -lt 330 ]; then
-    run memcheck 60 compute-sanitizer --tool memcheck --target-processes all \
+    run memcheck 60 "$CS" --tool memcheck --target-processes all \
       "$BUILD/tests/test_loader" --filter 'loader_cuda/a_*' --jobs 1
   fi
   if [ "$(elapsed)" -lt 390 ]; then
-    run racecheck 60 env EC_STRESS_OPS=20000 compute-sanitizer --tool racecheck \
+    run racecheck 60 env EC_STRESS_OPS=20000 "$CS" --tool racecheck \
       --target-processes all "$BUILD/tests/test_loader" --filter 'loader_cuda/integrity*' \
       --jobs 1
   fi
