@@ -18,6 +18,7 @@ typedef struct cli_command {
 
 int cmd_synth(int argc, char **argv);
 int cmd_info(int argc, char **argv);
+int cmd_simulate(int argc, char **argv);
 
 /* Prints "expertcast: MESSAGE" on stderr. */
 void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

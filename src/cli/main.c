@@ -6,6 +6,7 @@
 static const cli_command commands[] = {
     {"synth", cmd_synth, "generate a synthetic routing trace (raw JSONL)"},
     {"info", cmd_info, "summarise routing traces: shape, sequences, completeness"},
+    {"simulate", cmd_simulate, "replay traces through loading policies on a modeled machine"},
 };
 
 static void usage(FILE *f)
