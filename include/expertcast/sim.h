@@ -9,9 +9,10 @@
  * predictor overheads). Every value in a profile carries a "source" string.
  *
  * Timing model, per step (one layer of one decode step of the batch):
- *   router time = end of the previous step's compute + router (+ predictor,
- *                 for policies that predict) overhead;
+ *   router time = end of the previous step's compute + router overhead;
  *   the policy observes the router's choice then (demands, prefetch plan);
+ *   the predictor runs on the host after the demands are issued: it delays
+ *   prefetch transfers by predictor_ms, never a demand or the compute;
  *   a transfer takes latency + bytes / (bandwidth / engines) on one of the
  *   copy engines (engines share the link), starts in queue order when an
  *   engine is free and the slot's last reader has finished;
@@ -75,7 +76,7 @@ typedef struct ec_sim_timing {
     double compute_fixed_ms;   /* per layer */
     double compute_per_expert_ms;
     double router_ms;
-    double predictor_ms;       /* added for predict and gated */
+    double predictor_ms;       /* delays the transfers that wait for a prediction */
     double expert_bytes;
 } ec_sim_timing;
 
@@ -128,7 +129,7 @@ typedef struct ec_sim_result {
     double total_ms;            /* virtual time of the whole replay */
     double tpot_ms;             /* total_ms / n_tokens */
     double stall_ms_per_token;
-    double compute_ms_per_token;/* compute + router/predictor overhead */
+    double compute_ms_per_token;/* compute + router overhead */
     double hit_rate;            /* (hits + inflight hits) / uses asked */
     double resident_rate;       /* hits / uses asked (READY when asked) */
     double transfers_per_token, wasted_transfers_per_token;

@@ -105,7 +105,20 @@ struct ec_policy {
     int16_t *fut_ex;             /* [E] */
     int64_t *nu;                 /* [n_slots] next use after the current step */
     int64_t *nu_stamp;           /* [n_slots] */
+
+    /* how often an eviction is regretted: the evicted expert is asked for
+     * again at its next occurrence (within n_layers steps). gated values a
+     * victim at no less than this rate, whatever the predictor says. */
+    int64_t *evicted_at;         /* [L*E] step its eviction became final, -1 */
+    double evictions, regretted;
 };
+
+/* P(an evicted expert is wanted again at its next occurrence), online,
+ * add-one smoothed. */
+static inline double policy_regret_rate(const ec_policy *p)
+{
+    return (p->regretted + 1.0) / (p->evictions + 2.0);
+}
 
 /* Victim rules (victim.c). A prefetch victim additionally must not be
  * wanted by the current plan. Return -1 when no slot qualifies. */

@@ -76,8 +76,11 @@ void plan_predict(ec_policy *p)
  * is queued only when q * saved > (1 - q) * transfer + value(victim), where
  * saved = min(transfer, h * step time) is the stall it can hide, transfer
  * the time a wrong prefetch occupies the link, and value(victim) =
- * q(victim at its next occurrence) * transfer the expected reload cost of
- * what it evicts (0 for an empty slot).
+ * max(q(victim at its next occurrence), regret rate) * transfer the
+ * expected reload cost of what it evicts (0 for an empty slot). The regret
+ * rate - how often this cache's evictions were asked for again at their
+ * next occurrence - keeps a predictor blind to recency (a layer prior)
+ * from valuing a just-used expert at its average frequency.
  */
 void plan_gated(ec_policy *p)
 {
@@ -102,7 +105,8 @@ void plan_gated(ec_policy *p)
             double value = 0;
             if (vs->state != EC_SLOT_EMPTY) {
                 const float *vrow = policy_qrow(p, vs->layer);
-                value = (vrow ? vrow[vs->expert] : 1.0) * transfer;
+                double qv = vrow ? vrow[vs->expert] : 1.0, r = policy_regret_rate(p);
+                value = (qv > r ? qv : r) * transfer;
             }
             if (q * saved > (1.0 - q) * transfer + value)
                 plan_queue(p, v, t, e, p->step + h, q);

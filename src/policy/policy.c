@@ -101,8 +101,9 @@ ec_status ec_policy_create(const ec_policy_config *cfg, ec_cache *cache, ec_queu
     p->fut_ex = ec_malloc((size_t)p->E * sizeof *p->fut_ex);
     p->nu = ec_malloc(ns * sizeof *p->nu);
     p->nu_stamp = ec_malloc(ns * sizeof *p->nu_stamp);
+    p->evicted_at = ec_malloc(LE * sizeof *p->evicted_at);
     if (!p->taken || !p->plan_keep || !p->probs || !p->qrow || !p->qstamp || !p->rank ||
-        !p->fut_ex || !p->nu || !p->nu_stamp) {
+        !p->fut_ex || !p->nu || !p->nu_stamp || !p->evicted_at) {
         ec_policy_destroy(p);
         return ec_error_set(err, EC_ERR_NOMEM, "out of memory creating policy");
     }
@@ -130,6 +131,7 @@ void ec_policy_destroy(ec_policy *p)
     ec_free(p->fut_ex);
     ec_free(p->nu);
     ec_free(p->nu_stamp);
+    ec_free(p->evicted_at);
     ec_free(p);
 }
 
@@ -156,6 +158,9 @@ void ec_policy_reset(ec_policy *p)
     p->serial++; /* every stamp taken so far is now stale */
     p->counted = 0;
     p->n_taken = p->n_requeued = 0;
+    for (size_t i = 0; i < (size_t)p->L * (size_t)p->E; i++)
+        p->evicted_at[i] = -1;
+    p->evictions = p->regretted = 0;
 }
 
 /* Step 1 of observe: every queued prefetch comes back, newest first, so
@@ -178,7 +183,11 @@ static void count_uses(ec_policy *p, const int16_t *experts, int32_t k)
     ec_cache *c = p->c;
     c->stats.acquires += k;
     for (int32_t i = 0; i < k; i++) {
-        int32_t s = c->where[cache_key(c, p->layer, experts[i])];
+        int32_t key = cache_key(c, p->layer, experts[i]), s = c->where[key];
+        if (p->evicted_at[key] >= 0) { /* its next occurrence: was the eviction regretted? */
+            p->regretted += s < 0 && p->step - p->evicted_at[key] <= p->L;
+            p->evicted_at[key] = -1;
+        }
         if (s < 0 || c->slots[s].state == EC_SLOT_QUEUED)
             c->stats.misses++;
         else if (c->slots[s].state == EC_SLOT_LOADING)
@@ -267,6 +276,8 @@ void ec_policy_started(ec_policy *p, const ec_transfer *t)
     ec_slot *prev = &c->prev[t->slot];
     if (prev->layer >= 0) {
         c->stats.evictions++;
+        p->evicted_at[cache_key(c, prev->layer, prev->expert)] = p->step;
+        p->evictions++;
         if (prev->prefetched && prev->state == EC_SLOT_READY)
             c->stats.wasted++;
         prev->layer = prev->expert = -1;

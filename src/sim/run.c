@@ -35,6 +35,7 @@ typedef struct engines {
     double *reader_end;/* [n_slots] when the slot's last reader finished */
     double transfer_ms;
     double obs_time;   /* transfers queued at this time cannot start earlier */
+    double prefetch_delay; /* prefetches also wait for the predictor's run (ms) */
     ec_queue *q;
     ec_policy *p;
 } engines;
@@ -57,8 +58,9 @@ static int start_next(engines *g, double limit)
         return 0;
     int32_t e = earliest_engine(g);
     double start = g->free_at[e];
-    if (start < g->obs_time)
-        start = g->obs_time;
+    double earliest = g->obs_time + (head->demand ? 0 : g->prefetch_delay);
+    if (start < earliest)
+        start = earliest;
     if (start < g->reader_end[head->slot])
         start = g->reader_end[head->slot];
     if (start > limit)
@@ -187,7 +189,7 @@ static ec_status setup(ec_sim *s, const ec_sim_config *cfg, run_state *r, ec_err
         .horizon = cfg->horizon,
         .prefetch_k = cfg->prefetch_k,
         .transfer_ms = tm->transfer_ms,
-        .compute_ms = tm->router_ms + (predicts(cfg->kind) ? tm->predictor_ms : 0) +
+        .compute_ms = tm->router_ms +
                       tm->compute_fixed_ms + tm->compute_per_expert_ms * s->mean_union,
     };
     ec_future fut = {fut_next_use, fut_experts_at, s};
@@ -221,7 +223,9 @@ static ec_status replay(ec_sim *s, const ec_sim_config *cfg, run_state *r, doubl
                         ec_error *err)
 {
     const ec_sim_timing *tm = &cfg->timing;
-    double overhead = tm->router_ms + (predicts(cfg->kind) ? tm->predictor_ms : 0);
+    /* the router is on the critical path; the predictor runs on the host
+     * after the demands are issued and delays only the prefetches */
+    double overhead = tm->router_ms;
     double t = 0;
     int32_t group = -1, n_act = 0;
     engines *g = &r->g;
@@ -249,6 +253,7 @@ static ec_status replay(ec_sim *s, const ec_sim_config *cfg, run_state *r, doubl
         double router = t + overhead, now = router;
         advance(g, now);
         g->obs_time = now;
+        g->prefetch_delay = predicts(cfg->kind) ? tm->predictor_ms : 0;
         ec_status o;
         while ((o = ec_policy_observe_batch(r->p, st, l, ex, n, r->hs, n_act)) == EC_ERR_BUSY) {
             double next = next_completion(g);
@@ -340,9 +345,7 @@ ec_status ec_sim_run(ec_sim *s, const ec_sim_config *cfg, ec_sim_result *res, ec
         stall += r.stall_l[l];
         compute += r.compute_l[l];
         res->stall_per_layer[l] = r.stall_l[l] / ntok;
-        /* the bound charges the router but not the predictor: it is the same
-         * for every policy */
-        double c_l = r.compute_l[l] - (predicts(cfg->kind) ? tm->predictor_ms * (double)s->n_tok : 0);
+        double c_l = r.compute_l[l]; /* compute + router: the same for every policy */
         double x_l = cfg->kind == EC_POLICY_RESIDENT ? 0
                                                      : (double)s->bound_loads[l] * tm->transfer_ms /
                                                            tm->engines;
