@@ -18,6 +18,9 @@ typedef struct cli_command {
 
 int cmd_synth(int argc, char **argv);
 int cmd_info(int argc, char **argv);
+int cmd_extract(int argc, char **argv);
+int cmd_rules(int argc, char **argv);
+int cmd_demo(int argc, char **argv);
 int cmd_simulate(int argc, char **argv);
 
 /* Prints "expertcast: MESSAGE" on stderr. */

@@ -53,5 +53,7 @@ ec_status ec_json_read_floats(const cJSON *arr, float *v, size_t n, const char *
 
 /* Every predictor module defines its vtable here. */
 extern const ec_predictor_vt ec_prior_vt;
+extern const ec_predictor_vt ec_seed_l1_vt, ec_seed_l2_vt, ec_seed_l3_vt, ec_seed_l4_vt,
+    ec_seed_l5_vt, ec_hybrid_vt;
 
 #endif
