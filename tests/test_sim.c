@@ -320,3 +320,230 @@ Test(sim, replays_are_bit_for_bit_deterministic)
     ec_sim_destroy(s);
     ec_trace_destroy(t);
 }
+
+/* ---- profiles ------------------------------------------------------------ */
+
+static const char *profile_path(const char *name)
+{
+    static char buf[4][1024];
+    static int i;
+    i = (i + 1) % 4;
+    snprintf(buf[i], sizeof buf[i], "%s/data/profiles/%s.json", EC_SOURCE_DIR, name);
+    return buf[i];
+}
+
+Test(profile, shipped_profiles_load_and_derive_sane_timings)
+{
+    const char *models[] = {"mixtral-8x7b", "qwen3-30b-a3b", "flame-moe-290m", "deepseek-v3"};
+    const char *hws[] = {"rtx4090-pcie4", "a100-pcie4", "h100-pcie5", "gh200-c2c"};
+    for (size_t m = 0; m < 4; m++) {
+        ec_model_profile mp;
+        ec_error err = {0};
+        cr_assert_eq(ec_model_profile_load(profile_path(models[m]), NULL, &mp, &err), EC_OK, "%s",
+                     err.message);
+        for (size_t h = 0; h < 4; h++) {
+            ec_hw_profile hp;
+            cr_assert_eq(ec_hw_profile_load(profile_path(hws[h]), &hp, &err), EC_OK, "%s",
+                         err.message);
+            ec_sim_timing tm;
+            ec_sim_timing_derive(&mp, &hp, &tm);
+            cr_assert_gt(tm.transfer_ms, 0);
+            cr_assert_gt(tm.compute_per_expert_ms, 0);
+            int32_t c = ec_sim_default_cache(&mp, &hp);
+            cr_assert(c >= mp.k && c <= mp.n_experts);
+        }
+    }
+    ec_model_profile mp;
+    ec_hw_profile hp;
+    cr_assert_eq(ec_model_profile_load(profile_path("mixtral-8x7b"), "int4", &mp, NULL), EC_OK);
+    cr_assert_eq(mp.expert_bytes, 88080384.0);
+    cr_assert_eq(ec_hw_profile_load(profile_path("rtx4090-pcie4"), &hp, NULL), EC_OK);
+    ec_sim_timing tm;
+    ec_sim_timing_derive(&mp, &hp, &tm);
+    /* 88080384 B / 23.9e9 B/s = 3.685 ms, + 10 us latency */
+    cr_assert_float_eq(tm.transfer_ms, 88080384.0 / 23.9e9 * 1e3 + 0.01, 1e-12);
+    ec_error err = {0};
+    cr_assert_eq(ec_model_profile_load(profile_path("mixtral-8x7b"), "int2", &mp, &err),
+                 EC_ERR_NOT_FOUND);
+    cr_assert(strstr(err.message, "int4"), "lists what exists: %s", err.message);
+}
+
+Test(profile, a_value_without_source_is_rejected_naming_file_and_field)
+{
+    const char *d = tu_tmpdir();
+    const char *p = tu_write(
+        d, "m.json",
+        "{\"format\": \"expertcast-model-profile\", \"name\": \"x\", \"layers\": {\"value\": 2, "
+        "\"source\": \"s\"}, \"experts\": {\"value\": 4, \"source\": \"s\"}, \"top_k\": {\"value\": "
+        "1, \"source\": \"s\"}, \"default_dtype\": \"fp16\", \"dtypes\": {\"fp16\": "
+        "{\"expert_bytes\": {\"value\": 10}, \"layer_fixed_bytes\": {\"value\": 1, \"source\": "
+        "\"s\"}}}}");
+    ec_model_profile mp;
+    ec_error err = {0};
+    cr_assert_eq(ec_model_profile_load(p, NULL, &mp, &err), EC_ERR_PARSE);
+    cr_assert(strstr(err.message, "m.json") && strstr(err.message, "dtypes.fp16.expert_bytes.source"),
+              "%s", err.message);
+    p = tu_write(d, "h.json", "{\"format\": \"expertcast-hardware-profile\", \"name\": \"h\", "
+                              "\"h2d_gbs\": {\"value\": -1, \"source\": \"s\"}}");
+    ec_hw_profile hp;
+    cr_assert_eq(ec_hw_profile_load(p, &hp, &err), EC_ERR_PARSE);
+    cr_assert(strstr(err.message, "h.json: field 'h2d_gbs.value'"), "%s", err.message);
+    p = tu_write(d, "bad.json", "{\"format\": ");
+    cr_assert_eq(ec_hw_profile_load(p, &hp, &err), EC_ERR_PARSE);
+    cr_assert_eq(ec_hw_profile_load("/nonexistent/x.json", &hp, &err), EC_ERR_IO);
+}
+
+/* ---- Mixtral: gated does no harm ----------------------------------------- */
+
+Test(mixtral, gated_is_never_slower_than_lru_on_any_shipped_profile_and_cache_size)
+{
+    const char *path = TU_SHARED_OR_SKIP("mixtral-8x7b-instruct/humaneval_2_routing.jsonl");
+    ec_trace *t;
+    cr_assert_eq(ec_trace_load(&path, 1, NULL, &t, NULL), EC_OK);
+    ec_sim *s;
+    cr_assert_eq(ec_sim_create(t, 1, &s, NULL), EC_OK);
+    /* each problem replayed with a prior fitted on the other problem only */
+    cr_assert_eq(ec_sim_fit_heldout(s, "prior", NULL, NULL), EC_OK);
+    const char *dtypes[] = {"fp16", "int8", "int4"};
+    const char *hws[] = {"rtx4090-pcie4", "a100-pcie4", "h100-pcie5", "gh200-c2c"};
+    int checked = 0;
+    for (size_t d = 0; d < 3; d++)
+        for (size_t h = 0; h < 4; h++) {
+            ec_model_profile mp;
+            ec_hw_profile hp;
+            cr_assert_eq(ec_model_profile_load(profile_path("mixtral-8x7b"), dtypes[d], &mp, NULL),
+                         EC_OK);
+            cr_assert_eq(ec_hw_profile_load(profile_path(hws[h]), &hp, NULL), EC_OK);
+            ec_sim_timing tm;
+            ec_sim_timing_derive(&mp, &hp, &tm);
+            for (int32_t c = 2; c <= 8; c++) {
+                ec_sim_result lru = run(s, EC_POLICY_LRU, c, 0, 1, &tm);
+                for (int32_t hz = 1; hz <= 4; hz *= 2) {
+                    ec_sim_result g = run(s, EC_POLICY_GATED, c, 0, hz, &tm);
+                    cr_expect_leq(g.tpot_ms, lru.tpot_ms, "%s %s cache %d horizon %d: gated %.6f > lru %.6f",
+                                  dtypes[d], hws[h], c, hz, g.tpot_ms, lru.tpot_ms);
+                    checked++;
+                    ec_sim_result_clear(&g);
+                }
+                ec_sim_result_clear(&lru);
+            }
+        }
+    cr_assert_eq(checked, 3 * 4 * 7 * 3);
+    ec_sim_destroy(s);
+    ec_trace_destroy(t);
+}
+
+Test(mixtral, flame_and_a_deepseek_sized_trace_replay_without_code_changes)
+{
+    const char *path = TU_SHARED_OR_SKIP("flame-moe-290m/pretrain_32x64_routing.jsonl");
+    ec_trace *t;
+    cr_assert_eq(ec_trace_load(&path, 1, NULL, &t, NULL), EC_OK);
+    ec_sim *s;
+    cr_assert_eq(ec_sim_create(t, 1, &s, NULL), EC_OK);
+    cr_assert_eq(ec_sim_fit_heldout(s, "prior", NULL, NULL), EC_OK);
+    ec_sim_timing tm = {.transfer_ms = 0.2, .engines = 1, .compute_fixed_ms = 0.05,
+                        .compute_per_expert_ms = 0.005, .router_ms = 0.01, .expert_bytes = 4e6};
+    for (size_t i = 0; i < 7; i++) {
+        ec_sim_result r = run(s, ALL[i], 32, 0, 2, &tm);
+        cr_assert_gt(r.tpot_ms, 0);
+        ec_sim_result_clear(&r);
+    }
+    ec_sim_destroy(s);
+    ec_trace_destroy(t);
+    t = synth(11, 58, 256, 8, 2, 6);
+    cr_assert_eq(ec_sim_create(t, 1, &s, NULL), EC_OK);
+    cr_assert_eq(ec_sim_fit_heldout(s, "prior", NULL, NULL), EC_OK);
+    for (size_t i = 0; i < 7; i++) {
+        ec_sim_result r = run(s, ALL[i], 64, 0, 2, &tm);
+        cr_assert_gt(r.tpot_ms, 0);
+        ec_sim_result_clear(&r);
+        r = run(s, ALL[i], 0, 58 * 64, 2, &tm);
+        cr_assert_gt(r.tpot_ms, 0);
+        ec_sim_result_clear(&r);
+    }
+    ec_sim_destroy(s);
+    ec_trace_destroy(t);
+}
+
+/* ---- the command --------------------------------------------------------- */
+
+Test(cli, simulate_json_has_every_field_and_is_deterministic)
+{
+    const char *d = tu_tmpdir();
+    char *out = NULL, *err = NULL;
+    cr_assert_eq(tu_cli(NULL, NULL, "synth --layers 32 --experts 8 --sequences 3 --tokens 20 -o %s/s.jsonl", d), 0);
+    int rc = tu_cli(&out, &err,
+                    "simulate %s/s.jsonl --model %s --hardware %s --cache-experts 4 --json %s/a.json",
+                    d, profile_path("mixtral-8x7b"), profile_path("rtx4090-pcie4"), d);
+    cr_assert_eq(rc, 0, "%s", err);
+    cr_assert(strstr(out, "gated") && strstr(out, "other 2 sequence(s) only"), "%s", out);
+    free(out);
+    free(err);
+    rc = tu_cli(NULL, NULL,
+                "simulate %s/s.jsonl --model mixtral-8x7b --hardware rtx4090-pcie4 --cache-experts 4 "
+                "--json %s/b.json",
+                d, d);
+    cr_assert_eq(rc, 0, "profiles by name resolve next to the executable");
+    char a[65], b[65], p[1100];
+    snprintf(p, sizeof p, "%s/a.json", d);
+    cr_assert_eq(tu_sha256(p, a), 0);
+    snprintf(p, sizeof p, "%s/b.json", d);
+    cr_assert_eq(tu_sha256(p, b), 0);
+    cr_assert_str_eq(a, b, "same inputs, same bytes");
+    char *j = tu_read(p, NULL);
+    const char *fields[] = {"\"model\"", "\"hardware\"", "\"results\"", "\"policy\"",
+                            "\"cache_experts\"", "\"tpot_ms\"", "\"stall_ms_per_token\"",
+                            "\"hit_rate\"", "\"bytes_per_token\"", "\"wasted_bytes_per_token\"",
+                            "\"gap_closed\"", "\"stall_per_layer_ms\"", "\"prefetch_precision\""};
+    for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++)
+        cr_assert(strstr(j, fields[i]), "missing %s", fields[i]);
+    free(j);
+}
+
+Test(cli, simulate_errors_are_usage_or_data_and_write_nothing)
+{
+    const char *d = tu_tmpdir();
+    char *err = NULL;
+    cr_assert_eq(tu_cli(NULL, NULL, "synth --layers 4 --experts 8 --sequences 2 --tokens 5 -o %s/s.jsonl", d), 0);
+    cr_assert_eq(tu_cli(NULL, &err, "simulate %s/s.jsonl --model nosuch --hardware rtx4090-pcie4", d), 2);
+    free(err);
+    cr_assert_eq(tu_cli(NULL, &err, "simulate %s/s.jsonl --model mixtral-8x7b --hardware rtx4090-pcie4 --policy belady", d), 2);
+    free(err);
+    cr_assert_eq(tu_cli(NULL, &err, "simulate %s/s.jsonl --model mixtral-8x7b --hardware rtx4090-pcie4 --csv x.csv", d), 2);
+    free(err);
+    /* 4 layers in the trace, 32 in the profile: a data error naming the file */
+    cr_assert_eq(tu_cli(NULL, &err, "simulate %s/s.jsonl --model mixtral-8x7b --hardware rtx4090-pcie4 --json %s/o.json", d, d), 1);
+    cr_assert(strstr(err, "mixtral-8x7b.json") && strstr(err, "layers"), "%s", err);
+    free(err);
+    char p[1100];
+    snprintf(p, sizeof p, "%s/o.json", d);
+    cr_assert_null(tu_read(p, NULL), "nothing half-written");
+    char *out = NULL;
+    cr_assert_eq(tu_cli(&out, NULL, "simulate --help"), 0);
+    cr_assert(strstr(out, "--sweep") && strstr(out, "--batch") && strstr(out, "--fit"));
+    free(out);
+}
+
+Test(cli, sweep_writes_csv_rows_for_every_cache_horizon_and_policy)
+{
+    const char *d = tu_tmpdir();
+    cr_assert_eq(tu_cli(NULL, NULL, "synth --layers 32 --experts 8 --sequences 2 --tokens 8 -o %s/s.jsonl", d), 0);
+    char *err = NULL;
+    int rc = tu_cli(NULL, &err,
+                    "simulate %s/s.jsonl --model mixtral-8x7b --hardware h100-pcie5 --policy lru,gated "
+                    "--sweep --cache-experts 2,4 --horizon 1,2 --csv %s/s.csv --plot %s/s.png",
+                    d, d, d);
+    cr_assert_eq(rc, 0, "%s", err);
+    cr_assert(strstr(err, "4/4 runs") || strstr(err, "runs"), "progress on stderr: %s", err);
+    free(err);
+    char p[1100];
+    snprintf(p, sizeof p, "%s/s.csv", d);
+    char *csv = tu_read(p, NULL);
+    cr_assert_not_null(csv);
+    int lines = 0;
+    for (char *c = csv; *c; c++)
+        lines += *c == '\n';
+    /* header + per cache: lru + gated x 2 horizons */
+    cr_assert_eq(lines, 1 + 2 * 3, "%s", csv);
+    free(csv);
+}
