@@ -104,7 +104,8 @@ struct ec_policy {
     /* oracle */
     int16_t *fut_ex;             /* [E] */
     int64_t *nu;                 /* [n_slots] next use after the current step */
-    int64_t *nu_stamp;           /* [n_slots] */
+    int64_t *nu_stamp;           /* [n_slots] the (layer, expert) key nu[] is for, -1 */
+    int64_t *pool_full;          /* [L] serial when the plan found no victim in the pool */
 
     /* how often an eviction is regretted: the evicted expert is asked for
      * again at its next occurrence (within n_layers steps). gated values a

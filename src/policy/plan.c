@@ -118,7 +118,9 @@ void plan_gated(ec_policy *p)
  * oracle: every expert of the next max(horizon, n_layers) steps that is not
  * on the device is queued, nearest first, when its pool has a victim whose
  * next use comes after the need (Belady: never evict something needed
- * sooner than what replaces it).
+ * sooner than what replaces it). Once a pool has no such victim for a need,
+ * it has none for any later need of this plan (the candidates for a later
+ * need are a subset), so the pool is skipped from then on.
  */
 void plan_oracle(ec_policy *p)
 {
@@ -129,13 +131,16 @@ void plan_oracle(ec_policy *p)
         int32_t n = p->fut.experts_at(p->fut.ctx, need, &t, p->fut_ex);
         if (n <= 0 || t < 0 || t >= p->L)
             break;
-        for (int32_t j = 0; j < n && j < p->E; j++) {
+        int32_t pool = p->c->per_layer > 0 ? t : 0;
+        for (int32_t j = 0; j < n && j < p->E && p->pool_full[pool] != p->serial; j++) {
             int32_t e = p->fut_ex[j];
             if (e < 0 || e >= p->E || p->c->where[cache_key(p->c, t, e)] >= 0)
                 continue;
             int32_t v = victim_oracle_prefetch(p, t, need);
             if (v >= 0)
                 plan_queue(p, v, t, e, need, 1.0);
+            else
+                p->pool_full[pool] = p->serial;
         }
     }
 }

@@ -102,8 +102,10 @@ ec_status ec_policy_create(const ec_policy_config *cfg, ec_cache *cache, ec_queu
     p->nu = ec_malloc(ns * sizeof *p->nu);
     p->nu_stamp = ec_malloc(ns * sizeof *p->nu_stamp);
     p->evicted_at = ec_malloc(LE * sizeof *p->evicted_at);
+    p->pool_full = ec_malloc((size_t)p->L * sizeof *p->pool_full);
     if (!p->taken || !p->plan_keep || !p->probs || !p->qrow || !p->qstamp || !p->rank ||
-        !p->fut_ex || !p->nu || !p->nu_stamp || !p->evicted_at) {
+        !p->fut_ex || !p->nu || !p->nu_stamp || !p->evicted_at ||
+        !p->pool_full) {
         ec_policy_destroy(p);
         return ec_error_set(err, EC_ERR_NOMEM, "out of memory creating policy");
     }
@@ -112,7 +114,7 @@ ec_status ec_policy_create(const ec_policy_config *cfg, ec_cache *cache, ec_queu
     for (size_t i = 0; i < ns; i++)
         p->plan_keep[i] = p->nu_stamp[i] = -1;
     for (int32_t l = 0; l < p->L; l++)
-        p->qstamp[l] = -1;
+        p->qstamp[l] = p->pool_full[l] = -1;
     ec_policy_reset(p);
     *out = p;
     return EC_OK;
@@ -132,6 +134,7 @@ void ec_policy_destroy(ec_policy *p)
     ec_free(p->nu);
     ec_free(p->nu_stamp);
     ec_free(p->evicted_at);
+    ec_free(p->pool_full);
     ec_free(p);
 }
 
@@ -160,6 +163,8 @@ void ec_policy_reset(ec_policy *p)
     p->n_taken = p->n_requeued = 0;
     for (size_t i = 0; i < (size_t)p->L * (size_t)p->E; i++)
         p->evicted_at[i] = -1;
+    for (int32_t i = 0; i < p->c->n_slots; i++)
+        p->nu_stamp[i] = -1; /* next uses belong to the replay that computed them */
     p->evictions = p->regretted = 0;
 }
 

@@ -53,9 +53,13 @@ int64_t policy_next_use(ec_policy *p, int32_t slot)
     const ec_slot *s = &p->c->slots[slot];
     if (s->layer < 0)
         return INT64_MAX;
-    if (p->nu_stamp[slot] != p->serial) {
+    /* The next use after step s0 is still the next use after a later step s
+     * as long as it lies beyond s: recompute only when the slot changed
+     * hands or its next use has come. */
+    int64_t key = cache_key(p->c, s->layer, s->expert);
+    if (p->nu_stamp[slot] != key || p->nu[slot] <= p->step) {
         p->nu[slot] = p->fut.next_use(p->fut.ctx, p->step + 1, s->layer, s->expert);
-        p->nu_stamp[slot] = p->serial;
+        p->nu_stamp[slot] = key;
     }
     return p->nu[slot];
 }

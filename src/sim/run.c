@@ -229,6 +229,7 @@ static ec_status replay(ec_sim *s, const ec_sim_config *cfg, run_state *r, doubl
     double t = 0;
     int32_t group = -1, n_act = 0;
     engines *g = &r->g;
+    const ec_slot *slots = ec_cache_slot(r->c, 0); /* the slot table, [n_slots] */
     for (int64_t st = 0; st < s->S; st++) {
         int64_t j = st / s->L;
         int32_t l = (int32_t)(st % s->L);
@@ -270,15 +271,18 @@ static ec_status replay(ec_sim *s, const ec_sim_config *cfg, run_state *r, doubl
                                 ec_status_str(o));
         /* wait for every needed expert */
         double ready = now;
+        int busy = ec_queue_len(r->q) > 0;
         for (int32_t i = 0; i < n; i++) {
-            int32_t slot = ec_cache_find(r->c, l, ex[i]);
-            while (ec_cache_slot(r->c, slot)->state == EC_SLOT_QUEUED)
+            const ec_slot *sl = slots + ec_cache_find(r->c, l, ex[i]);
+            while (sl->state == EC_SLOT_QUEUED)
                 if (!start_next(g, INFINITY))
                     return ec_error_set(err, EC_ERR_STATE, "simulate: queued slot never starts");
-            if (ec_cache_slot(r->c, slot)->state == EC_SLOT_LOADING && g->ready_at[slot] > ready)
-                ready = g->ready_at[slot];
+            if (sl->state == EC_SLOT_LOADING && g->ready_at[sl - slots] > ready)
+                ready = g->ready_at[sl - slots];
+            busy |= sl->state == EC_SLOT_LOADING;
         }
-        advance(g, ready);
+        if (busy || ready > now)
+            advance(g, ready);
         double compute = tm->compute_fixed_ms + tm->compute_per_expert_ms * n;
         double end = ready + compute;
         for (int32_t i = 0; i < n; i++) {
