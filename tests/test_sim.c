@@ -547,3 +547,39 @@ Test(cli, sweep_writes_csv_rows_for_every_cache_horizon_and_policy)
     cr_assert_eq(lines, 1 + 2 * 3, "%s", csv);
     free(csv);
 }
+
+Test(sim, every_allocation_failure_is_reported_cleanly)
+{
+    ec_trace *t = synth(12, 4, 8, 2, 3, 6);
+    ec_sim_timing tm = {.transfer_ms = 1, .engines = 2, .compute_fixed_ms = 0.1,
+                        .expert_bytes = 1};
+    ec_policy_kind kinds[] = {EC_POLICY_LRU, EC_POLICY_GATED, EC_POLICY_ORACLE};
+    for (size_t ki = 0; ki < 3; ki++) {
+        int succeeded = 0;
+        for (size_t fail = 1; fail < 400 && !succeeded; fail++) {
+            tu_alloc_state st = {.fail_at = fail};
+            tu_alloc_install(&st);
+            ec_sim *s = NULL;
+            ec_sim_result r;
+            ec_status rc = ec_sim_create(t, 1, &s, NULL);
+            if (rc == EC_OK)
+                rc = ec_sim_fit_heldout(s, "prior", NULL, NULL);
+            if (rc == EC_OK) {
+                ec_sim_config cfg = {.kind = kinds[ki], .cache_per_layer = 4, .horizon = 2,
+                                     .timing = tm};
+                rc = ec_sim_run(s, &cfg, &r, NULL);
+                if (rc == EC_OK) {
+                    ec_sim_result_clear(&r);
+                    succeeded = 1;
+                }
+            }
+            ec_sim_destroy(s);
+            tu_alloc_uninstall();
+            cr_assert(rc == EC_OK || rc == EC_ERR_NOMEM, "fail at %zu: status %d", fail, rc);
+            cr_assert_eq(st.live, 0, "%s: %ld blocks leaked failing allocation %zu",
+                         ec_policy_kind_name(kinds[ki]), st.live, fail);
+        }
+        cr_assert(succeeded);
+    }
+    ec_trace_destroy(t);
+}
