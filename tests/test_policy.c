@@ -488,16 +488,18 @@ static int gated_prefetches(double transfer, double compute, int prefill)
 
 Test(policy, gated_prefetches_only_when_gain_beats_cost)
 {
-    /* q = 8/11 = 0.727. Empty slot: gain q*min(T, C) vs cost (1-q)*T. */
-    cr_assert(gated_prefetches(1.0, 1.0, 0), "0.727 > 0.273");
-    cr_assert_not(gated_prefetches(10.0, 1.0, 0), "0.727 < 2.73");
-    cr_assert(gated_prefetches(1.0, 0.45, 0), "0.327 > 0.273");
-    cr_assert_not(gated_prefetches(1.0, 0.35, 0), "0.255 < 0.273");
+    /* q = 8/11 = 0.727 (calibration 1: no prefetch resolved yet). Before
+     * any measurement the link is taken as busy with k = 1 load per step,
+     * so idle = C - 1 x T per step and saved = min(T, 1 x idle).
+     * Empty slot: gain q * saved vs cost (1 - q) * T. */
+    cr_assert(gated_prefetches(1.0, 3.0, 0), "idle 2, saved 1: 0.727 > 0.273");
+    cr_assert_not(gated_prefetches(10.0, 3.0, 0), "no idle link time: nothing to hide");
+    cr_assert(gated_prefetches(1.0, 1.45, 0), "saved 0.45: 0.327 > 0.273");
+    cr_assert_not(gated_prefetches(1.0, 1.35, 0), "saved 0.35: 0.255 < 0.273");
     /* Evicting expert 2 (prior q = 1/11) is valued at max(q, regret rate) x T;
      * with no eviction seen yet the regret rate is (0 + 1) / (0 + 2) = 0.5:
      * cost 0.273 + 0.5 = 0.773 > 0.727, the best gain possible with T = 1 */
-    cr_assert_not(gated_prefetches(1.0, 1.0, 1));
-    cr_assert_not(gated_prefetches(1.0, 0.45, 1));
+    cr_assert_not(gated_prefetches(1.0, 3.0, 1));
 }
 
 Test(policy, gated_evicts_demands_by_recency_like_lru)
