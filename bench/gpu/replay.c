@@ -14,12 +14,15 @@
  * expert from pinned memory, one copy's latency, the attention stand-in's
  * and the FFN's durations, and per policy the TPOT, stall per token, hit
  * rate, achieved copy bandwidth (and its ratio to the peak), and the host
- * time of observe / acquire / release per layer.
+ * time of observe / acquire / release per layer. The simulator then replays
+ * the same tokens with those measured times, for the relative error of its
+ * TPOT.
  *
  * Runs on the cpu backend too (tiny shapes) so that it can be tried
  * without a device.
  */
 #include "expertcast/replay.h"
+#include "expertcast/sim.h"
 
 #include <errno.h>
 #include <math.h>
@@ -217,6 +220,11 @@ typedef struct row {
     ec_status status;
     char error[EC_ERROR_MAX];
     ec_replay_result r;
+    int sim_ok;           /* the simulator ran this policy */
+    double sim_tpot_ms;   /* its TPOT over the same tokens (warm-up included) */
+    double sim_hit_rate;
+    int cal_ok;           /* ... and again with the host's per-layer overhead */
+    double sim_cal_tpot_ms;
 } row;
 
 static double per_tok(int64_t v, size_t n) { return n ? (double)v / (double)n : 0; }
@@ -237,7 +245,7 @@ static void json_str(FILE *f, const char *s)
 
 static void write_json(FILE *f, const args *a, ec_backend *b, const ec_trace *t,
                        const char *source, size_t bytes, const calib *c, const row *rows, int n,
-                       const char *pred_fit)
+                       const char *pred_fit, double overhead)
 {
     fputs("{\n  \"bench\": \"gpu_replay\",\n  \"backend\": ", f);
     json_str(f, ec_backend_name(b));
@@ -265,9 +273,17 @@ static void write_json(FILE *f, const args *a, ec_backend *b, const ec_trace *t,
             c->peak_gbps, strcmp(ec_backend_name(b), "cuda") == 0 ? "cudaMemcpyAsync" : "memcpy",
             strcmp(ec_backend_name(b), "cuda") == 0 ? "pinned" : "host", c->copy_ms, c->attn_ms,
             c->ffn_ms, c->attn_ms + t->k * c->ffn_ms);
-    fputs("  \"sim_todo\": \"the simulator API is not on main yet: sim_tpot_ms and "
-          "sim_rel_error are left null\",\n  \"policies\": [\n",
+    fputs("  \"sim_model\": \"ec_sim_run on the replayed tokens: 1 copy engine, transfer = "
+          "measured copy_ms, router = measured attn_ms, per expert = measured ffn_ms; its TPOT "
+          "includes the warm-up tokens, so sim_rel_error compares it with tpot_all_ms. "
+          "sim_cal_*: the same with the host overhead per layer (resident replay minus its "
+          "simulation, per layer) added to the router time\",\n",
           f);
+    if (overhead > 0)
+        fprintf(f, "  \"sim_host_overhead_ms_per_layer\": %.5f,\n", overhead);
+    else
+        fputs("  \"sim_host_overhead_ms_per_layer\": null,\n", f);
+    fputs("  \"policies\": [\n", f);
     for (int i = 0; i < n; i++) {
         const ec_replay_result *r = &rows[i].r;
         const ec_loader_stats *m = &r->measured;
@@ -287,7 +303,7 @@ static void write_json(FILE *f, const args *a, ec_backend *b, const ec_trace *t,
                 "\"copy_gbps\": %.4f, \"copy_vs_peak\": %.4f, \"observe_us\": %.3f, "
                 "\"acquire_us\": %.3f, \"release_us\": %.3f, \"acquire_us_max\": %.3f, "
                 "\"wall_ms_per_token\": %.4f, \"verified\": %lld, \"verify_failures\": %lld, "
-                "\"sim_tpot_ms\": null, \"sim_rel_error\": null}%s\n",
+                "\"tpot_all_ms\": %.5f, ",
                 r->tokens_measured, (long long)m->cache.acquires, r->tpot_ms,
                 r->stall_ms_per_token, r->hit_rate, r->resident_rate,
                 per_tok(m->copies, r->tokens_measured),
@@ -297,7 +313,25 @@ static void write_json(FILE *f, const args *a, ec_backend *b, const ec_trace *t,
                 c->peak_gbps > 0 ? r->copy_gbps / c->peak_gbps : 0, r->observe_us,
                 r->acquire_us, r->release_us, r->acquire_us_max,
                 r->wall_ms / (double)(r->tokens_measured ? r->tokens_measured : 1),
-                (long long)r->verified, (long long)r->verify_failures, i + 1 < n ? "," : "");
+                (long long)r->verified, (long long)r->verify_failures, r->tpot_all_ms);
+        fprintf(f, "\"hit_rate_all\": %.5f, ",
+                r->total.cache.acquires
+                    ? (double)(r->total.cache.hits + r->total.cache.inflight_hits) /
+                          (double)r->total.cache.acquires
+                    : 0);
+        if (rows[i].sim_ok)
+            fprintf(f, "\"sim_tpot_ms\": %.5f, \"sim_hit_rate\": %.5f, \"sim_rel_error\": %.5f, ",
+                    rows[i].sim_tpot_ms, rows[i].sim_hit_rate,
+                    (rows[i].sim_tpot_ms - r->tpot_all_ms) / r->tpot_all_ms);
+        else
+            fputs("\"sim_tpot_ms\": null, \"sim_hit_rate\": null, \"sim_rel_error\": null, ", f);
+        if (rows[i].cal_ok)
+            fprintf(f, "\"sim_cal_tpot_ms\": %.5f, \"sim_cal_rel_error\": %.5f}",
+                    rows[i].sim_cal_tpot_ms,
+                    (rows[i].sim_cal_tpot_ms - r->tpot_all_ms) / r->tpot_all_ms);
+        else
+            fputs("\"sim_cal_tpot_ms\": null, \"sim_cal_rel_error\": null}", f);
+        fputs(i + 1 < n ? ",\n" : "\n", f);
     }
     fputs("  ]\n}\n", f);
 }
@@ -311,21 +345,133 @@ static void print_table(const args *a, ec_backend *b, const ec_trace *t, size_t 
            (int)t->k, (double)bytes / 1e6, a->d_model, a->d_ff);
     printf("measured: h2d peak %.2f GB/s, one copy %.3f ms, attention %.3f ms, FFN %.3f ms\n",
            c->peak_gbps, c->copy_ms, c->attn_ms, c->ffn_ms);
-    printf("%-10s %9s %10s %7s %9s %8s %10s %10s\n", "policy", "TPOT ms", "stall ms", "hit%",
-           "copy GB/s", "vs peak", "observe us", "acquire us");
+    printf("%-10s %9s %10s %7s %9s %8s %10s %10s %9s %9s %8s %8s\n", "policy", "TPOT ms",
+           "stall ms", "hit%", "copy GB/s", "vs peak", "observe us", "acquire us", "all-tok",
+           "sim TPOT", "sim err", "cal err");
     for (int i = 0; i < n; i++) {
         const ec_replay_result *r = &rows[i].r;
         if (rows[i].status) {
             printf("%-10s failed: %s\n", ec_policy_kind_name(rows[i].kind), rows[i].error);
             continue;
         }
-        printf("%-10s %9.3f %10.3f %7.2f %9.2f %8.3f %10.2f %10.2f\n",
+        printf("%-10s %9.3f %10.3f %7.2f %9.2f %8.3f %10.2f %10.2f %9.3f",
                ec_policy_kind_name(rows[i].kind), r->tpot_ms, r->stall_ms_per_token,
                100 * r->hit_rate, r->copy_gbps, c->peak_gbps > 0 ? r->copy_gbps / c->peak_gbps : 0,
-               r->observe_us, r->acquire_us);
+               r->observe_us, r->acquire_us, r->tpot_all_ms);
+        if (rows[i].sim_ok)
+            printf(" %9.3f %7.1f%%", rows[i].sim_tpot_ms,
+                   100 * (rows[i].sim_tpot_ms - r->tpot_all_ms) / r->tpot_all_ms);
+        else
+            printf(" %9s %8s", "-", "-");
+        if (rows[i].cal_ok)
+            printf(" %7.1f%%\n", 100 * (rows[i].sim_cal_tpot_ms - r->tpot_all_ms) / r->tpot_all_ms);
+        else
+            printf(" %8s\n", "-");
     }
-    printf("(per token means over %zu measured tokens after %d warm-up; hit%% over %lld uses)\n",
+    printf("(per token means over %zu measured tokens after %d warm-up; hit%% over %lld uses;\n"
+           " all-tok: TPOT over every token, warm-up included, as the simulator counts it)\n",
            rows[0].r.tokens_measured, a->warmup, (long long)rows[0].r.measured.cache.acquires);
+}
+
+/* ---- the simulator on the same tokens and measured times ------------------------------------ */
+
+/* The first max_tokens complete rows of sequence 0, as a trace of their own
+ * (written to a temporary file and read back). */
+static ec_trace *replayed_rows(const ec_trace *t, size_t max_tokens)
+{
+    char path[] = "/tmp/gpu_replay_rows_XXXXXX";
+    int fd = mkstemp(path);
+    FILE *f = fd >= 0 ? fdopen(fd, "w") : NULL;
+    if (!f)
+        return NULL;
+    const ec_seq *q = &t->seqs[0];
+    size_t n = 0;
+    for (size_t i = q->row0; i < q->row0 + q->n_rows && n < max_tokens; i++) {
+        if (!t->complete[i])
+            continue;
+        for (int32_t l = 0; l < t->n_layers; l++) {
+            const int16_t *e = ec_trace_experts(t, i, l);
+            fprintf(f, "{\"problem_id\": 0, \"layer\": %d, \"experts\": [", (int)l);
+            for (int32_t j = 0; j < t->k; j++)
+                fprintf(f, "%s%d", j ? ", " : "", e[j]);
+            fprintf(f, "], \"token_idx\": %zu}\n", n);
+        }
+        n++;
+    }
+    fclose(f);
+    ec_trace_opts opts = {.n_layers = t->n_layers, .n_experts = t->n_experts};
+    ec_trace *sub = NULL;
+    const char *p = path;
+    if (ec_trace_load(&p, 1, &opts, &sub, NULL))
+        sub = NULL;
+    unlink(path);
+    return sub;
+}
+
+/*
+ * Timing model for the simulator, from this run's measurements: one copy
+ * engine (the loader's copy stream) taking the measured single-copy time;
+ * the attention stand-in between a layer's experts and the next router is
+ * the router time; each expert's FFN is the per-expert compute.
+ */
+static void sim_all(ec_sim *sim, const ec_trace *sub, const args *a, const ec_sim_timing *tm,
+                    row *rows, int n, int calibrated)
+{
+    ec_error err = {0};
+    for (int i = 0; i < n; i++) {
+        if (rows[i].status)
+            continue;
+        ec_sim_config sc = {.kind = rows[i].kind, .horizon = a->horizon, .timing = *tm};
+        sc.cache_per_layer = rows[i].kind == EC_POLICY_RESIDENT ? sub->n_experts : a->cache_experts;
+        sc.cache_global = rows[i].kind == EC_POLICY_RESIDENT ? 0 : a->cache_global;
+        ec_sim_result res;
+        if (ec_sim_run(sim, &sc, &res, &err) == EC_OK) {
+            if (calibrated) {
+                rows[i].cal_ok = 1;
+                rows[i].sim_cal_tpot_ms = res.tpot_ms;
+            } else {
+                rows[i].sim_ok = 1;
+                rows[i].sim_tpot_ms = res.tpot_ms;
+                rows[i].sim_hit_rate = res.hit_rate;
+            }
+        } else {
+            fprintf(stderr, "gpu_replay: simulator, policy %s: %s\n",
+                    ec_policy_kind_name(rows[i].kind), err.message);
+        }
+        ec_sim_result_clear(&res);
+    }
+}
+
+/* Returns the host overhead per layer used by the calibrated run (ms), or
+ * -1 when it could not be derived (no resident row). */
+static double simulate(const ec_trace *sub, const ec_predictor *pred, const args *a,
+                       const calib *c, size_t bytes, row *rows, int n)
+{
+    ec_sim *sim = NULL;
+    ec_error err = {0};
+    if (!sub || ec_sim_create(sub, 1, &sim, &err) || ec_sim_set_predictor(sim, pred, &err)) {
+        fprintf(stderr, "gpu_replay: simulator not run: %s\n", sub ? err.message : "no rows");
+        ec_sim_destroy(sim);
+        return -1;
+    }
+    ec_sim_timing tm = {.transfer_ms = c->copy_ms, .engines = 1, .compute_fixed_ms = 0,
+                        .compute_per_expert_ms = c->ffn_ms, .router_ms = c->attn_ms,
+                        .predictor_ms = 0, .expert_bytes = (double)bytes};
+    sim_all(sim, sub, a, &tm, rows, n, 0);
+    /* The resident replay has no copies: what it takes beyond the modeled
+     * compute is the host's per-layer overhead (router read-back, launches,
+     * loader calls). Charged to every policy's router time, it gives the
+     * calibrated prediction. */
+    double overhead = -1;
+    for (int i = 0; i < n; i++)
+        if (rows[i].kind == EC_POLICY_RESIDENT && !rows[i].status && rows[i].sim_ok)
+            overhead = (rows[i].r.tpot_all_ms - rows[i].sim_tpot_ms) / sub->n_layers;
+    if (overhead > 0) {
+        tm.router_ms += overhead;
+        sim_all(sim, sub, a, &tm, rows, n, 1);
+    }
+    ec_sim_destroy(sim);
+    return overhead;
 }
 
 /* ---- main ---------------------------------------------------------------------------------- */
@@ -456,6 +602,9 @@ int main(int argc, char **argv)
     }
     free(others);
     if (n > 0) {
+        ec_trace *sub = replayed_rows(t, (size_t)a.tokens);
+        double overhead = simulate(sub, pred, &a, &c, bytes, rows, n);
+        ec_trace_destroy(sub);
         print_table(&a, b, t, bytes, &c, rows, n);
         if (a.json) {
             ec_outfile *of;
@@ -463,7 +612,7 @@ int main(int argc, char **argv)
             if (ec_outfile_open(a.json, &of, &f, &err)) {
                 rc = die("%s", err.message);
             } else {
-                write_json(f, &a, b, t, source, bytes, &c, rows, n, pred_fit);
+                write_json(f, &a, b, t, source, bytes, &c, rows, n, pred_fit, overhead);
                 if (ec_outfile_commit(of, &err))
                     rc = die("%s", err.message);
             }

@@ -61,6 +61,7 @@ typedef struct ec_replay_result {
     size_t tokens_measured;
     size_t rows_skipped;      /* incomplete rows of the selected sequences (not replayed) */
     double tpot_ms;           /* device time per measured token (timing events) */
+    double tpot_all_ms;       /* the same over every token, warm-up included */
     double wall_ms;           /* host wall time of the measured tokens */
     double stall_ms_per_token;/* measured waits of the compute stream per measured token */
     double hit_rate;          /* (hits + in-flight hits) / acquires, measured tokens */
