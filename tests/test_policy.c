@@ -167,8 +167,37 @@ Test(policy, on_demand_keeps_nothing_after_release)
     run_small(&r);
     cr_assert_eq(stats(&r)->misses, 10, "every use is a load");
     cr_assert_eq(stats(&r)->loads, 10);
-    for (int32_t i = 0; i < ec_cache_n_slots(r.c); i++)
-        cr_assert_eq(ec_cache_slot(r.c, i)->state, EC_SLOT_EMPTY);
+    /* only the last step's expert (step 9) is still there, unpinned */
+    for (int32_t i = 0; i < ec_cache_n_slots(r.c); i++) {
+        const ec_slot *sl = ec_cache_slot(r.c, i);
+        cr_assert(sl->state == EC_SLOT_EMPTY || (sl->need_step == 9 && sl->pins == 0),
+                  "slot %d kept expert %d of step %lld", i, sl->expert, (long long)sl->need_step);
+    }
+    rig_free(&r);
+}
+
+Test(policy, on_demand_keeps_an_expert_its_step_has_not_used_yet)
+{
+    /* A reader of token t still holds (layer 0, expert 1) when token t+1's
+     * router asks for it again; that late release must not drop it before
+     * the new step acquires it. */
+    rig r = rig_make(EC_POLICY_ON_DEMAND, 1, 3, 1, 2, 0, NULL, NULL);
+    int16_t e = 1;
+    cr_assert_eq(ec_policy_observe(r.p, 0, 0, &e, 1, NULL), EC_OK);
+    ec_transfer t;
+    cr_assert(ec_queue_pop(r.q, &t));
+    ec_policy_started(r.p, &t);
+    ec_policy_completed(r.p, t.slot);
+    int32_t old = ec_policy_acquire(r.p, 0, 0, 1);
+    cr_assert_geq(old, 0);
+    cr_assert_eq(ec_policy_observe(r.p, 1, 0, &e, 1, NULL), EC_OK); /* next token */
+    ec_policy_release(r.p, old);                                   /* the late reader */
+    cr_assert_eq(ec_cache_find(r.c, 0, 1), old, "dropped while step 1 still needs it");
+    cr_assert_eq(ec_policy_acquire(r.p, 1, 0, 1), old);
+    ec_policy_release(r.p, old);
+    int16_t f = 2;
+    cr_assert_eq(ec_policy_observe(r.p, 2, 0, &f, 1, NULL), EC_OK);
+    cr_assert_eq(ec_cache_find(r.c, 0, 1), -1, "kept after its step was over");
     rig_free(&r);
 }
 

@@ -26,8 +26,6 @@ typedef struct slot_rt {
     ec_event *released; /* after the latest reader's kernels (reader stream) */
     ec_event *c0, *c1;  /* bracket the latest copy (timing); NULL without timing */
     uint64_t gen;       /* transfers started into the slot */
-    uint8_t drop_on_ready; /* on-demand: released while loading, drop when complete */
-    int32_t deferred;      /* on-demand: releases held back while the step needs it */
 } slot_rt;
 
 typedef struct flight {
@@ -77,11 +75,6 @@ struct ec_loader {
     int p_new_token;
 
     /* the last successful observation: its layer, experts, which were acquired */
-    int32_t obs_layer;
-    int16_t obs_ex[EC_MAX_K];
-    uint8_t obs_acq[EC_MAX_K];
-    int32_t deferred_slots[EC_MAX_K]; /* on-demand: slots with deferred releases */
-    int32_t n_deferred;
 
     ec_loader_stats stats;
     ec_status broken;   /* first backend failure; later calls refuse */
@@ -250,7 +243,6 @@ ec_status ec_loader_create(ec_backend *b, ec_store *s, const ec_predictor *predi
     l->stride = (l->bytes + 255) & ~(size_t)255;
     l->token = -1;
     l->last_layer = -1;
-    l->obs_layer = -1;
 
 #define TRY(call, what)                                                                            \
     do {                                                                                           \
@@ -348,11 +340,6 @@ static void complete_oldest(ec_loader *l)
     if (f.gen != r->gen)
         return;
     ec_policy_completed(l->policy, f.slot);
-    if (r->drop_on_ready) { /* on-demand keeps nothing once its reader is done */
-        r->drop_on_ready = 0;
-        if (ec_cache_slot(l->cache, f.slot)->pins == 0)
-            ec_policy_release(l->policy, f.slot);
-    }
     float ms;
     if (r->c0 && ec_event_elapsed(r->c0, r->c1, &ms) == EC_OK) {
         l->stats.copies_timed++;
@@ -405,7 +392,6 @@ static ec_status start_transfer(ec_loader *l, const ec_transfer *t)
     if ((s = ec_event_record(r->ready, l->copy)))
         return broke(l, s, "recording a ready event");
     r->gen++;
-    r->drop_on_ready = 0;
     l->fl[(l->fl_head + l->fl_len) % l->fl_cap] =
         (flight){.slot = t->slot, .gen = r->gen, .demand = t->demand};
     l->fl_len++;
@@ -453,44 +439,6 @@ static ec_status pump(ec_loader *l)
     return start_queued(l, -1);
 }
 
-/* ---- on-demand: an expert leaves when its last reader is done --------------------------
- * The policy drops a READY slot in ec_policy_release when its pins reach 0.
- * Two cases need the loader: a slot still LOADING at its release is dropped
- * when the copy completes (drop_on_ready, see complete_oldest); and the
- * release of an older reader of an expert the current observation needs but
- * has not acquired yet is deferred to that acquire (or the next observe),
- * so the expert is not dropped between the router and its use. */
-
-static int od(const ec_loader *l) { return l->cfg.policy.kind == EC_POLICY_ON_DEMAND; }
-
-/* Whether (layer, expert) is in the current observation and not yet acquired. */
-static int needed_unacquired(const ec_loader *l, int32_t layer, int32_t expert)
-{
-    for (int32_t j = 0; layer == l->obs_layer && j < l->k; j++)
-        if (l->obs_ex[j] == expert && !l->obs_acq[j])
-            return 1;
-    return 0;
-}
-
-static void od_release(ec_loader *l, int32_t slot)
-{
-    ec_policy_release(l->policy, slot);
-    const ec_slot *sl = ec_cache_slot(l->cache, slot);
-    if (od(l) && sl->pins == 0 && sl->state == EC_SLOT_LOADING)
-        l->rt[slot].drop_on_ready = 1;
-}
-
-/* Applies the deferred releases (the observation they protected is over). */
-static void od_flush_deferred(ec_loader *l)
-{
-    for (int32_t i = 0; i < l->n_deferred; i++) {
-        int32_t slot = l->deferred_slots[i];
-        for (; l->rt[slot].deferred > 0; l->rt[slot].deferred--)
-            od_release(l, slot);
-    }
-    l->n_deferred = 0;
-}
-
 /* ---- the runtime API ----------------------------------------------------------------- */
 
 ec_status ec_loader_begin_sequence(ec_loader *l, const char *dataset, int64_t problem_id)
@@ -531,7 +479,6 @@ ec_status ec_loader_observe(ec_loader *l, int32_t layer, const int16_t *experts)
     }
     if ((s = poll_completions(l))) /* the policy decides on fresh slot states */
         return s;
-    od_flush_deferred(l);
     int retry = l->pending && layer == l->p_layer &&
                 memcmp(experts, l->p_ex, (size_t)l->k * sizeof *experts) == 0;
     int new_token;
@@ -567,14 +514,6 @@ ec_status ec_loader_observe(ec_loader *l, int32_t layer, const int16_t *experts)
     }
     if (s)
         return lfail(l, s, "observe: layer %d: policy: %s", (int)layer, ec_status_str(s));
-    l->obs_layer = layer;
-    for (int32_t i = 0; i < l->k; i++) { /* needed again: on-demand must not drop it now */
-        l->obs_ex[i] = experts[i];
-        l->obs_acq[i] = 0;
-        int32_t slot = ec_cache_find(l->cache, layer, experts[i]);
-        if (slot >= 0)
-            l->rt[slot].drop_on_ready = 0;
-    }
     l->token = token;
     l->seq_token += new_token;
     l->last_layer = layer;
@@ -613,12 +552,6 @@ ec_status ec_loader_acquire(ec_loader *l, int32_t layer, int32_t expert, ec_stre
         return lfail(l, EC_ERR_STATE,
                      "acquire: layer %d expert %d is not in the cache: observe it first",
                      (int)layer, (int)expert);
-    l->rt[slot].drop_on_ready = 0;
-    for (int32_t j = 0; layer == l->obs_layer && j < l->k; j++)
-        if (l->obs_ex[j] == expert)
-            l->obs_acq[j] = 1;
-    for (; l->rt[slot].deferred > 0; l->rt[slot].deferred--) /* pins stay >= 1 */
-        ec_policy_release(l->policy, slot);
     /* A slot READY on the host needs no device call at all; a LOADING one
      * costs one query; a QUEUED one (its transfer behind prefetches) is
      * started now. */
@@ -681,13 +614,7 @@ ec_status ec_loader_release(ec_loader *l, int32_t layer, int32_t expert, ec_stre
         return broke(l, s, "recording a released event");
     if ((s = poll_completions(l))) /* so that the policy sees the slot's true state */
         return s;
-    if (od(l) && ec_cache_slot(l->cache, slot)->pins == 1 &&
-        needed_unacquired(l, layer, expert) && l->n_deferred < l->k) {
-        if (l->rt[slot].deferred++ == 0)
-            l->deferred_slots[l->n_deferred++] = slot;
-    } else {
-        od_release(l, slot);
-    }
+    ec_policy_release(l->policy, slot);
     return start_queued(l, -1);
 }
 

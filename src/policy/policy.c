@@ -207,6 +207,8 @@ static void count_uses(ec_policy *p, const int16_t *experts, int32_t k)
     }
 }
 
+static void od_drop_if_done(ec_policy *p, int32_t slot);
+
 ec_status ec_policy_observe_batch(ec_policy *p, int64_t step, int32_t layer,
                                   const int16_t *experts, int32_t k,
                                   const ec_history *const *hs, int32_t n_hist)
@@ -228,6 +230,9 @@ ec_status ec_policy_observe_batch(ec_policy *p, int64_t step, int32_t layer,
         p->step = step;
         p->counted = 0;
         p->n_taken = p->n_requeued = 0;
+        if (p->cfg.kind == EC_POLICY_ON_DEMAND)
+            for (int32_t i = 0; i < c->n_slots; i++)
+                od_drop_if_done(p, i);
     }
     p->layer = layer;
     p->hs = hs;
@@ -307,10 +312,27 @@ void ec_policy_started(ec_policy *p, const ec_transfer *t)
         c->stats.prefetches++;
 }
 
+/*
+ * on-demand keeps nothing: an expert leaves once it is READY, has no reader,
+ * and no longer serves the step whose router asked for it. Called at
+ * release, at completion and when a new step begins, so that a reader that
+ * finishes late (or a copy that completes after its reader was released)
+ * never drops an expert the current step still has to acquire.
+ */
+static void od_drop_if_done(ec_policy *p, int32_t slot)
+{
+    ec_slot *s = &p->c->slots[slot];
+    if (p->cfg.kind == EC_POLICY_ON_DEMAND && s->pins == 0 && s->state == EC_SLOT_READY &&
+        s->need_step < p->step)
+        cache_drop(p->c, slot);
+}
+
 void ec_policy_completed(ec_policy *p, int32_t slot)
 {
-    if (slot >= 0 && slot < p->c->n_slots && p->c->slots[slot].state == EC_SLOT_LOADING)
+    if (slot >= 0 && slot < p->c->n_slots && p->c->slots[slot].state == EC_SLOT_LOADING) {
         p->c->slots[slot].state = EC_SLOT_READY;
+        od_drop_if_done(p, slot);
+    }
 }
 
 int32_t ec_policy_acquire(ec_policy *p, int64_t step, int32_t layer, int32_t expert)
@@ -342,6 +364,5 @@ void ec_policy_release(ec_policy *p, int32_t slot)
     ec_slot *s = &p->c->slots[slot];
     if (s->pins > 0)
         s->pins--;
-    if (p->cfg.kind == EC_POLICY_ON_DEMAND && s->pins == 0 && s->state == EC_SLOT_READY)
-        cache_drop(p->c, slot);
+    od_drop_if_done(p, slot);
 }
