@@ -167,8 +167,37 @@ Test(policy, on_demand_keeps_nothing_after_release)
     run_small(&r);
     cr_assert_eq(stats(&r)->misses, 10, "every use is a load");
     cr_assert_eq(stats(&r)->loads, 10);
-    for (int32_t i = 0; i < ec_cache_n_slots(r.c); i++)
-        cr_assert_eq(ec_cache_slot(r.c, i)->state, EC_SLOT_EMPTY);
+    /* only the last step's expert (step 9) is still there, unpinned */
+    for (int32_t i = 0; i < ec_cache_n_slots(r.c); i++) {
+        const ec_slot *sl = ec_cache_slot(r.c, i);
+        cr_assert(sl->state == EC_SLOT_EMPTY || (sl->need_step == 9 && sl->pins == 0),
+                  "slot %d kept expert %d of step %lld", i, sl->expert, (long long)sl->need_step);
+    }
+    rig_free(&r);
+}
+
+Test(policy, on_demand_keeps_an_expert_its_step_has_not_used_yet)
+{
+    /* A reader of token t still holds (layer 0, expert 1) when token t+1's
+     * router asks for it again; that late release must not drop it before
+     * the new step acquires it. */
+    rig r = rig_make(EC_POLICY_ON_DEMAND, 1, 3, 1, 2, 0, NULL, NULL);
+    int16_t e = 1;
+    cr_assert_eq(ec_policy_observe(r.p, 0, 0, &e, 1, NULL), EC_OK);
+    ec_transfer t;
+    cr_assert(ec_queue_pop(r.q, &t));
+    ec_policy_started(r.p, &t);
+    ec_policy_completed(r.p, t.slot);
+    int32_t old = ec_policy_acquire(r.p, 0, 0, 1);
+    cr_assert_geq(old, 0);
+    cr_assert_eq(ec_policy_observe(r.p, 1, 0, &e, 1, NULL), EC_OK); /* next token */
+    ec_policy_release(r.p, old);                                   /* the late reader */
+    cr_assert_eq(ec_cache_find(r.c, 0, 1), old, "dropped while step 1 still needs it");
+    cr_assert_eq(ec_policy_acquire(r.p, 1, 0, 1), old);
+    ec_policy_release(r.p, old);
+    int16_t f = 2;
+    cr_assert_eq(ec_policy_observe(r.p, 2, 0, &f, 1, NULL), EC_OK);
+    cr_assert_eq(ec_cache_find(r.c, 0, 1), -1, "kept after its step was over");
     rig_free(&r);
 }
 
@@ -488,35 +517,31 @@ static int gated_prefetches(double transfer, double compute, int prefill)
 
 Test(policy, gated_prefetches_only_when_gain_beats_cost)
 {
-    /* q = 8/11 = 0.727. Empty slot: gain q*min(T, C) vs cost (1-q)*T. */
-    cr_assert(gated_prefetches(1.0, 1.0, 0), "0.727 > 0.273");
-    cr_assert_not(gated_prefetches(10.0, 1.0, 0), "0.727 < 2.73");
-    /* T = 1, C = 0.45: gain 0.327 > 0.273 with an empty slot ... */
-    cr_assert(gated_prefetches(1.0, 0.45, 0));
-    /* ... but evicting expert 2 (q = 1/11 = 0.091) costs 0.273 + 0.091 = 0.364 > 0.327 */
-    cr_assert_not(gated_prefetches(1.0, 0.45, 1));
-    cr_assert(gated_prefetches(1.0, 1.0, 1), "0.727 > 0.364");
+    /* q = 8/11 = 0.727 (calibration 1: no prefetch resolved yet). Before
+     * any measurement the link is taken as busy with k = 1 load per step,
+     * so idle = C - 1 x T per step and saved = min(T, 1 x idle).
+     * Empty slot: gain q * saved vs cost (1 - q) * T. */
+    cr_assert(gated_prefetches(1.0, 3.0, 0), "idle 2, saved 1: 0.727 > 0.273");
+    cr_assert_not(gated_prefetches(10.0, 3.0, 0), "no idle link time: nothing to hide");
+    cr_assert(gated_prefetches(1.0, 1.45, 0), "saved 0.45: 0.327 > 0.273");
+    cr_assert_not(gated_prefetches(1.0, 1.35, 0), "saved 0.35: 0.255 < 0.273");
+    /* Evicting expert 2 (prior q = 1/11) is valued at max(q, regret rate) x T;
+     * with no eviction seen yet the regret rate is (0 + 1) / (0 + 2) = 0.5:
+     * cost 0.273 + 0.5 = 0.773 > 0.727, the best gain possible with T = 1 */
+    cr_assert_not(gated_prefetches(1.0, 3.0, 1));
 }
 
-Test(policy, gated_evicts_the_lowest_predicted_reuse_not_the_oldest)
+Test(policy, gated_evicts_demands_by_recency_like_lru)
 {
     ec_trace *tr;
     ec_predictor *pr = prior_on(GATED_TRACE, &tr);
-    /* layer 1 pool of 2 slots: 0 (q .73) used first, then 1 (q .18) */
+    /* layer 1 pool of 2 slots: 0 (q .73) used first, then 1 (q .18), then a
+     * demand for 2: recency evicts 0 (the oldest), as lru does */
     rig r = rig_make(EC_POLICY_GATED, 2, 3, 1, 2, 0, pr, NULL);
-    int16_t a = 0, b = 1, c = 2;
-    step_instant(&r, 1, 1, &a, 1);
-    step_instant(&r, 3, 1, &b, 1);
-    step_instant(&r, 5, 1, &c, 1);
-    cr_assert_geq(ec_cache_find(r.c, 1, 0), 0, "0 is oldest but likeliest: kept");
-    cr_assert_eq(ec_cache_find(r.c, 1, 1), -1);
-    rig_free(&r);
-    /* lru evicts the oldest instead */
-    r = rig_make(EC_POLICY_LRU, 2, 3, 1, 2, 0, NULL, NULL);
-    step_instant(&r, 1, 1, &a, 1);
-    step_instant(&r, 3, 1, &b, 1);
-    step_instant(&r, 5, 1, &c, 1);
-    cr_assert_eq(ec_cache_find(r.c, 1, 0), -1);
+    int16_t ex[3] = {0, 1, 2};
+    for (int i = 0; i < 3; i++)
+        step_instant(&r, 1 + 2 * i, 1, &ex[i], 1);
+    cr_assert_eq(ec_cache_find(r.c, 1, 0), -1, "demand victim: least recently used");
     rig_free(&r);
     ec_predictor_destroy(pr);
     ec_trace_destroy(tr);

@@ -116,8 +116,9 @@ typedef enum ec_policy_kind {
     EC_POLICY_LRU,           /* cache, load on demand, evict least recently used */
     EC_POLICY_LFU,           /* cache, load on demand, evict least frequently used */
     EC_POLICY_PREDICT,       /* prefetch the predictor's top experts, evict LRU */
-    EC_POLICY_GATED,         /* prefetch only when expected gain > expected cost,
-                                evict by predicted reuse */
+    EC_POLICY_GATED,         /* prefetch only when expected gain > expected cost;
+                                prefetch victims by predicted reuse, demand
+                                victims by recency (see plan.c, victim.c) */
     EC_POLICY_ORACLE,        /* perfect knowledge: Belady eviction, perfect prefetch */
     EC_POLICY_RESIDENT       /* every expert on the device */
 } ec_policy_kind;
@@ -134,8 +135,8 @@ typedef struct ec_policy_config {
                             (the union size for a batch) */
     /* Cost model for gated, in milliseconds (from the hardware profile). */
     double transfer_ms;  /* one expert over the link, latency included (ms) */
-    double compute_ms;   /* one step: router/predictor overhead + layer compute (ms), the
-                            lead time one step of horizon buys */
+    double compute_ms;   /* one step: router overhead + layer compute (ms), the lead
+                            time one step of horizon buys */
 } ec_policy_config;
 
 /*

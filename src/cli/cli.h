@@ -21,6 +21,8 @@ int cmd_info(int argc, char **argv);
 int cmd_extract(int argc, char **argv);
 int cmd_rules(int argc, char **argv);
 int cmd_demo(int argc, char **argv);
+int cmd_simulate(int argc, char **argv);
+int cmd_replay(int argc, char **argv);
 
 /* Prints "expertcast: MESSAGE" on stderr. */
 void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

@@ -104,8 +104,41 @@ struct ec_policy {
     /* oracle */
     int16_t *fut_ex;             /* [E] */
     int64_t *nu;                 /* [n_slots] next use after the current step */
-    int64_t *nu_stamp;           /* [n_slots] */
+    int64_t *nu_stamp;           /* [n_slots] the (layer, expert) key nu[] is for, -1 */
+    int64_t *pool_full;          /* [L] serial when the plan found no victim in the pool */
+
+    /* how often an eviction is regretted: the evicted expert is asked for
+     * again at its next occurrence (within n_layers steps). gated values a
+     * victim at no less than this rate, whatever the predictor says. */
+    int64_t *evicted_at;         /* [L*E] step its eviction became final, -1 */
+    double evictions, regretted;
+
+    /* how well the predicted probabilities of started prefetches came true:
+     * gated scales q by realised / predicted (capped at 1) */
+    double *pf_prob;             /* [n_slots] q of the started prefetch in the slot */
+    double pf_predicted, pf_used; /* over resolved prefetches (used, or evicted unused) */
+
+    /* transfers started per step (moving average): how busy the link is */
+    double load_rate;
+    int64_t loads_seen;
 };
+
+/* Realised over predicted use of resolved prefetches, add-one smoothed
+ * (1 before any: the predictor is trusted until its prefetches resolve;
+ * a pessimistic start would never prefetch and so never learn), capped
+ * at 1. */
+static inline double policy_calibration(const ec_policy *p)
+{
+    double c = (p->pf_used + 1.0) / (p->pf_predicted + 1.0);
+    return c < 1.0 ? c : 1.0;
+}
+
+/* P(an evicted expert is wanted again at its next occurrence), online,
+ * add-one smoothed. */
+static inline double policy_regret_rate(const ec_policy *p)
+{
+    return (p->regretted + 1.0) / (p->evictions + 2.0);
+}
 
 /* Victim rules (victim.c). A prefetch victim additionally must not be
  * wanted by the current plan. Return -1 when no slot qualifies. */

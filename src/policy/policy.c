@@ -101,8 +101,12 @@ ec_status ec_policy_create(const ec_policy_config *cfg, ec_cache *cache, ec_queu
     p->fut_ex = ec_malloc((size_t)p->E * sizeof *p->fut_ex);
     p->nu = ec_malloc(ns * sizeof *p->nu);
     p->nu_stamp = ec_malloc(ns * sizeof *p->nu_stamp);
+    p->evicted_at = ec_malloc(LE * sizeof *p->evicted_at);
+    p->pool_full = ec_malloc((size_t)p->L * sizeof *p->pool_full);
+    p->pf_prob = ec_calloc(ns, sizeof *p->pf_prob);
     if (!p->taken || !p->plan_keep || !p->probs || !p->qrow || !p->qstamp || !p->rank ||
-        !p->fut_ex || !p->nu || !p->nu_stamp) {
+        !p->fut_ex || !p->nu || !p->nu_stamp || !p->evicted_at ||
+        !p->pool_full || !p->pf_prob) {
         ec_policy_destroy(p);
         return ec_error_set(err, EC_ERR_NOMEM, "out of memory creating policy");
     }
@@ -111,7 +115,7 @@ ec_status ec_policy_create(const ec_policy_config *cfg, ec_cache *cache, ec_queu
     for (size_t i = 0; i < ns; i++)
         p->plan_keep[i] = p->nu_stamp[i] = -1;
     for (int32_t l = 0; l < p->L; l++)
-        p->qstamp[l] = -1;
+        p->qstamp[l] = p->pool_full[l] = -1;
     ec_policy_reset(p);
     *out = p;
     return EC_OK;
@@ -130,6 +134,9 @@ void ec_policy_destroy(ec_policy *p)
     ec_free(p->fut_ex);
     ec_free(p->nu);
     ec_free(p->nu_stamp);
+    ec_free(p->evicted_at);
+    ec_free(p->pool_full);
+    ec_free(p->pf_prob);
     ec_free(p);
 }
 
@@ -156,6 +163,14 @@ void ec_policy_reset(ec_policy *p)
     p->serial++; /* every stamp taken so far is now stale */
     p->counted = 0;
     p->n_taken = p->n_requeued = 0;
+    for (size_t i = 0; i < (size_t)p->L * (size_t)p->E; i++)
+        p->evicted_at[i] = -1;
+    for (int32_t i = 0; i < p->c->n_slots; i++)
+        p->nu_stamp[i] = -1; /* next uses belong to the replay that computed them */
+    p->evictions = p->regretted = 0;
+    p->pf_predicted = p->pf_used = 0;
+    p->load_rate = -1; /* unknown until the first step */
+    p->loads_seen = 0;
 }
 
 /* Step 1 of observe: every queued prefetch comes back, newest first, so
@@ -178,7 +193,11 @@ static void count_uses(ec_policy *p, const int16_t *experts, int32_t k)
     ec_cache *c = p->c;
     c->stats.acquires += k;
     for (int32_t i = 0; i < k; i++) {
-        int32_t s = c->where[cache_key(c, p->layer, experts[i])];
+        int32_t key = cache_key(c, p->layer, experts[i]), s = c->where[key];
+        if (p->evicted_at[key] >= 0) { /* its next occurrence: was the eviction regretted? */
+            p->regretted += s < 0 && p->step - p->evicted_at[key] <= p->L;
+            p->evicted_at[key] = -1;
+        }
         if (s < 0 || c->slots[s].state == EC_SLOT_QUEUED)
             c->stats.misses++;
         else if (c->slots[s].state == EC_SLOT_LOADING)
@@ -187,6 +206,8 @@ static void count_uses(ec_policy *p, const int16_t *experts, int32_t k)
             c->stats.hits++;
     }
 }
+
+static void od_drop_if_done(ec_policy *p, int32_t slot);
 
 ec_status ec_policy_observe_batch(ec_policy *p, int64_t step, int32_t layer,
                                   const int16_t *experts, int32_t k,
@@ -200,10 +221,18 @@ ec_status ec_policy_observe_batch(ec_policy *p, int64_t step, int32_t layer,
             return EC_ERR_INVALID;
     ec_cache *c = p->c;
     if (step != p->step) {
+        /* link load: transfers started since the previous step; before
+         * any, assume a busy link (every use a load) */
+        double d = (double)(c->stats.loads - p->loads_seen);
+        p->loads_seen = c->stats.loads;
+        p->load_rate = p->load_rate < 0 ? (double)k : 0.98 * p->load_rate + 0.02 * d;
         p->serial++;
         p->step = step;
         p->counted = 0;
         p->n_taken = p->n_requeued = 0;
+        if (p->cfg.kind == EC_POLICY_ON_DEMAND)
+            for (int32_t i = 0; i < c->n_slots; i++)
+                od_drop_if_done(p, i);
     }
     p->layer = layer;
     p->hs = hs;
@@ -267,21 +296,43 @@ void ec_policy_started(ec_policy *p, const ec_transfer *t)
     ec_slot *prev = &c->prev[t->slot];
     if (prev->layer >= 0) {
         c->stats.evictions++;
-        if (prev->prefetched && prev->state == EC_SLOT_READY)
+        p->evicted_at[cache_key(c, prev->layer, prev->expert)] = p->step;
+        p->evictions++;
+        if (prev->prefetched && prev->state == EC_SLOT_READY) {
             c->stats.wasted++;
+            p->pf_predicted += p->pf_prob[t->slot];
+        }
         prev->layer = prev->expert = -1;
         prev->state = EC_SLOT_EMPTY;
     }
     c->slots[t->slot].state = EC_SLOT_LOADING;
+    p->pf_prob[t->slot] = t->demand ? 0 : t->prob;
     c->stats.loads++;
     if (!t->demand)
         c->stats.prefetches++;
 }
 
+/*
+ * on-demand keeps nothing: an expert leaves once it is READY, has no reader,
+ * and no longer serves the step whose router asked for it. Called at
+ * release, at completion and when a new step begins, so that a reader that
+ * finishes late (or a copy that completes after its reader was released)
+ * never drops an expert the current step still has to acquire.
+ */
+static void od_drop_if_done(ec_policy *p, int32_t slot)
+{
+    ec_slot *s = &p->c->slots[slot];
+    if (p->cfg.kind == EC_POLICY_ON_DEMAND && s->pins == 0 && s->state == EC_SLOT_READY &&
+        s->need_step < p->step)
+        cache_drop(p->c, slot);
+}
+
 void ec_policy_completed(ec_policy *p, int32_t slot)
 {
-    if (slot >= 0 && slot < p->c->n_slots && p->c->slots[slot].state == EC_SLOT_LOADING)
+    if (slot >= 0 && slot < p->c->n_slots && p->c->slots[slot].state == EC_SLOT_LOADING) {
         p->c->slots[slot].state = EC_SLOT_READY;
+        od_drop_if_done(p, slot);
+    }
 }
 
 int32_t ec_policy_acquire(ec_policy *p, int64_t step, int32_t layer, int32_t expert)
@@ -300,6 +351,8 @@ int32_t ec_policy_acquire(ec_policy *p, int64_t step, int32_t layer, int32_t exp
     if (sl->prefetched) {
         sl->prefetched = 0;
         c->stats.prefetch_hits++;
+        p->pf_predicted += p->pf_prob[s];
+        p->pf_used += 1;
     }
     return s;
 }
@@ -311,6 +364,5 @@ void ec_policy_release(ec_policy *p, int32_t slot)
     ec_slot *s = &p->c->slots[slot];
     if (s->pins > 0)
         s->pins--;
-    if (p->cfg.kind == EC_POLICY_ON_DEMAND && s->pins == 0 && s->state == EC_SLOT_READY)
-        cache_drop(p->c, slot);
+    od_drop_if_done(p, slot);
 }

@@ -7,8 +7,13 @@
  * slot comes first, then the policy's rule:
  *   on-demand, lru, predict: least recently used (slot_recency);
  *   lfu: fewest uses of (layer, expert) since reset, LRU tie-break;
- *   gated: lowest predicted probability of use at the expert's next
- *     occurrence, LRU tie-break (plain LRU without a prediction);
+ *   gated: for a prefetch, the lowest predicted probability of use at the
+ *     expert's next occurrence, LRU tie-break (the gate has already priced
+ *     that victim, plan.c); for a demand, least recently used. Evicting
+ *     demands by a layer prior's predicted reuse lost to recency on the
+ *     Mixtral traces at some cache sizes, and so did switching between the
+ *     two by shadow caches (the switch itself costs a transient), so the
+ *     do-no-harm policy keeps recency where it has no gate to pass;
  *   oracle: furthest next use (Belady), LRU tie-break.
  * Remaining ties go to the lowest slot index, so choices are deterministic.
  */
@@ -48,9 +53,13 @@ int64_t policy_next_use(ec_policy *p, int32_t slot)
     const ec_slot *s = &p->c->slots[slot];
     if (s->layer < 0)
         return INT64_MAX;
-    if (p->nu_stamp[slot] != p->serial) {
+    /* The next use after step s0 is still the next use after a later step s
+     * as long as it lies beyond s: recompute only when the slot changed
+     * hands or its next use has come. */
+    int64_t key = cache_key(p->c, s->layer, s->expert);
+    if (p->nu_stamp[slot] != key || p->nu[slot] <= p->step) {
         p->nu[slot] = p->fut.next_use(p->fut.ctx, p->step + 1, s->layer, s->expert);
-        p->nu_stamp[slot] = p->serial;
+        p->nu_stamp[slot] = key;
     }
     return p->nu[slot];
 }
@@ -68,10 +77,12 @@ static inline int evictable(const ec_policy *p, int32_t i, int for_prefetch)
 
 static int32_t pick(ec_policy *p, int32_t layer, int for_prefetch)
 {
+    ec_policy_kind kind = p->cfg.kind;
+    if (kind == EC_POLICY_GATED && !for_prefetch)
+        kind = EC_POLICY_LRU;
     int32_t first, n;
     cache_pool(p->c, layer, &first, &n);
     const ec_cache *c = p->c;
-    ec_policy_kind kind = p->cfg.kind;
     int32_t best = -1;
     double best_key = 0;   /* primary key: lower is a better victim */
     int64_t best_rec = 0;  /* tie-break: lower recency is better */
