@@ -8,15 +8,28 @@
 #include "expertcast/sim.h"
 
 #include <cjson/cJSON.h>
+#include <errno.h>
 #include <math.h>
+#include <stddef.h>
 #include <string.h>
+
+/* Copies s into buf (cap bytes, truncating) with anything but printable
+ * ASCII shown as '?', for one-line messages; buf may be s. Returns buf. */
+static const char *one_line(const char *s, char *buf, size_t cap)
+{
+    size_t n = 0;
+    for (; s[n] && n + 1 < cap; n++)
+        buf[n] = s[n] >= 0x20 && s[n] < 0x7f ? s[n] : '?';
+    buf[n] = '\0';
+    return buf;
+}
 
 static ec_status load_json(const char *path, cJSON **out, ec_error *err)
 {
     *out = NULL;
     FILE *f = fopen(path, "rb");
     if (!f)
-        return ec_error_set(err, EC_ERR_IO, "%s: cannot open", path);
+        return ec_error_set(err, EC_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
     size_t cap = 0, n = 0;
     char *buf = NULL;
     for (;;) {
@@ -37,12 +50,24 @@ static ec_status load_json(const char *path, cJSON **out, ec_error *err)
         return ec_error_set(err, EC_ERR_IO, "%s: read error (is it a directory?)", path);
     }
     size_t failures = ec_alloc_failures();
-    cJSON *root = cJSON_ParseWithLength(buf, n);
+    const char *end = NULL;
+    cJSON *root = cJSON_ParseWithLengthOpts(buf, n, &end, 0);
+    ptrdiff_t at = end ? end - buf : 0;
+    /* one document: only blanks may follow it */
+    while (root && (size_t)at < n && strchr(" \t\r\n", buf[at]) && buf[at])
+        at++;
+    int trailing = root && (size_t)at < n;
     ec_free(buf);
+    if (trailing) {
+        cJSON_Delete(root);
+        return ec_error_set(err, EC_ERR_PARSE,
+                            "%s: trailing data after the JSON document (near byte %td)", path, at);
+    }
     if (!root)
         return ec_alloc_failures() != failures
                    ? ec_error_set(err, EC_ERR_NOMEM, "%s: out of memory", path)
-                   : ec_error_set(err, EC_ERR_PARSE, "%s: not valid JSON", path);
+                   : ec_error_set(err, EC_ERR_PARSE, "%s: not valid JSON (near byte %td)", path,
+                                  at);
     if (!cJSON_IsObject(root)) {
         cJSON_Delete(root);
         return ec_error_set(err, EC_ERR_PARSE, "%s: expected a JSON object", path);
@@ -144,7 +169,7 @@ ec_status ec_model_profile_load(const char *path, const char *dtype, ec_model_pr
     }
     const cJSON *dt = cJSON_GetObjectItemCaseSensitive(dts, dtype);
     if (!cJSON_IsObject(dt)) {
-        char have[256] = "";
+        char have[256] = "", shown[EC_PROFILE_NAME_MAX];
         const cJSON *c;
         cJSON_ArrayForEach(c, dts)
         {
@@ -155,7 +180,8 @@ ec_status ec_model_profile_load(const char *path, const char *dtype, ec_model_pr
             }
         }
         s = ec_error_set(err, EC_ERR_NOT_FOUND, "%s: field 'dtypes': no dtype '%s' (have: %s)",
-                         path, dtype, have);
+                         path, one_line(dtype, shown, sizeof shown), one_line(have, have,
+                                                                               sizeof have));
         goto done;
     }
     if (strlen(dtype) >= EC_PROFILE_NAME_MAX) {

@@ -4,7 +4,7 @@
 # usage: tests/fuzz/run.sh [SECONDS] [TARGET...]
 #   SECONDS  run time per target (default 60)
 #   TARGET   fuzz_trace_line, fuzz_pyrepr, fuzz_predictor_json, fuzz_policy,
-#            fuzz_rules_json (default: all)
+#            fuzz_rules_json, fuzz_profile (default: all)
 # environment:
 #   EC_FUZZ_BUILD  build folder (default build-fuzz); CC defaults to clang
 #   EC_FUZZ_JSON   when set, a JSON summary (executions per target) is written there
@@ -23,7 +23,8 @@ SECONDS_PER_TARGET=${1:-60}
 shift || true
 TARGETS=("$@")
 if [ ${#TARGETS[@]} -eq 0 ]; then
-  TARGETS=(fuzz_trace_line fuzz_pyrepr fuzz_predictor_json fuzz_policy fuzz_rules_json)
+  TARGETS=(fuzz_trace_line fuzz_pyrepr fuzz_predictor_json fuzz_policy fuzz_rules_json
+    fuzz_profile)
 fi
 BUILD=${EC_FUZZ_BUILD:-build-fuzz}
 WORK=${EC_FUZZ_WORK:-$BUILD/work}

@@ -17,6 +17,7 @@ const fuzz_target fuzz_targets[] = {
     {"fuzz_predictor_json", fuzz_predictor_json},
     {"fuzz_policy", fuzz_policy},
     {"fuzz_rules_json", fuzz_rules_json},
+    {"fuzz_profile", fuzz_profile},
     {NULL, NULL},
 };
 

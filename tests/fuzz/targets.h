@@ -38,6 +38,10 @@ const char *fuzz_policy(const uint8_t *data, size_t size);
  * (target_rules.c). */
 const char *fuzz_rules_json(const uint8_t *data, size_t size);
 
+/* Model and hardware profiles: clean errors, or values in range whose
+ * derived timings are finite (target_profile.c). */
+const char *fuzz_profile(const uint8_t *data, size_t size);
+
 /* Shared by the targets: a loaded or fitted predictor's prior rows and its
  * predictions at horizons 1..4 are distributions. */
 struct ec_predictor;
