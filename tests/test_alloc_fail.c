@@ -7,6 +7,7 @@
 #include "testutil.h"
 #include "expertcast/policy.h"
 #include "expertcast/seed.h"
+#include "expertcast/sim.h"
 #include "predict/predictor.h"
 #include "trace/jsonl.h"
 
@@ -578,6 +579,30 @@ static run_result op_rules_as_predictor(tu_alloc_state *st, size_t k, const void
     return res;
 }
 
+/* ---- model and hardware profiles ---------------------------------------------------- */
+
+static run_result op_profile(tu_alloc_state *st, size_t k, const void *arg)
+{
+    const char *name = arg;
+    char path[1024];
+    snprintf(path, sizeof path, "%s/data/profiles/%s.json", EC_SOURCE_DIR, name);
+    ec_error err = {0};
+    run_result r = {0};
+    if (strstr(name, "pcie") || strstr(name, "c2c")) {
+        ec_hw_profile h;
+        RUN(r, st, k, ec_hw_profile_load(path, &h, &err));
+        if (r.status == EC_OK)
+            cr_assert_gt(h.h2d_gbs, 0);
+    } else {
+        ec_model_profile m;
+        RUN(r, st, k, ec_model_profile_load(path, "int4", &m, &err));
+        if (r.status == EC_OK)
+            cr_assert_str_eq(m.dtype, "int4");
+    }
+    snprintf(r.message, sizeof r.message, "%s", err.message);
+    return r;
+}
+
 /* ---- the sweeps ------------------------------------------------------------------ */
 
 Test(alloc_fail, trace_load)
@@ -667,4 +692,11 @@ Test(alloc_fail, seed_rules_fit_save_and_load_as_predictors)
         cr_assert_gt(sweep(what, op_rules_as_predictor, seeds[i], 1), 10);
     }
     cr_assert_gt(sweep("ec_predictor_load(rules file)", op_rules_as_predictor, NULL, 1), 10);
+}
+
+Test(alloc_fail, profiles)
+{
+    cr_assert_gt(sweep("ec_model_profile_load(mixtral-8x7b, int4)", op_profile, "mixtral-8x7b", 1),
+                 10);
+    cr_assert_gt(sweep("ec_hw_profile_load(h100-pcie5)", op_profile, "h100-pcie5", 1), 10);
 }
