@@ -432,3 +432,49 @@ Test(bad_input, seed_commands_fail_cleanly_and_write_nothing)
     expect_failure(args, 1, want);
     cr_assert_eq(count_entries(d), 0, "a failed seed command wrote into %s", d);
 }
+
+/* ---- simulate: malformed model and hardware profiles ------------------------- */
+
+static const bad_trace bad_profiles[] = {
+    /* file, "model" or "hw", message after the path */
+    {"model_value_without_source.json", "model",
+     ": field 'layers.source': missing (every value names its source)"},
+    {"model_top_k_above_experts.json", "model", ": field 'top_k.value': 9 exceeds 8 experts"},
+    {"model_default_dtype_missing.json", "model",
+     ": field 'default_dtype': no dtype 'fp8' (have: bf16)"},
+    {"model_fractional_layers.json", "model", ": field 'layers.value': 4.5 is not an integer"},
+    {"hw_zero_bandwidth.json", "hw", ": field 'h2d_gbs.value': 0 is out of range [1e-06, 1e+06]"},
+    {"hw_two_documents.json", "hw", ": trailing data after the JSON document (near byte 55)"},
+};
+
+Test(bad_input, malformed_profiles_fail_simulate_and_write_nothing)
+{
+    char d[256];
+    snprintf(d, sizeof d, "%s", tu_tmpdir());
+    char trace[512];
+    snprintf(trace, sizeof trace, "%s/t.jsonl", tu_tmpdir());
+    cr_assert_eq(tu_cli(NULL, NULL, "synth --layers 4 --experts 8 --tokens 8 -o '%s'", trace), 0);
+    const char *good_model = EC_SOURCE_DIR "/tests/fuzz/corpus/fuzz_profile/flame-moe-290m.json";
+    for (size_t i = 0; i < sizeof bad_profiles / sizeof bad_profiles[0]; i++) {
+        const bad_trace *c = &bad_profiles[i];
+        int model = strcmp(c->opts, "model") == 0;
+        char bad[1024], args[4096], want[2048];
+        snprintf(bad, sizeof bad, "%s/profiles/%s", BAD_DIR, c->file);
+        snprintf(args, sizeof args, "simulate '%s' --model '%s' --hardware '%s' --json '%s/r.json'",
+                 trace, model ? bad : good_model, model ? "h100-pcie5" : bad, d);
+        snprintf(want, sizeof want, "expertcast: %s%s", bad, c->want);
+        expect_failure(args, 1, want);
+    }
+    cr_assert_eq(count_entries(d), 0, "a failed simulate wrote into %s", d);
+    cr_assert_eq(count_entries(BAD_DIR "/profiles"),
+                 (int)(sizeof bad_profiles / sizeof bad_profiles[0]));
+    /* a dtype the user names and the file lacks is a usage error */
+    char *err = NULL;
+    int rc = tu_cli(NULL, &err, "simulate '%s' --model mixtral-8x7b-int2 --hardware h100-pcie5",
+                    trace);
+    cr_assert_eq(rc, 2, "%s", err);
+    cr_assert(strstr(err, "mixtral-8x7b.json: field 'dtypes': no dtype 'int2' (have: fp16, int8, "
+                          "int4)\n"),
+              "%s", err);
+    free(err);
+}

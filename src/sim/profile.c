@@ -158,7 +158,8 @@ ec_status ec_model_profile_load(const char *path, const char *dtype, ec_model_pr
                          path);
         goto done;
     }
-    if (!dtype || !dtype[0]) {
+    int from_file = !dtype || !dtype[0];
+    if (from_file) {
         const cJSON *d = cJSON_GetObjectItemCaseSensitive(root, "default_dtype");
         if (!cJSON_IsString(d)) {
             s = ec_error_set(err, EC_ERR_PARSE, "%s: field 'default_dtype': expected a string",
@@ -179,9 +180,12 @@ ec_status ec_model_profile_load(const char *path, const char *dtype, ec_model_pr
                 strcat(have, c->string);
             }
         }
-        s = ec_error_set(err, EC_ERR_NOT_FOUND, "%s: field 'dtypes': no dtype '%s' (have: %s)",
-                         path, one_line(dtype, shown, sizeof shown), one_line(have, have,
-                                                                               sizeof have));
+        /* The caller's dtype: not found (a usage error); the file's own
+         * default_dtype: the file is inconsistent (a data error). */
+        s = ec_error_set(err, from_file ? EC_ERR_PARSE : EC_ERR_NOT_FOUND,
+                         "%s: field '%s': no dtype '%s' (have: %s)", path,
+                         from_file ? "default_dtype" : "dtypes",
+                         one_line(dtype, shown, sizeof shown), one_line(have, have, sizeof have));
         goto done;
     }
     if (strlen(dtype) >= EC_PROFILE_NAME_MAX) {
