@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Valgrind memcheck over the command-line tool: every command (synth, info,
-# extract, rules create / evaluate, demo) on a small synthetic trace, the
-# help texts, usage errors, and every malformed input of tests/bad. Each run must exit with its expected code and memcheck must
+# extract, rules create / evaluate, demo, simulate, replay on the cpu
+# backend) on a small synthetic trace, the help texts, usage errors, and
+# every malformed input of tests/bad. Each run must exit with its expected code and memcheck must
 # report zero errors (leaks included: definite, indirect and possible).
 #
 # usage: tests/valgrind.sh [PATH/TO/expertcast]     (default build/expertcast)
@@ -83,6 +84,25 @@ run 2 extract "$small" -p 0 -t 1 0
 for f in tests/bad/rules/*.json; do
   run 1 rules evaluate --rules "$f" --test "$small"
 done
+# simulate (profiles by name and by path, JSON out) and the loader's replay on the cpu
+# backend, on a trace of flame-moe-290m's shape (8 layers, 64 experts, top-6)
+flame="$TMP/flame.jsonl"
+run 0 synth -o "$flame" --layers 8 --experts 64 -k 6 --sequences 3 --tokens 6
+run 0 simulate "$flame" --model flame-moe-290m --hardware h100-pcie5 --json "$TMP/sim.json"
+run 0 simulate "$flame" --model tests/fuzz/corpus/fuzz_profile/flame-moe-290m.json \
+  --hardware rtx4090-pcie4 --policy lru,gated,oracle --cache-experts 8,16 --horizon 1,2 --sweep \
+  --csv "$TMP/sweep.csv"
+run 0 simulate --help
+run 0 replay "$flame" --backend cpu --policy lru,predict,gated --cache-experts 8 --expert-bytes 4K \
+  --attn-us 0 --ffn-us 0 --tokens 8 --warmup 2
+run 0 replay --help
+for f in tests/bad/profiles/model_*.json; do
+  run 1 simulate "$flame" --model "$f" --hardware h100-pcie5
+done
+for f in tests/bad/profiles/hw_*.json; do
+  run 1 simulate "$flame" --model flame-moe-290m --hardware "$f"
+done
+run 2 simulate "$flame" --model mixtral-8x7b-int2 --hardware h100-pcie5
 for f in tests/bad/*.jsonl; do
   run 1 info --layers 32 --experts 8 "$f"
 done
