@@ -31,7 +31,10 @@ WORK=${EC_FUZZ_WORK:-$BUILD/work}
 
 CC=${CC:-clang} cmake -S . -B "$BUILD" -DEC_FUZZ=ON -DEC_BUILD_TESTS=OFF -DEC_BUILD_BENCH=OFF \
   -DEC_CUDA=OFF -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-cmake --build "$BUILD" -j2 --target "${TARGETS[@]}" >/dev/null
+cmake --build "$BUILD" -j2 --target "${TARGETS[@]}" fuzz_gen_seeds >/dev/null
+# a valid saved model of every registered predictor, current with the registry
+mkdir -p "$WORK/corpus/fuzz_predictor_json"
+ASAN_OPTIONS=detect_leaks=1 "$BUILD/tests/fuzz/fuzz_gen_seeds" "$WORK/corpus/fuzz_predictor_json"
 
 failed=0
 summary=()
