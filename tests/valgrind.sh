@@ -110,5 +110,14 @@ for f in tests/bad/accepted/*.jsonl; do
   run 0 info "$f"
 done
 
+# a real trace when ../shared is there (never copied into the tree)
+real=../shared/data/mixtral-8x7b-instruct/humaneval_2_routing.jsonl
+if [ -f "$real" ]; then
+  run 0 info "$real"
+  run 0 simulate "$real" --model mixtral-8x7b --hardware h100-pcie5 --policy lru,gated,oracle
+else
+  echo "skip: $real absent (fresh clone): real-trace runs skipped"
+fi
+
 echo "valgrind memcheck: $runs runs, $failures failed"
 [ "$failures" -eq 0 ]
