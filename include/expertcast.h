@@ -11,5 +11,6 @@
 #include "expertcast/core.h"
 #include "expertcast/trace.h"
 #include "expertcast/predict.h"
+#include "expertcast/eval.h"
 
 #endif

@@ -47,6 +47,13 @@ void ec_history_reset(ec_history *h);
 void ec_history_observe(ec_history *h, int32_t layer, const int16_t *experts);
 
 /*
+ * Starts a new token explicitly: the next observation belongs to it even if
+ * its layer lies after the last one observed (a token whose first layers
+ * are missing, as in incomplete trace rows). Never allocates.
+ */
+void ec_history_next_token(ec_history *h);
+
+/*
  * The k experts of the token `back` tokens ago (0 = current) at `layer`, or
  * NULL when unknown (not observed, or older than depth).
  */

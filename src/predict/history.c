@@ -10,6 +10,7 @@ struct ec_history {
     int32_t cur;      /* slot of the current token */
     int32_t layer;    /* last layer observed for the current token */
     int64_t tokens;   /* tokens since reset */
+    int pending;      /* 1: the next observation starts a new token */
     int16_t *ex;      /* [ring][L][k], -1 = unknown */
 };
 
@@ -54,7 +55,10 @@ void ec_history_reset(ec_history *h)
     h->cur = 0;
     h->layer = -1;
     h->tokens = 0;
+    h->pending = 0;
 }
+
+void ec_history_next_token(ec_history *h) { h->pending = 1; }
 
 static int16_t *slot(const ec_history *h, int32_t ring_index, int32_t layer)
 {
@@ -65,7 +69,8 @@ void ec_history_observe(ec_history *h, int32_t layer, const int16_t *experts)
 {
     if (layer < 0 || layer >= h->L)
         return;
-    if (h->tokens == 0 || layer <= h->layer) {
+    if (h->tokens == 0 || layer <= h->layer || h->pending) {
+        h->pending = 0;
         if (h->tokens > 0)
             h->cur = (h->cur + 1) % h->ring;
         memset(slot(h, h->cur, 0), 0xff, (size_t)h->L * (size_t)h->k * sizeof *h->ex);
