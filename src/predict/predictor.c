@@ -8,10 +8,12 @@
 /* Registry: one row per predictor module. */
 static const ec_predictor_vt *const registry[] = {
     &ec_prior_vt,
+    &ec_temporal_vt,
 };
 
 static const char *const names[] = {
     "prior",
+    "temporal",
     NULL,
 };
 
@@ -414,8 +416,12 @@ ec_status ec_predictor_load(const char *path, ec_predictor **out, ec_error *err)
         const cJSON *model = cJSON_GetObjectItemCaseSensitive(root, "model");
         if (!cJSON_IsObject(model))
             s = ec_error_set(err, EC_ERR_PARSE, "%s: field 'model': expected an object", path);
-        else if (p->vt->load)
-            s = p->vt->load(p, model, err);
+        else if (p->vt->load && (s = p->vt->load(p, model, err)) && err &&
+                 strncmp(err->message, path, strlen(path)) != 0) {
+            char msg[EC_ERROR_MAX];
+            snprintf(msg, sizeof msg, "%s", err->message);
+            ec_error_set(err, s, "%s: %s", path, msg);
+        }
     }
     cJSON_Delete(root);
     if (s) {
