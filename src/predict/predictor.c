@@ -8,11 +8,13 @@
 /* Registry: one row per predictor module. */
 static const ec_predictor_vt *const registry[] = {
     &ec_prior_vt,
+    &ec_ngram_vt,
     &ec_temporal_vt,
 };
 
 static const char *const names[] = {
     "prior",
+    "ngram",
     "temporal",
     NULL,
 };
