@@ -12,6 +12,7 @@ struct ec_history {
     int64_t tokens;   /* tokens since reset */
     int pending;      /* 1: the next observation starts a new token */
     int16_t *ex;      /* [ring][L][k], -1 = unknown */
+    uint64_t *mask;   /* [ring][L] bit set of the experts (E <= 64), 0 = unknown */
 };
 
 ec_status ec_history_create(int32_t n_layers, int32_t n_experts, int32_t k, int32_t depth,
@@ -32,7 +33,10 @@ ec_status ec_history_create(int32_t n_layers, int32_t n_experts, int32_t k, int3
     h->depth = depth;
     h->ring = depth + 1;
     h->ex = ec_malloc((size_t)h->ring * (size_t)n_layers * (size_t)k * sizeof *h->ex);
-    if (!h->ex) {
+    h->mask = ec_malloc((size_t)h->ring * (size_t)n_layers * sizeof *h->mask);
+    if (!h->ex || !h->mask) {
+        ec_free(h->ex);
+        ec_free(h->mask);
         ec_free(h);
         return EC_ERR_NOMEM;
     }
@@ -46,12 +50,14 @@ void ec_history_destroy(ec_history *h)
     if (!h)
         return;
     ec_free(h->ex);
+    ec_free(h->mask);
     ec_free(h);
 }
 
 void ec_history_reset(ec_history *h)
 {
     memset(h->ex, 0xff, (size_t)h->ring * (size_t)h->L * (size_t)h->k * sizeof *h->ex);
+    memset(h->mask, 0, (size_t)h->ring * (size_t)h->L * sizeof *h->mask);
     h->cur = 0;
     h->layer = -1;
     h->tokens = 0;
@@ -74,9 +80,14 @@ void ec_history_observe(ec_history *h, int32_t layer, const int16_t *experts)
         if (h->tokens > 0)
             h->cur = (h->cur + 1) % h->ring;
         memset(slot(h, h->cur, 0), 0xff, (size_t)h->L * (size_t)h->k * sizeof *h->ex);
+        memset(h->mask + (size_t)h->cur * (size_t)h->L, 0, (size_t)h->L * sizeof *h->mask);
         h->tokens++;
     }
     memcpy(slot(h, h->cur, layer), experts, (size_t)h->k * sizeof *experts);
+    uint64_t m = 0;
+    for (int32_t i = 0; h->E <= 64 && i < h->k; i++)
+        m |= (uint64_t)1 << (experts[i] & 63);
+    h->mask[(size_t)h->cur * (size_t)h->L + (size_t)layer] = m;
     h->layer = layer;
 }
 
@@ -87,6 +98,14 @@ const int16_t *ec_history_get(const ec_history *h, int32_t back, int32_t layer)
     int32_t r = ((h->cur - back) % h->ring + h->ring) % h->ring;
     const int16_t *e = slot(h, r, layer);
     return e[0] < 0 ? NULL : e;
+}
+
+uint64_t ec_history_mask(const ec_history *h, int32_t back, int32_t layer)
+{
+    if (back < 0 || back > h->depth || layer < 0 || layer >= h->L || back >= h->tokens)
+        return 0;
+    int32_t r = ((h->cur - back) % h->ring + h->ring) % h->ring;
+    return h->mask[(size_t)r * (size_t)h->L + (size_t)layer];
 }
 
 int32_t ec_history_layer(const ec_history *h) { return h->layer; }

@@ -10,12 +10,14 @@ static const ec_predictor_vt *const registry[] = {
     &ec_prior_vt,
     &ec_ngram_vt,
     &ec_temporal_vt,
+    &ec_logistic_vt,
 };
 
 static const char *const names[] = {
     "prior",
     "ngram",
     "temporal",
+    "logistic",
     NULL,
 };
 
@@ -81,6 +83,7 @@ void ec_predictor_destroy(ec_predictor *p)
 const char *ec_predictor_name(const ec_predictor *p) { return p->vt->name; }
 const char *ec_predictor_errmsg(const ec_predictor *p) { return p->errmsg; }
 int32_t ec_predictor_n_layers(const ec_predictor *p) { return p->n_layers; }
+int32_t ec_predictor_history_depth(const ec_predictor *p) { return p->opts.tokens_back; }
 int32_t ec_predictor_n_experts(const ec_predictor *p) { return p->n_experts; }
 
 void ec_normalize(float *probs, int32_t n)
