@@ -2,47 +2,51 @@
  * logistic: multinomial logistic regression on sparse one-hot features of
  * the routing history, one model per horizon 1..max_horizon.
  *
- * For a history at layer N and a target (layer T of this token or the
- * next), the active features are
+ * For a history at layer N of token t and a target (layer T of token t or
+ * t + 1), the active features are
  *   - the target layer T (a per-layer bias);
  *   - for each offset o < context: every expert e in this token's set at
  *     layer N - o, twice: as (o, e), shared by all target layers, and as
  *     (T, o, e), specific to the target layer (transitions between the
  *     experts of two layers differ from layer to layer);
- *   - for each earlier token b = 1..tokens_back before the target token:
- *     every expert e in its set at layer T, as (b, e), and its primary
- *     expert again as (b, primary);
- *   - a similarity bucket of the token before the target: how many of this
- *     token's experts at the context layers it shared, crossed with each
- *     of its experts at layer T (copy the previous token when it routed
- *     alike so far).
+ *   - for the last LOGISTIC_RECENT tokens b before the target token: every
+ *     expert e of its set at layer T as (b, e), its primary again as (b, e);
+ *   - for the LOGISTIC_NEIGHBOURS earlier tokens (within tokens_back) that
+ *     routed most like token t at the context layers (ec_similarity; the
+ *     more recent first among equals): the set at layer T of the token they
+ *     lead to (themselves, or the token after them when the target is in
+ *     the next token) as (j, similarity quarter, e), its primary as (j, e).
  * The model is softmax(W^T x) over the E experts, trained to the actual set
- * (1/k on each of its experts) by Adagrad with L2, in a shuffled order
- * drawn from opts.seed: the same seed gives the same model.
+ * (1/k on each of its experts) by Adagrad (one step size per feature row)
+ * with L2, in a shuffled order drawn from opts.seed: the same seed gives
+ * the same model.
  *
  * opts.per_layer = 1 gives each target layer its own weights (the
- * layer-specific feature families are then dropped as redundant).
+ * layer-specific feature family is then dropped as redundant).
  */
+#include "../core/rng.h"
 #include "codec.h"
 #include "replay.h"
-#include "../core/rng.h"
+#include "similar.h"
 
 #include <math.h>
 #include <string.h>
 
 #define LOGISTIC_MAX_CONTEXT 8
-#define LOGISTIC_MAX_BACK 16
-#define SIM_LEVELS 5 /* 0..3 = shared quarter of the context, 4 = unknown */
-/* Features active at once: bias + 2 per context expert + 2 per earlier
- * token expert + similarity per previous-token expert. */
+#define LOGISTIC_MAX_BACK 1024
+#define LOGISTIC_RECENT 4     /* recent tokens with their own features */
+#define LOGISTIC_NEIGHBOURS 3 /* most similar earlier tokens with their own features */
+#define SIM_LEVELS 4          /* similarity quarters */
+/* Features active at once: bias, 2 per context expert, k + 1 per recent
+ * token and per neighbour. */
 #define LOGISTIC_MAX_ACTIVE                                                                        \
-    (1 + 2 * LOGISTIC_MAX_CONTEXT * EC_MAX_K + 2 * LOGISTIC_MAX_BACK * EC_MAX_K + EC_MAX_K)
+    (1 + 2 * LOGISTIC_MAX_CONTEXT * EC_MAX_K + (LOGISTIC_RECENT + LOGISTIC_NEIGHBOURS) * (EC_MAX_K + 1))
 
 typedef struct logistic {
     int32_t H;         /* horizons fitted: 1..H */
     int32_t blocks;    /* weight blocks per horizon: L (per layer) or 1 */
     /* feature layout: first id of each family */
-    uint32_t f_cur, f_cross, f_back, f_prim, f_sim, F;
+    uint32_t f_cur, f_cross, f_back, f_prim, f_nn, f_nnp, F;
     float *w;          /* [H][blocks][F][E] */
 } logistic;
 
@@ -55,16 +59,17 @@ static size_t n_weights(const ec_predictor *p, const logistic *m)
 static void layout(const ec_predictor *p, logistic *m)
 {
     const uint32_t L = (uint32_t)p->n_layers, E = (uint32_t)p->n_experts;
-    const uint32_t C = (uint32_t)p->opts.context, B = (uint32_t)p->opts.tokens_back;
+    const uint32_t C = (uint32_t)p->opts.context, R = LOGISTIC_RECENT, J = LOGISTIC_NEIGHBOURS;
     const int per_layer = p->opts.per_layer != 0;
     m->H = EC_MIN(p->opts.max_horizon, p->n_layers);
     m->blocks = per_layer ? p->n_layers : 1;
     m->f_cur = per_layer ? 1 : L;
     m->f_cross = m->f_cur + C * E;
     m->f_back = m->f_cross + (per_layer ? 0 : L * C * E);
-    m->f_prim = m->f_back + B * E;
-    m->f_sim = m->f_prim + B * E;
-    m->F = m->f_sim + SIM_LEVELS * E;
+    m->f_prim = m->f_back + R * E;
+    m->f_nn = m->f_prim + R * E;
+    m->f_nnp = m->f_nn + J * SIM_LEVELS * E;
+    m->F = m->f_nnp + J * E;
 }
 
 /*
@@ -89,8 +94,8 @@ static int32_t features(const ec_predictor *p, const logistic *m, const ec_histo
                 ids[n++] = m->f_cross + (uint32_t)T * (uint32_t)(p->opts.context * E) + oe;
         }
     }
-    for (int32_t b = 1; b <= p->opts.tokens_back; b++) {
-        const int16_t *set = ec_history_get(h, next ? b - 1 : b, T);
+    for (int32_t b = 1; b <= EC_MIN(LOGISTIC_RECENT, p->opts.tokens_back); b++) {
+        const int16_t *set = ec_history_get(h, b - next, T);
         if (!set)
             continue;
         uint32_t base = (uint32_t)((b - 1) * E);
@@ -98,27 +103,31 @@ static int32_t features(const ec_predictor *p, const logistic *m, const ec_histo
             ids[n++] = m->f_back + base + (uint32_t)set[j];
         ids[n++] = m->f_prim + base + (uint32_t)set[0];
     }
-    /* Similarity of the token before the target to this token over the
-     * context layers (unknown when the target is in the next token). */
-    const int16_t *prev_t = ec_history_get(h, next ? 0 : 1, T);
-    if (prev_t) {
-        int32_t level = SIM_LEVELS - 1;
-        if (!next) {
-            int32_t shared = 0, total = 0;
-            for (int32_t o = 0; o < p->opts.context && N - o >= 0; o++) {
-                const int16_t *a = ec_history_get(h, 0, N - o), *b = ec_history_get(h, 1, N - o);
-                if (!a || !b)
-                    continue;
-                total += K;
-                for (int32_t i = 0; i < K; i++)
-                    for (int32_t j = 0; j < K; j++)
-                        shared += a[i] == b[j];
-            }
-            if (total > 0)
-                level = EC_MIN(3, 4 * shared / total);
+    /* The most similar earlier tokens (ties: the more recent), kept sorted. */
+    int32_t nn_b[LOGISTIC_NEIGHBOURS];
+    float nn_s[LOGISTIC_NEIGHBOURS];
+    int32_t n_nn = 0;
+    for (int32_t b = 1; b <= p->opts.tokens_back; b++) {
+        if (!ec_history_get(h, b - next, T))
+            continue;
+        float sim = ec_similarity(h, b, N, p->opts.context);
+        if (sim <= 0.0f || (n_nn == LOGISTIC_NEIGHBOURS && sim <= nn_s[n_nn - 1]))
+            continue;
+        int32_t i = n_nn < LOGISTIC_NEIGHBOURS ? n_nn++ : n_nn - 1;
+        for (; i > 0 && sim > nn_s[i - 1]; i--) {
+            nn_s[i] = nn_s[i - 1];
+            nn_b[i] = nn_b[i - 1];
         }
-        for (int32_t j = 0; j < K; j++)
-            ids[n++] = m->f_sim + (uint32_t)(level * E + prev_t[j]);
+        nn_s[i] = sim;
+        nn_b[i] = b;
+    }
+    for (int32_t j = 0; j < n_nn; j++) {
+        const int16_t *set = ec_history_get(h, nn_b[j] - next, T);
+        int32_t level = EC_MIN(SIM_LEVELS - 1, (int32_t)(nn_s[j] * SIM_LEVELS));
+        uint32_t base = m->f_nn + (uint32_t)((j * SIM_LEVELS + level) * E);
+        for (int32_t q = 0; q < K; q++)
+            ids[n++] = base + (uint32_t)set[q];
+        ids[n++] = m->f_nnp + (uint32_t)(j * E + set[0]);
     }
     return n;
 }
@@ -175,9 +184,9 @@ static ec_status logistic_init(ec_predictor *p)
     if (o->context <= 0)
         o->context = 3;
     if (o->tokens_back <= 0)
-        o->tokens_back = 4;
+        o->tokens_back = 64;
     if (o->epochs <= 0)
-        o->epochs = 8;
+        o->epochs = 4;
     if (o->learning_rate <= 0)
         o->learning_rate = 0.1;
     if (o->l2 <= 0)
@@ -255,7 +264,7 @@ static ec_status train(const ec_predictor *p, logistic *m, const ec_trace *t, co
     const float lr = (float)p->opts.learning_rate, l2 = (float)p->opts.l2;
     size_t per_h = (size_t)m->blocks * (size_t)m->F * (size_t)E;
     float *w = m->w + (size_t)(horizon - 1) * per_h;
-    float *g2 = ec_calloc(per_h, sizeof *g2);
+    float *g2 = ec_calloc((size_t)m->blocks * (size_t)m->F, sizeof *g2); /* per feature row */
     size_t *order = ec_malloc(EC_MAX(x->n, 1) * sizeof *order);
     float *z = ec_malloc((size_t)E * sizeof *z);
     if (!g2 || !order || !z) {
@@ -279,20 +288,23 @@ static ec_status train(const ec_predictor *p, logistic *m, const ec_trace *t, co
             size_t i = order[oi];
             const uint32_t *ids = x->ids + x->start[i];
             int32_t n = (int32_t)(x->start[i + 1] - x->start[i]);
-            size_t boff = (size_t)(m->blocks > 1 ? x->layer[i] : 0) * (size_t)m->F * (size_t)E;
-            float *wb = w + boff, *gb = g2 + boff;
+            size_t blk = (size_t)(m->blocks > 1 ? x->layer[i] : 0) * (size_t)m->F;
+            float *wb = w + blk * (size_t)E, *gb = g2 + blk;
             logits(wb, E, ids, n, z);
             softmax(z, E);
             const int16_t *actual = ec_trace_experts(t, x->row[i], x->layer[i]);
             for (int32_t j = 0; j < K; j++)
                 z[actual[j]] -= 1.0f / (float)K; /* z = p - y: the gradient on the logits */
             for (int32_t a = 0; a < n; a++) {
-                float *wr = wb + (size_t)ids[a] * (size_t)E, *gr = gb + (size_t)ids[a] * (size_t)E;
+                float *wr = wb + (size_t)ids[a] * (size_t)E, sq = 0.0f;
                 for (int32_t e = 0; e < E; e++) {
                     float g = z[e] + l2 * wr[e];
-                    gr[e] += g * g;
-                    wr[e] -= lr * g / (sqrtf(gr[e]) + 1e-6f);
+                    sq += g * g;
                 }
+                gb[ids[a]] += sq / (float)E;
+                float step = lr / (sqrtf(gb[ids[a]]) + 1e-6f);
+                for (int32_t e = 0; e < E; e++)
+                    wr[e] -= step * (z[e] + l2 * wr[e]);
             }
         }
     }

@@ -11,6 +11,7 @@ static const ec_predictor_vt *const registry[] = {
     &ec_ngram_vt,
     &ec_temporal_vt,
     &ec_logistic_vt,
+    &ec_mix_vt,
 };
 
 static const char *const names[] = {
@@ -18,6 +19,7 @@ static const char *const names[] = {
     "ngram",
     "temporal",
     "logistic",
+    "mix",
     NULL,
 };
 

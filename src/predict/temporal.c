@@ -27,6 +27,7 @@
  * a prior that did not see them (see half_priors).
  */
 #include "replay.h"
+#include "similar.h"
 
 #include <math.h>
 #include <string.h>
@@ -74,43 +75,6 @@ static void temporal_free(ec_predictor *p)
     if (st)
         ec_free(st->w);
     ec_free(st);
-}
-
-static inline int32_t popcount64(uint64_t x)
-{
-#if defined(__GNUC__)
-    return __builtin_popcountll(x);
-#else
-    int32_t n = 0;
-    for (; x; x &= x - 1)
-        n++;
-    return n;
-#endif
-}
-
-/* Share of experts token `back` had in common with the current token over
- * the context layers ending at N; -1 when no layer can be compared. */
-static float similarity(const ec_predictor *p, const ec_history *h, int32_t back, int32_t N)
-{
-    const int32_t K = p->k;
-    int32_t shared = 0, total = 0;
-    for (int32_t l = EC_MAX(0, N - p->opts.context + 1); l <= N; l++) {
-        if (p->n_experts <= 64) {
-            uint64_t a = ec_history_mask(h, 0, l), b = ec_history_mask(h, back, l);
-            if (!a || !b)
-                continue;
-            shared += popcount64(a & b);
-        } else {
-            const int16_t *a = ec_history_get(h, 0, l), *b = ec_history_get(h, back, l);
-            if (!a || !b)
-                continue;
-            for (int32_t i = 0; i < K; i++)
-                for (int32_t j = 0; j < K; j++)
-                    shared += a[i] == b[j];
-        }
-        total += K;
-    }
-    return total ? (float)shared / (float)total : -1.0f;
 }
 
 /* The weight of an earlier token from its rank-decay factor and similarity. */
@@ -177,7 +141,7 @@ static int temporal_eval(const ec_predictor *p, const temporal_w *w, const float
         const int16_t *at = ec_history_get(h, src, T);
         if (!at)
             continue;
-        float sim = w->beta > 0.0f ? similarity(p, h, b, N) : 0.0f;
+        float sim = w->beta > 0.0f ? ec_similarity(h, b, N, p->opts.context) : 0.0f;
         float wb = token_weight(w, decay_b, sim);
         if (wb <= 0.0f)
             continue;
@@ -201,7 +165,7 @@ static int temporal_predict(const ec_predictor *p, const ec_history *h, int32_t 
 /*
  * The search scores weights on cached training cells: for each sampled case
  * its actual set, its source rows and the similarity of every earlier token
- * (computed once by similarity() on the replayed history). The prior used
+ * (computed once by ec_similarity() on the replayed history). The prior used
  * for a cell comes from the other half of the training data: training
  * cells are split in two halves (alternate sequences, or the two halves of
  * the tokens when there is one sequence) and each is scored with the
@@ -302,7 +266,7 @@ static ec_status collect_cells(void *ctx, const ec_replay_pos *pos)
                             .half = half_of(f, pos->seq, pos->row + (size_t)next)};
     float *sim = f->sims + f->n * (size_t)f->W;
     for (int32_t b = 1; b <= f->W; b++)
-        sim[b - 1] = (size_t)b <= pos->row - row0 ? similarity(f->p, pos->h, b, pos->layer) : -1;
+        sim[b - 1] = (size_t)b <= pos->row - row0 ? ec_similarity(pos->h, b, pos->layer, f->p->opts.context) : -1;
     f->n++;
     return EC_OK;
 }
@@ -494,7 +458,7 @@ static ec_status temporal_load(ec_predictor *p, const cJSON *model, ec_error *er
     for (int i = 0; i < n; i++) {
         const cJSON *o = cJSON_GetArrayItem(arr, i);
         temporal_w *w = &st->w[i];
-        float power;
+        float power = 0;
         ec_status s;
         if ((s = read_weight(o, i, "decay", 1, &w->decay, err)) ||
             (s = read_weight(o, i, "beta", 1e6, &w->beta, err)) ||
