@@ -293,15 +293,15 @@ static ec_status train(const ec_predictor *p, logistic *m, const ec_trace *t, co
             logits(wb, E, ids, n, z);
             softmax(z, E);
             const int16_t *actual = ec_trace_experts(t, x->row[i], x->layer[i]);
+            float sq = 0.0f;
             for (int32_t j = 0; j < K; j++)
                 z[actual[j]] -= 1.0f / (float)K; /* z = p - y: the gradient on the logits */
+            for (int32_t e = 0; e < E; e++)
+                sq += z[e] * z[e];
+            sq /= (float)E; /* mean squared gradient of a row (the L2 term left out) */
             for (int32_t a = 0; a < n; a++) {
-                float *wr = wb + (size_t)ids[a] * (size_t)E, sq = 0.0f;
-                for (int32_t e = 0; e < E; e++) {
-                    float g = z[e] + l2 * wr[e];
-                    sq += g * g;
-                }
-                gb[ids[a]] += sq / (float)E;
+                float *wr = wb + (size_t)ids[a] * (size_t)E;
+                gb[ids[a]] += sq;
                 float step = lr / (sqrtf(gb[ids[a]]) + 1e-6f);
                 for (int32_t e = 0; e < E; e++)
                     wr[e] -= step * (z[e] + l2 * wr[e]);
