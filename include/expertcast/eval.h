@@ -119,7 +119,9 @@ typedef struct ec_eval_opts {
     size_t n_predictors;
     const int32_t *horizons;       /* NULL = {1}; each in [1, n_layers] */
     size_t n_horizons;
-    const int32_t *ks;             /* NULL = {1, 2, 4}; each in [1, n_experts] */
+    const int32_t *ks;             /* NULL = those of {1, 2, 4} <= n_experts; each in
+                                      [1, n_experts]
+                                      (the CLI adds the trace's k) */
     size_t n_ks;
     ec_split split;
     int32_t folds;                 /* problem split: 0 = one fold per sequence */
@@ -175,7 +177,8 @@ typedef struct ec_eval_report {
  * otherwise). On success *out owns the report (free it with
  * ec_eval_report_destroy); on failure *out is NULL and err names the cause
  * (an unknown predictor: EC_ERR_NOT_FOUND; a bad horizon or k, too few
- * sequences to split, mismatched shapes: EC_ERR_INVALID).
+ * sequences to split: EC_ERR_INVALID; train and test traces of different
+ * shapes: EC_ERR_RANGE; a predictor that fails to fit: its status).
  */
 ec_status ec_eval_run(const ec_trace *train, const ec_trace *test, const ec_eval_opts *opts,
                       ec_eval_report **out, ec_error *err);

@@ -84,9 +84,10 @@ static ec_status check_opts(run *R, const ec_eval_opts *opts, ec_error *err)
         o->horizons = default_h;
         o->n_horizons = 1;
     }
-    if (!o->ks) {
+    if (!o->ks) { /* {1, 2, 4} within the experts */
         o->ks = default_k;
-        o->n_ks = 3;
+        for (o->n_ks = 0; o->n_ks < 3 && default_k[o->n_ks] <= t->n_experts; o->n_ks++) {
+        }
     }
     if (o->n_horizons == 0 || o->n_horizons > EC_EVAL_MAX_HORIZONS)
         return ec_error_set(err, EC_ERR_INVALID, "between 1 and %d horizons",
@@ -155,7 +156,7 @@ static ec_status plan_split(run *R, ec_error *err)
     ec_split split = R->o.split;
     if (split == EC_SPLIT_TRAIN_TEST) {
         if (tr->n_layers != te->n_layers || tr->n_experts != te->n_experts || tr->k != te->k)
-            return ec_error_set(err, EC_ERR_INVALID,
+            return ec_error_set(err, EC_ERR_RANGE,
                                 "train trace is %d layers x %d experts top-%d but test trace is "
                                 "%d x %d top-%d",
                                 tr->n_layers, tr->n_experts, tr->k, te->n_layers, te->n_experts,
