@@ -346,7 +346,7 @@ static ec_status logistic_save(const ec_predictor *p, cJSON *model)
     const logistic *m = p->state;
     return cJSON_AddNumberToObject(model, "horizons", m->H) &&
                    cJSON_AddNumberToObject(model, "features", m->F) &&
-                   cJSON_AddItemToObject(model, "weights", ec_json_b64_f32(m->w, n_weights(p, m)))
+                   cJSON_AddItemToObjectCS(model, "weights", ec_json_b64_f32(m->w, n_weights(p, m)))
                ? EC_OK
                : EC_ERR_NOMEM;
 }

@@ -289,7 +289,7 @@ static ec_status mix_save(const ec_predictor *p, cJSON *model)
 {
     const mix *m = p->state;
     cJSON *w = ec_json_float_array(m->w, (size_t)m->H * MIX_N);
-    if (!w || !cJSON_AddItemToObject(model, "weights", w)) {
+    if (!w || !cJSON_AddItemToObjectCS(model, "weights", w)) {
         cJSON_Delete(w);
         return EC_ERR_NOMEM;
     }
@@ -298,7 +298,7 @@ static ec_status mix_save(const ec_predictor *p, cJSON *model)
     cJSON *comps = cJSON_AddObjectToObject(model, "components");
     for (int i = 0; comps && i < MIX_N; i++) {
         cJSON *c = cJSON_CreateObject();
-        if (!c || !cJSON_AddItemToObject(comps, COMPONENTS[i], c)) {
+        if (!c || !cJSON_AddItemToObjectCS(comps, COMPONENTS[i], c)) {
             cJSON_Delete(c);
             return EC_ERR_NOMEM;
         }

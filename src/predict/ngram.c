@@ -299,11 +299,11 @@ static ec_status ngram_save(const ec_predictor *p, cJSON *model)
     if (!s && !(cJSON_AddNumberToObject(model, "horizons", g->H) &&
                 cJSON_AddNumberToObject(model, "entries", (double)ne) &&
                 cJSON_AddNumberToObject(model, "pairs", (double)g->n_pairs) &&
-                cJSON_AddItemToObject(model, "keys", ec_json_b64_u64(g->keys, ne)) &&
-                cJSON_AddItemToObject(model, "events", ec_json_b64_f32(g->events, ne)) &&
-                cJSON_AddItemToObject(model, "nnz", ec_json_b64_f32(nnz, ne)) &&
-                cJSON_AddItemToObject(model, "experts", ec_json_b64_f32(ex, g->n_pairs)) &&
-                cJSON_AddItemToObject(model, "counts", ec_json_b64_f32(g->cnt, g->n_pairs))))
+                cJSON_AddItemToObjectCS(model, "keys", ec_json_b64_u64(g->keys, ne)) &&
+                cJSON_AddItemToObjectCS(model, "events", ec_json_b64_f32(g->events, ne)) &&
+                cJSON_AddItemToObjectCS(model, "nnz", ec_json_b64_f32(nnz, ne)) &&
+                cJSON_AddItemToObjectCS(model, "experts", ec_json_b64_f32(ex, g->n_pairs)) &&
+                cJSON_AddItemToObjectCS(model, "counts", ec_json_b64_f32(g->cnt, g->n_pairs))))
         s = EC_ERR_NOMEM;
     ec_free(nnz);
     ec_free(ex);

@@ -268,12 +268,12 @@ ec_status ec_predictor_save(const ec_predictor *p, const char *path, ec_error *e
              cJSON_AddNumberToObject(opts, "seed", (double)o->seed) &&
              cJSON_AddNumberToObject(opts, "max_horizon", o->max_horizon);
         if (ok) {
-            cJSON_AddItemToObject(root, "opts", opts);
+            cJSON_AddItemToObjectCS(root, "opts", opts); /* constant keys: no allocation */
             opts = NULL;
-            cJSON_AddItemToObject(root, "prior", prior);
+            cJSON_AddItemToObjectCS(root, "prior", prior);
             prior = NULL;
             ec_status s = p->vt->save ? p->vt->save(p, model) : EC_OK;
-            cJSON_AddItemToObject(root, "model", model);
+            cJSON_AddItemToObjectCS(root, "model", model);
             model = NULL;
             if (s) {
                 cJSON_Delete(root);
