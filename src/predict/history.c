@@ -1,19 +1,9 @@
 /* Routing history: a ring of the last `depth` tokens plus the current one. */
 #include "../core/internal.h"
-#include "expertcast/predict.h"
+#include "history.h"
 
 #include <string.h>
 
-struct ec_history {
-    int32_t L, E, k, depth;
-    int32_t ring;     /* depth + 1 token slots */
-    int32_t cur;      /* slot of the current token */
-    int32_t layer;    /* last layer observed for the current token */
-    int64_t tokens;   /* tokens since reset */
-    int pending;      /* 1: the next observation starts a new token */
-    int16_t *ex;      /* [ring][L][k], -1 = unknown */
-    uint64_t *mask;   /* [ring][L] bit set of the experts (E <= 64), 0 = unknown */
-};
 
 ec_status ec_history_create(int32_t n_layers, int32_t n_experts, int32_t k, int32_t depth,
                             ec_history **out)
@@ -93,19 +83,14 @@ void ec_history_observe(ec_history *h, int32_t layer, const int16_t *experts)
 
 const int16_t *ec_history_get(const ec_history *h, int32_t back, int32_t layer)
 {
-    if (back < 0 || back > h->depth || layer < 0 || layer >= h->L || back >= h->tokens)
-        return NULL;
-    int32_t r = ((h->cur - back) % h->ring + h->ring) % h->ring;
-    const int16_t *e = slot(h, r, layer);
-    return e[0] < 0 ? NULL : e;
+    int32_t r = ec_hist_slot(h, back);
+    return r < 0 || layer < 0 || layer >= h->L ? NULL : ec_hist_set(h, r, layer);
 }
 
 uint64_t ec_history_mask(const ec_history *h, int32_t back, int32_t layer)
 {
-    if (back < 0 || back > h->depth || layer < 0 || layer >= h->L || back >= h->tokens)
-        return 0;
-    int32_t r = ((h->cur - back) % h->ring + h->ring) % h->ring;
-    return h->mask[(size_t)r * (size_t)h->L + (size_t)layer];
+    int32_t r = ec_hist_slot(h, back);
+    return r < 0 || layer < 0 || layer >= h->L ? 0 : ec_hist_masks(h, r)[layer];
 }
 
 int32_t ec_history_layer(const ec_history *h) { return h->layer; }

@@ -12,7 +12,7 @@
  *   - for the last LOGISTIC_RECENT tokens b before the target token: every
  *     expert e of its set at layer T as (b, e), its primary again as (b, e);
  *   - for the LOGISTIC_NEIGHBOURS earlier tokens (within tokens_back) that
- *     routed most like token t at the context layers (ec_similarity; the
+ *     routed most like token t at the context layers (ec_similarities; the
  *     more recent first among equals): the set at layer T of the token they
  *     lead to (themselves, or the token after them when the target is in
  *     the next token) as (j, similarity quarter, e), its primary as (j, e).
@@ -26,13 +26,14 @@
  */
 #include "../core/rng.h"
 #include "codec.h"
+#include "history.h"
 #include "replay.h"
 #include "similar.h"
 
 #include <math.h>
 #include <string.h>
 
-#define LOGISTIC_MAX_CONTEXT 8
+#define LOGISTIC_MAX_CONTEXT 8 /* <= EC_SIMILAR_MAX_CONTEXT */
 #define LOGISTIC_MAX_BACK 1024
 #define LOGISTIC_RECENT 4     /* recent tokens with their own features */
 #define LOGISTIC_NEIGHBOURS 3 /* most similar earlier tokens with their own features */
@@ -104,14 +105,16 @@ static int32_t features(const ec_predictor *p, const logistic *m, const ec_histo
         ids[n++] = m->f_prim + base + (uint32_t)set[0];
     }
     /* The most similar earlier tokens (ties: the more recent), kept sorted. */
+    float sims[LOGISTIC_MAX_BACK];
     int32_t nn_b[LOGISTIC_NEIGHBOURS];
     float nn_s[LOGISTIC_NEIGHBOURS];
     int32_t n_nn = 0;
+    ec_similarities(h, N, p->opts.context, p->opts.tokens_back, sims);
     for (int32_t b = 1; b <= p->opts.tokens_back; b++) {
-        if (!ec_history_get(h, b - next, T))
-            continue;
-        float sim = ec_similarity(h, b, N, p->opts.context);
+        float sim = sims[b - 1];
         if (sim <= 0.0f || (n_nn == LOGISTIC_NEIGHBOURS && sim <= nn_s[n_nn - 1]))
+            continue;
+        if (!ec_history_get(h, b - next, T))
             continue;
         int32_t i = n_nn < LOGISTIC_NEIGHBOURS ? n_nn++ : n_nn - 1;
         for (; i > 0 && sim > nn_s[i - 1]; i--) {

@@ -345,8 +345,8 @@ ec_status ec_predictor_load(const char *path, ec_predictor **out, ec_error *err)
     if (!path || !out)
         return ec_error_set(err, EC_ERR_INVALID, "ec_predictor_load: NULL argument");
     *out = NULL;
-    char *text;
-    size_t len;
+    char *text = NULL;
+    size_t len = 0;
     ec_status s = slurp(path, &text, &len, err);
     if (s)
         return s;

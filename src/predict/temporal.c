@@ -26,6 +26,7 @@
  * actual set breaking ties, on a sample of the training cases scored with
  * a prior that did not see them (see half_priors).
  */
+#include "history.h"
 #include "replay.h"
 #include "similar.h"
 
@@ -33,7 +34,7 @@
 #include <string.h>
 
 #define TEMPORAL_MAX_BACK 1024
-#define TEMPORAL_MAX_CONTEXT 16
+#define TEMPORAL_MAX_CONTEXT EC_SIMILAR_MAX_CONTEXT
 #define TEMPORAL_FIT_CELLS 3000 /* training cases sampled per horizon for the search */
 
 typedef struct temporal_w {
@@ -124,29 +125,34 @@ static int finish(const temporal_w *w, const float *prior, int32_t E, float mass
     return 1;
 }
 
-static const int16_t *get_or_null(const ec_history *h, int32_t back, int32_t layer, int use)
+/* The set of (slot, layer) when the layer exists, else NULL. */
+static inline const int16_t *set_at(const ec_history *h, int32_t slot, int32_t layer)
 {
-    return use ? ec_history_get(h, back, layer) : NULL;
+    return layer >= 0 && layer < h->L ? ec_hist_set(h, slot, layer) : NULL;
 }
 
 static int temporal_eval(const ec_predictor *p, const temporal_w *w, const float *prior,
                          const ec_history *h, int32_t T, int next, float *probs)
 {
-    const int32_t E = p->n_experts, K = p->k, N = ec_history_layer(h);
+    const int32_t E = p->n_experts, K = p->k, W = p->opts.tokens_back;
     const int nb = w->neighbour > 0.0f;
+    float sims[TEMPORAL_MAX_BACK];
+    if (w->beta > 0.0f)
+        ec_similarities(h, ec_history_layer(h), p->opts.context, W, sims);
     memset(probs, 0, (size_t)E * sizeof *probs);
     float mass = 0.0f, decay_b = 1.0f;
-    for (int32_t b = 1; b <= p->opts.tokens_back; b++, decay_b *= w->decay) {
-        int32_t src = b - next;
-        const int16_t *at = ec_history_get(h, src, T);
+    for (int32_t b = 1; b <= W; b++, decay_b *= w->decay) {
+        int32_t slot = ec_hist_slot(h, b - next);
+        if (slot < 0)
+            break;
+        const int16_t *at = ec_hist_set(h, slot, T);
         if (!at)
             continue;
-        float sim = w->beta > 0.0f ? ec_similarity(h, b, N, p->opts.context) : 0.0f;
-        float wb = token_weight(w, decay_b, sim);
+        float wb = token_weight(w, decay_b, w->beta > 0.0f ? sims[b - 1] : 0.0f);
         if (wb <= 0.0f)
             continue;
-        mass += vote(w, wb, at, get_or_null(h, src, T - 1, nb), get_or_null(h, src, T + 1, nb), K,
-                     probs);
+        mass += vote(w, wb, at, nb ? set_at(h, slot, T - 1) : NULL,
+                     nb ? set_at(h, slot, T + 1) : NULL, K, probs);
     }
     return finish(w, prior, E, mass, probs);
 }
@@ -165,7 +171,7 @@ static int temporal_predict(const ec_predictor *p, const ec_history *h, int32_t 
 /*
  * The search scores weights on cached training cells: for each sampled case
  * its actual set, its source rows and the similarity of every earlier token
- * (computed once by ec_similarity() on the replayed history). The prior used
+ * (computed once by ec_similarities() on the replayed history). The prior used
  * for a cell comes from the other half of the training data: training
  * cells are split in two halves (alternate sequences, or the two halves of
  * the tokens when there is one sequence) and each is scored with the
@@ -265,8 +271,10 @@ static ec_status collect_cells(void *ctx, const ec_replay_pos *pos)
     f->cells[f->n] = (cell){.row = pos->row, .row0 = row0, .N = pos->layer, .T = T, .next = next,
                             .half = half_of(f, pos->seq, pos->row + (size_t)next)};
     float *sim = f->sims + f->n * (size_t)f->W;
+    ec_similarities(pos->h, pos->layer, f->p->opts.context, f->W, sim);
     for (int32_t b = 1; b <= f->W; b++)
-        sim[b - 1] = (size_t)b <= pos->row - row0 ? ec_similarity(pos->h, b, pos->layer, f->p->opts.context) : -1;
+        if ((size_t)b > pos->row - row0)
+            sim[b - 1] = -1.0f; /* before the sequence (the history was reset) */
     f->n++;
     return EC_OK;
 }
