@@ -12,5 +12,12 @@
 #include "expertcast/trace.h"
 #include "expertcast/predict.h"
 #include "expertcast/eval.h"
+#include "expertcast/seed.h"
+#include "expertcast/policy.h"
+#include "expertcast/sim.h"
+#include "expertcast/backend.h"
+#include "expertcast/store.h"
+#include "expertcast/loader.h"
+#include "expertcast/replay.h"
 
 #endif

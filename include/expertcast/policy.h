@@ -46,19 +46,25 @@ typedef struct ec_slot {
     int64_t uses;           /* acquires since the slot was filled */
     int64_t filled_at;      /* step at which it was assigned */
     int64_t target_step;    /* prefetch: the step it was fetched for */
+    int64_t need_step;      /* step whose router asked for it (-1 never): not a
+                               victim while that step is the current one */
 } ec_slot;
 
-/* Counters kept by the cache itself (the loader and simulator add time). */
+/*
+ * Counters kept by the cache itself (the loader and simulator add time).
+ * "Asked" means: named by ec_policy_observe (the router's choice).
+ */
 typedef struct ec_cache_stats {
-    int64_t acquires;        /* expert uses asked for */
+    int64_t acquires;        /* expert uses asked for (observe) */
     int64_t hits;            /* resident (READY) when asked */
-    int64_t inflight_hits;   /* QUEUED or LOADING when asked (partial wait) */
-    int64_t misses;          /* absent: demand load needed */
-    int64_t prefetches;      /* prefetch transfers queued */
-    int64_t prefetch_hits;   /* prefetched slots used at least once */
-    int64_t wasted;          /* prefetched slots evicted or cancelled unused */
-    int64_t cancelled;       /* queued prefetches cancelled before starting */
-    int64_t evictions;       /* occupied slots reassigned */
+    int64_t inflight_hits;   /* its transfer had started (LOADING) when asked */
+    int64_t misses;          /* absent or only queued: a demand load is needed */
+    int64_t prefetches;      /* prefetch transfers started (bytes spent) */
+    int64_t prefetch_hits;   /* started prefetches used at least once */
+    int64_t wasted;          /* started prefetches evicted before any use */
+    int64_t cancelled;       /* queued prefetches dropped before starting (no bytes) */
+    int64_t evictions;       /* occupants dropped (a transfer into their slot started,
+                                or on-demand's release) */
     int64_t loads;           /* transfers started (demand + prefetch) */
 } ec_cache_stats;
 
@@ -96,9 +102,12 @@ typedef struct ec_queue ec_queue;
 ec_status ec_queue_create(int32_t capacity, ec_queue **out);
 void ec_queue_destroy(ec_queue *q);
 int32_t ec_queue_len(const ec_queue *q);
-/* Next transfer to start: the oldest demand, else the first prefetch. */
+/* Next transfer to start: the oldest demand, else the first prefetch.
+ * Returns 1 and fills *out, or 0 when the queue is empty. The caller then
+ * starts it and calls ec_policy_started. */
 int ec_queue_pop(ec_queue *q, ec_transfer *out);
-const ec_transfer *ec_queue_at(const ec_queue *q, int32_t i); /* in pop order */
+/* The i-th transfer in pop order (O(i)), or NULL past the end. */
+const ec_transfer *ec_queue_at(const ec_queue *q, int32_t i);
 
 /* ---- policy ------------------------------------------------------------- */
 
@@ -107,8 +116,9 @@ typedef enum ec_policy_kind {
     EC_POLICY_LRU,           /* cache, load on demand, evict least recently used */
     EC_POLICY_LFU,           /* cache, load on demand, evict least frequently used */
     EC_POLICY_PREDICT,       /* prefetch the predictor's top experts, evict LRU */
-    EC_POLICY_GATED,         /* prefetch only when expected gain > expected cost,
-                                evict by predicted reuse */
+    EC_POLICY_GATED,         /* prefetch only when expected gain > expected cost;
+                                prefetch victims by predicted reuse, demand
+                                victims by recency (see plan.c, victim.c) */
     EC_POLICY_ORACLE,        /* perfect knowledge: Belady eviction, perfect prefetch */
     EC_POLICY_RESIDENT       /* every expert on the device */
 } ec_policy_kind;
@@ -119,11 +129,14 @@ ec_status ec_policy_kind_parse(const char *name, ec_policy_kind *out);
 
 typedef struct ec_policy_config {
     ec_policy_kind kind;
-    int32_t horizon;     /* layers ahead to prefetch for (predict, gated, oracle); default 1 */
-    int32_t prefetch_k;  /* experts per target layer considered (default: the trace's k) */
+    int32_t horizon;     /* steps (layers) ahead to prefetch for, 1..n_layers (predict,
+                            gated; oracle looks max(horizon, n_layers) ahead); 0: 1 */
+    int32_t prefetch_k;  /* experts per target layer considered; 0: k of the observation
+                            (the union size for a batch) */
     /* Cost model for gated, in milliseconds (from the hardware profile). */
-    double transfer_ms;  /* one expert over the link, latency included */
-    double compute_ms;   /* one layer of compute (the lead time one step buys) */
+    double transfer_ms;  /* one expert over the link, latency included (ms) */
+    double compute_ms;   /* one step: router overhead + layer compute (ms), the lead
+                            time one step of horizon buys */
 } ec_policy_config;
 
 /*
@@ -134,8 +147,9 @@ typedef struct ec_future {
     /* Step of the next use of (layer, expert) at or after step `from`;
      * INT64_MAX when never. */
     int64_t (*next_use)(void *ctx, int64_t from, int32_t layer, int32_t expert);
-    /* The experts used at step `step` (k of them, in *layer); returns k, or
-     * 0 past the end of the trace. */
+    /* The experts used at step `step`: writes their layer to *layer and the
+     * ids (at most n_experts) to experts; returns how many, or 0 past the
+     * end of the trace. */
     int32_t (*experts_at)(void *ctx, int64_t step, int32_t *layer, int16_t *experts);
     void *ctx;
 } ec_future;
@@ -143,9 +157,11 @@ typedef struct ec_future {
 typedef struct ec_policy ec_policy;
 
 /*
- * Creates a policy over cache and queue (both borrowed). predictor is
- * borrowed and required for predict and gated; future is required for
- * oracle. err may be NULL.
+ * Creates a policy over cache and queue (both borrowed, used by this policy
+ * only; the queue's capacity must be >= the cache's slots). predictor is
+ * borrowed and required for predict and gated (ec_policy_set_predictor may
+ * swap it later); future (copied) is required for oracle. resident needs a
+ * cache that holds every expert and fills it at once. err may be NULL.
  */
 ec_status ec_policy_create(const ec_policy_config *cfg, ec_cache *cache, ec_queue *queue,
                            const ec_predictor *predictor, const ec_future *future,
@@ -153,29 +169,56 @@ ec_status ec_policy_create(const ec_policy_config *cfg, ec_cache *cache, ec_queu
 void ec_policy_destroy(ec_policy *p);
 const ec_policy_config *ec_policy_config_get(const ec_policy *p);
 
+/* Swaps the borrowed predictor (e.g. one fitted without the sequence about
+ * to be replayed). NULL is allowed only for kinds that do not predict. */
+ec_status ec_policy_set_predictor(ec_policy *p, const ec_predictor *predictor);
+
+/* Empties cache and queue and zeroes the stats (resident: refilled). */
+void ec_policy_reset(ec_policy *p);
+
 /*
- * The router of `layer` chose `experts` (k ids) at global step `step`;
- * h already holds this observation. The policy:
- *   1. marks the expert uses of this step as demands: each absent expert
- *      gets a slot (ec_policy_victim) and a demand transfer; a QUEUED
- *      prefetch of a needed expert is promoted to demand;
- *   2. cancels queued prefetches whose target step has passed unused;
- *   3. plans prefetches for the next `horizon` steps and queues them.
+ * The router of `layer` chose `experts` (k distinct ids) at global step
+ * `step` (non-decreasing between calls; the same step may be retried after
+ * EC_ERR_BUSY); h already holds this observation. The policy:
+ *   1. takes back every queued prefetch (none has started, so no bytes are
+ *      lost; each evicted occupant is restored);
+ *   2. marks the uses of this step as demands: a resident or loading expert
+ *      is kept (never a victim during this step); an absent one gets a slot
+ *      (victim by the policy's rule) and a demand transfer, queued ahead of
+ *      every prefetch;
+ *   3. plans prefetches for the next steps (predict and gated: the next
+ *      `horizon`; oracle: the next max(horizon, n_layers)) and queues them in
+ *      order of need. A prefetch taken back in 1 and not planned again, e.g.
+ *      one whose target step has passed unused, counts as cancelled.
  * Returns EC_OK, or EC_ERR_BUSY when a needed expert has no evictable slot
- * (every slot of its pool is pinned): the caller must release and retry.
+ * (every slot of its pool is pinned, loading or needed now): the caller
+ * must let a transfer complete or a reader release, then call again with
+ * the same arguments (what was done is kept; stats count each use once).
  * Never allocates.
  */
 ec_status ec_policy_observe(ec_policy *p, int64_t step, int32_t layer, const int16_t *experts,
                             int32_t k, const ec_history *h);
 
-/* The caller started transfer t (popped from the queue): slot LOADING. */
+/*
+ * The same for a batch: `experts` is the union (k distinct ids) of what the
+ * n_hist sequences decoded together chose, hs[i] each one's history. The
+ * probability that the batch uses an expert is 1 - prod_i (1 - min(1, k_i p_i)).
+ */
+ec_status ec_policy_observe_batch(ec_policy *p, int64_t step, int32_t layer,
+                                  const int16_t *experts, int32_t k,
+                                  const ec_history *const *hs, int32_t n_hist);
+
+/* The caller started transfer t (popped from the queue): slot LOADING, the
+ * slot's previous occupant is gone for good. */
 void ec_policy_started(ec_policy *p, const ec_transfer *t);
 /* Transfer into slot completed: slot READY. */
 void ec_policy_completed(ec_policy *p, int32_t slot);
 /* A reader uses (layer, expert) at step: pins its slot (must be present,
- * after observe). Returns the slot or -1. */
+ * after observe; it may still be loading: the reader waits for the data).
+ * Returns the slot or -1. */
 int32_t ec_policy_acquire(ec_policy *p, int64_t step, int32_t layer, int32_t expert);
-/* The reader of slot is done (its kernel completed or was ordered). */
+/* The reader of slot is done (its kernel completed or was ordered).
+ * on-demand drops the expert when its last reader is done. */
 void ec_policy_release(ec_policy *p, int32_t slot);
 
 #ifdef __cplusplus

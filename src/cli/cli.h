@@ -27,6 +27,11 @@ int cmd_eval(int argc, char **argv);
  * usage message. */
 extern const char *const CLI_PREDICTOR_OPTS_HELP;
 int cli_predictor_opt(const char *cmd, int argc, char **argv, int *i, ec_predictor_opts *o);
+int cmd_extract(int argc, char **argv);
+int cmd_rules(int argc, char **argv);
+int cmd_demo(int argc, char **argv);
+int cmd_simulate(int argc, char **argv);
+int cmd_replay(int argc, char **argv);
 
 /* Prints "expertcast: MESSAGE" on stderr. */
 void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

@@ -1,5 +1,6 @@
 /* The predictor interface: registry, common fit (layer prior), save/load. */
 #include "predictor.h"
+#include "expertcast/seed.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -8,6 +9,8 @@
 /* Registry: one row per predictor module. */
 static const ec_predictor_vt *const registry[] = {
     &ec_prior_vt,
+    &ec_seed_l1_vt, &ec_seed_l2_vt, &ec_seed_l3_vt, &ec_seed_l4_vt, &ec_seed_l5_vt,
+    &ec_hybrid_vt,
     &ec_ngram_vt,
     &ec_temporal_vt,
     &ec_logistic_vt,
@@ -16,6 +19,7 @@ static const ec_predictor_vt *const registry[] = {
 
 static const char *const names[] = {
     "prior",
+    "seed-l1", "seed-l2", "seed-l3", "seed-l4", "seed-l5", "hybrid",
     "ngram",
     "temporal",
     "logistic",
@@ -359,6 +363,11 @@ ec_status ec_predictor_load(const char *path, ec_predictor **out, ec_error *err)
                    : ec_error_set(err, EC_ERR_PARSE, "%s: not valid JSON", path);
     const cJSON *fmt = cJSON_GetObjectItemCaseSensitive(root, "format");
     const cJSON *name = cJSON_GetObjectItemCaseSensitive(root, "predictor");
+    if (cJSON_IsObject(root) && !fmt && cJSON_GetObjectItemCaseSensitive(root, "level1")) {
+        /* A rules file of "rules create" or the seed: the hybrid predictor. */
+        cJSON_Delete(root);
+        return ec_predictor_load_seed_rules(path, "hybrid", out, err);
+    }
     if (!cJSON_IsObject(root) || !cJSON_IsString(fmt) ||
         strcmp(fmt->valuestring, "expertcast-predictor") != 0) {
         cJSON_Delete(root);
@@ -418,8 +427,20 @@ ec_status ec_predictor_load(const char *path, ec_predictor **out, ec_error *err)
         s = ec_json_read_floats(cJSON_GetObjectItemCaseSensitive(root, "prior"), p->prior, n,
                                 "prior", path, err);
     if (s == EC_OK) {
-        for (int32_t l = 0; l < p->n_layers; l++)
-            ec_normalize(p->prior + (size_t)l * (size_t)p->n_experts, p->n_experts);
+        /* Stored normalised: keep the values bit for bit, only reject nonsense. */
+        for (int32_t l = 0; l < p->n_layers && s == EC_OK; l++) {
+            const float *row = p->prior + (size_t)l * (size_t)p->n_experts;
+            double sum = 0;
+            for (int32_t e = 0; e < p->n_experts; e++)
+                sum += row[e] < 0 ? -1e9 : row[e];
+            if (!(sum > 0.999 && sum < 1.001))
+                s = ec_error_set(err, EC_ERR_PARSE,
+                                 "%s: field 'prior': layer %d is not a distribution "
+                                 "(negative values or a sum other than 1)",
+                                 path, l);
+        }
+    }
+    if (s == EC_OK) {
         const cJSON *model = cJSON_GetObjectItemCaseSensitive(root, "model");
         if (!cJSON_IsObject(model))
             s = ec_error_set(err, EC_ERR_PARSE, "%s: field 'model': expected an object", path);

@@ -59,5 +59,7 @@ extern const ec_predictor_vt ec_ngram_vt;
 extern const ec_predictor_vt ec_temporal_vt;
 extern const ec_predictor_vt ec_logistic_vt;
 extern const ec_predictor_vt ec_mix_vt;
+extern const ec_predictor_vt ec_seed_l1_vt, ec_seed_l2_vt, ec_seed_l3_vt, ec_seed_l4_vt,
+    ec_seed_l5_vt, ec_hybrid_vt;
 
 #endif

@@ -133,8 +133,8 @@ static int read_hex4(scan *c, unsigned *u)
 
 static void put_u16(out_buf *b, unsigned u)
 {
-    char t[8];
-    snprintf(t, sizeof t, "\\u%04x", u);
+    char t[16];
+    snprintf(t, sizeof t, "\\u%04x", u & 0xffffu);
     puts_(b, t);
 }
 

@@ -1,0 +1,177 @@
+/*
+ * expertcast/loader.h - the speculative expert loader a MoE runtime links
+ * against.
+ *
+ * The loader owns a device expert cache (one device buffer cut into slots
+ * of one expert each), a copy stream, and per slot a "ready" event
+ * (recorded after the copy into the slot) and a "released" event (recorded
+ * on the reader's stream after its last kernel on the slot). Every decision
+ * (which expert goes to which slot, what to prefetch, in which order, what
+ * to evict) is taken by the policy module (expertcast/policy.h), the same
+ * code the simulator runs.
+ *
+ * The runtime calls it at three points of every MoE layer:
+ *
+ *   router(N) -> ec_loader_observe(l, N, experts)
+ *       records the routing history, lets the policy plan demand loads for
+ *       layer N and prefetches for the next layers, and starts copies on
+ *       the copy stream: demands first, prefetches through a small issue
+ *       window so that a later demand overtakes them and a stale prefetch
+ *       can still be cancelled before it spends bandwidth.
+ *   ec_loader_acquire(l, N, e, stream, &w)
+ *       w = the device address of expert e's weights. When the copy is not
+ *       known complete, `stream` waits on the slot's ready event (device
+ *       side: the host never blocks). The slot is pinned until release.
+ *   expert kernels on `stream` read w
+ *   ec_loader_release(l, N, e, stream)
+ *       records the slot's released event on `stream` and unpins it. A
+ *       copy that later overwrites the slot waits on that event on the copy
+ *       stream, so no expert a pending kernel reads is ever overwritten.
+ *
+ * Time: every observe of a layer <= the previous one starts a new token;
+ * the policy's step is token * n_layers + layer. Acquire and release refer
+ * to the current token. Acquire a layer's experts before observing the
+ * next layer: only pins and the current observation keep an expert from
+ * being chosen as a victim.
+ *
+ * Readers of one slot at the same time must use one stream (the released
+ * event covers the stream it was recorded on).
+ *
+ * Errors: every call returns an ec_status and keeps a message in the
+ * handle (ec_loader_errmsg). A backend failure (e.g. EC_ERR_CUDA, with the
+ * failing CUDA call, file and line) leaves the loader failed: later calls
+ * return EC_ERR_STATE with the original message. Not thread-safe: one host
+ * thread drives a loader.
+ */
+#ifndef EXPERTCAST_LOADER_H
+#define EXPERTCAST_LOADER_H
+
+#include "expertcast/backend.h"
+#include "expertcast/policy.h"
+#include "expertcast/predict.h"
+#include "expertcast/store.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct ec_loader ec_loader;
+
+typedef struct ec_loader_config {
+    int32_t k;               /* experts the router picks per token and layer */
+    int32_t cache_per_layer; /* slots per layer; 0: one pool of cache_global slots */
+    int32_t cache_global;    /* slots shared by every layer (when cache_per_layer is 0) */
+    ec_policy_config policy; /* kind, horizon, prefetch_k, gated cost model (ms) */
+    int32_t issue_window;    /* prefetch copies started and not complete, at most (0: 2) */
+    int32_t history_depth;   /* earlier tokens of routing history kept for the predictor */
+    int no_timing;           /* 1: no timing events (stall_ms and copy_ms stay 0) */
+    const char *record_path; /* write every observe as raw JSONL here (NULL: off) */
+    const ec_future *future; /* perfect knowledge, required by the oracle policy */
+} ec_loader_config;
+
+/* Defaults: k 2, 4 slots per layer, policy lru with horizon 1, issue
+ * window 2, history depth 8, timing on, no recording. */
+void ec_loader_config_default(ec_loader_config *c);
+
+/*
+ * Creates a loader over backend b and store s (both borrowed, must outlive
+ * it). predictor is borrowed and may be NULL (then the predict and gated
+ * policies are refused). Allocates the slots on the device (EC_ERR_NOMEM
+ * with a HINT when they do not fit), the copy stream and the events, and
+ * opens the recording (written atomically when the loader is finished).
+ * On failure *out is NULL and err says why.
+ */
+ec_status ec_loader_create(ec_backend *b, ec_store *s, const ec_predictor *predictor,
+                           const ec_loader_config *cfg, ec_loader **out, ec_error *err);
+
+/*
+ * Waits for the copy stream, harvests the timing events and commits the
+ * recording (rename into place). Returns the first error met. Idempotent;
+ * the loader must not be used afterwards except for stats and destroy.
+ */
+ec_status ec_loader_finish(ec_loader *l);
+
+/* Finishes (ignoring errors) and frees everything. */
+void ec_loader_destroy(ec_loader *l);
+
+/*
+ * Starts a new sequence (prompt): forgets the routing history (the cache
+ * keeps its contents) and makes the next observe a new token with
+ * token_idx 0. dataset (may be NULL: "loader") and problem_id key the
+ * sequence in the recording.
+ */
+ec_status ec_loader_begin_sequence(ec_loader *l, const char *dataset, int64_t problem_id);
+
+/*
+ * The router of `layer` chose experts[k] (distinct ids, highest gate
+ * first). Plans and starts copies. When an expert's pool has no evictable
+ * slot only because copies are still in flight, waits (on the host) for
+ * them. EC_ERR_BUSY when every slot of the pool is pinned by an acquire not
+ * yet released: release, then call again with the same arguments (the
+ * retry continues the refused observation).
+ */
+ec_status ec_loader_observe(ec_loader *l, int32_t layer, const int16_t *experts);
+
+/*
+ * Device address of (layer, expert)'s weights for kernels on `stream`,
+ * which is ordered after the copy that filled the slot. The expert must
+ * have been observed at this layer of the current token. Pins the slot
+ * until ec_loader_release. *dev_ptr is NULL on failure.
+ */
+ec_status ec_loader_acquire(ec_loader *l, int32_t layer, int32_t expert, ec_stream *stream,
+                            void **dev_ptr);
+
+/* The kernels on `stream` that read (layer, expert) are all submitted:
+ * records the slot's released event on stream and unpins it. */
+ec_status ec_loader_release(ec_loader *l, int32_t layer, int32_t expert, ec_stream *stream);
+
+/*
+ * Starts the transfers the issue window allows now, without blocking. The
+ * loader pumps its queue at every observe, acquire and release; a runtime
+ * that waits on the host between layers (e.g. for the router's output)
+ * keeps the copy engine busy by calling this while it waits.
+ */
+ec_status ec_loader_poll(ec_loader *l);
+
+/* Blocks until every queued transfer has been started (through the issue
+ * window) and completed, and harvests the timing events (so that stats
+ * are complete). */
+ec_status ec_loader_sync(ec_loader *l);
+
+typedef struct ec_loader_stats {
+    ec_cache_stats cache;    /* counts kept by the policy module's cache */
+    int64_t observes;
+    int64_t copies;          /* transfers started on the copy stream */
+    int64_t demand_copies;
+    int64_t prefetch_copies;
+    uint64_t bytes;          /* bytes copied host -> device */
+    uint64_t demand_bytes;
+    uint64_t prefetch_bytes;
+    uint64_t prefill_bytes;  /* resident policy: the whole cache filled at creation */
+    int64_t copies_timed;    /* completed copies measured with timing events */
+    double copy_ms;          /* their summed duration on the copy stream (ms) */
+    uint64_t bytes_timed;    /* their bytes */
+    int64_t waits;           /* acquires that made the stream wait on a copy */
+    int64_t waits_timed;     /* waits measured so far */
+    double stall_ms;         /* measured time reader streams sat waiting (ms) */
+} ec_loader_stats;
+
+/* Copies the statistics gathered so far (call ec_loader_sync first for
+ * complete timing figures). */
+void ec_loader_stats_get(const ec_loader *l, ec_loader_stats *out);
+
+/* The cache the policy decides over (read-only: slot states, pins). */
+const ec_cache *ec_loader_cache(const ec_loader *l);
+/* The loader's copy stream (to order other work after or before copies). */
+ec_stream *ec_loader_copy_stream(const ec_loader *l);
+/* Device address of slot i (for inspection in tests and tools). */
+void *ec_loader_slot_ptr(const ec_loader *l, int32_t slot);
+/* Step of the current token at `layer` (token * n_layers + layer). */
+int64_t ec_loader_step(const ec_loader *l, int32_t layer);
+/* Message of the last failed call ("" if none). */
+const char *ec_loader_errmsg(const ec_loader *l);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,157 @@
+/*
+ * expertcast/sim.h - replay routing traces through a policy on a virtual
+ * clock, with a modeled copy engine, and measure what each policy costs.
+ *
+ * Two JSON profiles describe the machine: a model profile (layers, experts,
+ * top-k, bytes of one expert and of a layer's other weights per dtype) and a
+ * hardware profile (host-to-device bandwidth, per-transfer latency, copy
+ * engines, device memory, HBM bandwidth, fixed per-layer and router /
+ * predictor overheads). Every value in a profile carries a "source" string.
+ *
+ * Timing model, per step (one layer of one decode step of the batch):
+ *   router time = end of the previous step's compute + router overhead;
+ *   the policy observes the router's choice then (demands, prefetch plan);
+ *   the predictor runs on the host after the demands are issued: it delays
+ *   prefetch transfers by predictor_ms, never a demand or the compute;
+ *   a transfer takes latency + bytes / (bandwidth / engines) on one of the
+ *   copy engines (engines share the link), starts in queue order when an
+ *   engine is free and the slot's last reader has finished;
+ *   compute starts once every needed expert is READY, and takes
+ *   fixed + per_expert * (experts used);
+ *   stall = compute start - router time.
+ * Everything is deterministic: the same inputs give bit-identical results.
+ */
+#ifndef EXPERTCAST_SIM_H
+#define EXPERTCAST_SIM_H
+
+#include "expertcast/core.h"
+#include "expertcast/policy.h"
+#include "expertcast/predict.h"
+#include "expertcast/trace.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- profiles ------------------------------------------------------------ */
+
+#define EC_PROFILE_NAME_MAX 64
+
+typedef struct ec_model_profile {
+    char name[EC_PROFILE_NAME_MAX];  /* e.g. "mixtral-8x7b" */
+    char dtype[EC_PROFILE_NAME_MAX]; /* the dtype chosen, e.g. "int4" */
+    int32_t n_layers, n_experts, k;
+    double expert_bytes;      /* one routed expert's weights at dtype (bytes) */
+    double layer_fixed_bytes; /* other weights read per layer and token (bytes) */
+} ec_model_profile;
+
+typedef struct ec_hw_profile {
+    char name[EC_PROFILE_NAME_MAX];
+    double h2d_gbs;            /* host-to-device bandwidth of the link (1e9 B/s) */
+    double latency_us;         /* fixed cost of one transfer (us) */
+    int32_t copy_engines;      /* concurrent transfers (they share the link) */
+    double hbm_gbs;            /* device memory bandwidth (1e9 B/s) */
+    double device_memory_gb;   /* device memory (1e9 B) */
+    double reserved_gb;        /* kept for runtime, KV cache, activations (1e9 B) */
+    double layer_overhead_us;  /* per layer: launches, norms (us) */
+    double router_us;          /* router decision visible to the host (us) */
+    double predictor_us;       /* one prediction round (us), for predicting policies */
+    double compute_fixed_ms;   /* < 0: derived from the model's bytes and hbm_gbs */
+    double compute_per_expert_ms; /* < 0: derived */
+} ec_hw_profile;
+
+/*
+ * Loads a model profile. dtype NULL or "" picks the file's default_dtype.
+ * Errors name the file and field ("m.json: field 'dtypes.int4.expert_bytes.
+ * source': missing"); EC_ERR_NOT_FOUND when the dtype is not in the file.
+ */
+ec_status ec_model_profile_load(const char *path, const char *dtype, ec_model_profile *out,
+                                ec_error *err);
+ec_status ec_hw_profile_load(const char *path, ec_hw_profile *out, ec_error *err);
+
+/* Times (ms) the simulator uses, derived from a model and a hardware profile. */
+typedef struct ec_sim_timing {
+    double transfer_ms;        /* one expert on one engine, latency included */
+    int32_t engines;
+    double compute_fixed_ms;   /* per layer */
+    double compute_per_expert_ms;
+    double router_ms;
+    double predictor_ms;       /* delays the transfers that wait for a prediction */
+    double expert_bytes;
+} ec_sim_timing;
+
+void ec_sim_timing_derive(const ec_model_profile *m, const ec_hw_profile *h, ec_sim_timing *out);
+
+/* Experts per layer that fit in the device memory left for experts
+ * (device - reserved - other weights), clamped to [k, n_experts]. */
+int32_t ec_sim_default_cache(const ec_model_profile *m, const ec_hw_profile *h);
+
+/* ---- simulator ------------------------------------------------------------ */
+
+typedef struct ec_sim ec_sim;
+
+/*
+ * Prepares the replay of trace t (borrowed; must outlive the simulator):
+ * sequences in order, `batch` at a time (each step needs the union of their
+ * experts). Rows with a missing layer are skipped and counted.
+ */
+ec_status ec_sim_create(const ec_trace *t, int32_t batch, ec_sim **out, ec_error *err);
+void ec_sim_destroy(ec_sim *s);
+
+int64_t ec_sim_n_steps(const ec_sim *s);     /* layer steps replayed */
+int64_t ec_sim_n_tokens(const ec_sim *s);    /* decode steps (of the batch) replayed */
+int64_t ec_sim_n_skipped(const ec_sim *s);   /* incomplete rows skipped */
+int32_t ec_sim_n_groups(const ec_sim *s);    /* batches of sequences */
+int32_t ec_sim_max_union(const ec_sim *s);   /* most experts one step needs */
+
+/*
+ * Fits one predictor per batch group, each on every sequence outside the
+ * group (no leakage). EC_ERR_INVALID when there is a single group.
+ */
+ec_status ec_sim_fit_heldout(ec_sim *s, const char *name, const ec_predictor_opts *opts,
+                             ec_error *err);
+/* Uses one predictor (borrowed) for every group instead. */
+ec_status ec_sim_set_predictor(ec_sim *s, const ec_predictor *p, ec_error *err);
+
+typedef struct ec_sim_config {
+    ec_policy_kind kind;
+    int32_t cache_per_layer;  /* slots per layer, or 0 with cache_global > 0 */
+    int32_t cache_global;
+    int32_t horizon;          /* 0: 1 */
+    int32_t prefetch_k;       /* 0: the step's union size */
+    ec_sim_timing timing;
+} ec_sim_config;
+
+typedef struct ec_sim_result {
+    ec_policy_kind kind;
+    int32_t cache_per_layer, cache_global, horizon;
+    int64_t n_tokens, n_steps;
+    double total_ms;            /* virtual time of the whole replay */
+    double tpot_ms;             /* total_ms / n_tokens */
+    double stall_ms_per_token;
+    double compute_ms_per_token;/* compute + router overhead */
+    double hit_rate;            /* (hits + inflight hits) / uses asked */
+    double resident_rate;       /* hits / uses asked (READY when asked) */
+    double transfers_per_token, wasted_transfers_per_token;
+    double bytes_per_token, wasted_bytes_per_token; /* total, and spent on unused prefetches */
+    double prefetch_precision;  /* used prefetches / started ones; NaN with none */
+    ec_cache_stats stats;       /* raw counters; wasted includes unused at the end */
+    int64_t unused_at_end;      /* prefetched, never used, still cached at the end */
+    double lower_bound_ms_per_token; /* analytic: max(sum compute, Belady loads x transfer / engines) */
+    int32_t n_layers;
+    double *stall_per_layer;    /* [n_layers] ms per token, owned: ec_sim_result_clear */
+    double *bound_per_layer;    /* [n_layers] ms per token: max(compute, Belady loads x transfer) */
+} ec_sim_result;
+
+/*
+ * Replays the whole trace once through a fresh cache and policy.
+ * predict and gated need a predictor (fit_heldout or set_predictor).
+ * Fills *res (arrays owned by res). Deterministic.
+ */
+ec_status ec_sim_run(ec_sim *s, const ec_sim_config *cfg, ec_sim_result *res, ec_error *err);
+void ec_sim_result_clear(ec_sim_result *r);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

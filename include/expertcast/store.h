@@ -1,0 +1,80 @@
+/*
+ * expertcast/store.h - the host-side expert store: every expert's weights
+ * in one contiguous host buffer, the source of every copy into the device
+ * expert cache.
+ *
+ * A store holds n_layers x n_experts experts of expert_bytes each (the
+ * model profile's size of one expert, e.g. 88 MB for a 4-bit Mixtral
+ * expert). Buffers come from the backend (pinned on cuda, so copies run
+ * asynchronously at full link speed) or from the caller. Each expert has a
+ * 64-bit checksum (ec_checksum64) computed when the store is filled, so a
+ * device copy can be verified against it.
+ */
+#ifndef EXPERTCAST_STORE_H
+#define EXPERTCAST_STORE_H
+
+#include "expertcast/backend.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct ec_store ec_store;
+
+/*
+ * Allocates one backend host buffer per expert (contents undefined until a
+ * fill). The backend is borrowed and must outlive the store. On failure
+ * *out is NULL and err says which allocation failed.
+ */
+ec_status ec_store_create(ec_backend *b, int32_t n_layers, int32_t n_experts,
+                          size_t expert_bytes, ec_store **out, ec_error *err);
+
+enum { EC_STORE_REGISTER = 1 }; /* flags for ec_store_wrap */
+
+/*
+ * Wraps caller memory: buffers[layer * n_experts + expert] holds
+ * expert_bytes each and stays the caller's (valid until the store is
+ * destroyed). With EC_STORE_REGISTER the store pins every buffer with
+ * ec_backend_host_register and unregisters it on destroy; without it the
+ * caller has pinned (or allocated pinned) memory itself. Checksums are
+ * computed from the current contents.
+ */
+ec_status ec_store_wrap(ec_backend *b, int32_t n_layers, int32_t n_experts, size_t expert_bytes,
+                        void *const *buffers, unsigned flags, ec_store **out, ec_error *err);
+
+void ec_store_destroy(ec_store *s);
+
+/*
+ * Fills every expert with deterministic synthetic fp16 weights drawn from
+ * (seed, layer, expert): values of magnitude in [1/16, 1/8) with random
+ * signs, valid input for ec_stream_ffn. threads <= 1 fills on the calling
+ * thread. Recomputes the checksums.
+ */
+ec_status ec_store_fill_synthetic(ec_store *s, uint64_t seed, int32_t threads);
+
+/*
+ * Fills from a raw weights file: the experts back to back, layer-major
+ * (layer 0 expert 0, layer 0 expert 1, ...), expert_bytes each, starting
+ * at byte `offset`. EC_ERR_IO when the file is shorter than
+ * offset + n_layers * n_experts * expert_bytes. Recomputes the checksums.
+ */
+ec_status ec_store_load_file(ec_store *s, const char *path, uint64_t offset);
+
+/* Recomputes every checksum after the caller changed buffers directly. */
+ec_status ec_store_rehash(ec_store *s, int32_t threads);
+
+/* Host buffer of (layer, expert); NULL when out of range. */
+void *ec_store_expert(const ec_store *s, int32_t layer, int32_t expert);
+/* Checksum of (layer, expert) as of the last fill or rehash; 0 out of range. */
+uint64_t ec_store_checksum(const ec_store *s, int32_t layer, int32_t expert);
+size_t ec_store_expert_bytes(const ec_store *s);
+int32_t ec_store_n_layers(const ec_store *s);
+int32_t ec_store_n_experts(const ec_store *s);
+ec_backend *ec_store_backend(const ec_store *s);
+/* Message of the last failed call ("" if none). */
+const char *ec_store_errmsg(const ec_store *s);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,38 @@
+/*
+ * Launchers of the device kernels, callable from C (the cuda backend's host
+ * code and the benchmarks). Each enqueues its kernels on `stream` and
+ * returns the launch status (cudaGetLastError after the launch); none
+ * synchronises.
+ */
+#ifndef EC_KERNELS_H
+#define EC_KERNELS_H
+
+#include <cuda_runtime_api.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ec_checksum64 of `bytes` device bytes at src (8-byte aligned) into the
+ * device word *out. */
+cudaError_t ec_kernel_checksum(const void *src, size_t bytes, uint64_t *out,
+                               cudaStream_t stream);
+
+/* A one-thread kernel that returns after `ns` nanoseconds of %globaltimer. */
+cudaError_t ec_kernel_spin(uint64_t ns, cudaStream_t stream);
+
+/*
+ * SwiGLU expert FFN, batch 1: out[d_model] = w2 · (silu(w1·x) ⊙ (w3·x)).
+ * w: fp16 [w1 (d_ff, d_model) | w3 (d_ff, d_model) | w2 (d_model, d_ff)]
+ * row-major, 16-byte aligned; x: fp16 [d_model]; out: float [d_model];
+ * scratch: float [d_ff]. One warp per output row, float accumulation.
+ */
+cudaError_t ec_kernel_ffn(const void *w, const void *x, float *out, int32_t d_model,
+                          int32_t d_ff, float *scratch, cudaStream_t stream);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,478 @@
+/* expertcast simulate: replay traces through loading policies on a modeled machine. */
+#include "sim_report.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static const char *USAGE =
+    "usage: expertcast simulate TRACE.jsonl... --model PROFILE --hardware PROFILE [options]\n\n"
+    "Replays routing traces (sequences in order) through expert-loading policies on a virtual\n"
+    "clock with a modeled copy engine, and reports what each policy costs: TPOT, stall per\n"
+    "token, hit rate, bytes moved (useful / wasted), prefetch precision, and the fraction of\n"
+    "the lru -> oracle gap it closes at the same cache size.\n\n"
+    "Profiles: a file path, or a name looked up in data/profiles (also $EXPERTCAST_PROFILES,\n"
+    "next to the executable, and the installed share/expertcast/profiles): mixtral-8x7b,\n"
+    "mixtral-8x7b-int4 (NAME-DTYPE picks a dtype of NAME.json), qwen3-30b-a3b, flame-moe-290m,\n"
+    "deepseek-v3; rtx4090-pcie4, a100-pcie4, h100-pcie5, gh200-c2c.\n\n"
+    "Options:\n"
+    "  --model PROFILE          model profile (layers, experts, top-k, bytes; required)\n"
+    "  --hardware PROFILE       hardware profile (bandwidth, latency, engines, memory; required)\n"
+    "  --policy LIST|all        comma list of on-demand, lru, lfu, predict, gated, oracle,\n"
+    "                           resident (default all); lru and oracle always run as references\n"
+    "  --cache-experts N[,N..]  slots per layer (default: what fits the hardware's memory)\n"
+    "  --cache-global N[,N..]   one pool of N slots shared by all layers instead\n"
+    "  --horizon H[,H..]        steps (layers) ahead that predict and gated prefetch for\n"
+    "                           (default 1; the oracle looks max(H, layers) ahead)\n"
+    "  --prefetch-k N           experts per target layer the planners consider (default: the\n"
+    "                           step's experts, k x batch at most)\n"
+    "  --batch B                replay B sequences together: each layer needs the union of\n"
+    "                           their experts (default 1)\n"
+    "  --predictor FILE         a predictor fitted elsewhere (expertcast predictor JSON)\n"
+    "  --fit NAME               without --predictor: fit NAME for each batch of sequences on\n"
+    "                           the other sequences only (default prior)\n"
+    "  --json FILE              write the results as JSON ('-' for stdout, then no table)\n"
+    "  --sweep                  run every cache size x horizon x policy (lists above; default\n"
+    "                           caches: top-k .. experts, horizons 1,2,4); progress on stderr\n"
+    "  --csv FILE               with --sweep: write every run as CSV\n"
+    "  --plot FILE.png          with --sweep: TPOT vs cache size per policy (gnuplot; skipped\n"
+    "                           with a warning when gnuplot is absent)\n"
+    "  -h, --help               this text\n\n"
+    "gap closed = (lru - policy) / (lru - oracle) on TPOT; the JSON adds gap_closed_bound, the\n"
+    "same against the analytic lower bound max(compute, Belady loads x transfer time).\n";
+
+#define MAX_LIST 64
+#define MIN(a, b) ((a) < (b) ? (a) : (b))
+#define MAX(a, b) ((a) > (b) ? (a) : (b))
+
+typedef struct sim_args {
+    const char **traces;
+    size_t n_traces;
+    const char *model, *hardware, *policies, *predictor, *fit, *json, *csv, *plot;
+    int32_t caches[MAX_LIST], horizons[MAX_LIST];
+    int n_caches, n_horizons, global, sweep;
+    int32_t prefetch_k, batch;
+} sim_args;
+
+static int parse_list(const char *opt, const char *s, long long lo, long long hi, int32_t *out,
+                      int *n)
+{
+    *n = 0;
+    char buf[1024];
+    if (strlen(s) >= sizeof buf)
+        return cli_usage_error("simulate", "%s: list too long", opt), 0;
+    strcpy(buf, s);
+    for (char *tok = strtok(buf, ","); tok; tok = strtok(NULL, ",")) {
+        long long v;
+        if (*n >= MAX_LIST)
+            return cli_usage_error("simulate", "%s: at most %d values", opt, MAX_LIST), 0;
+        if (!cli_int("simulate", opt, tok, lo, hi, &v))
+            return 0;
+        out[(*n)++] = (int32_t)v;
+    }
+    if (*n == 0)
+        return cli_usage_error("simulate", "%s: empty list", opt), 0;
+    return 1;
+}
+
+static int parse_args(int argc, char **argv, sim_args *a)
+{
+    memset(a, 0, sizeof *a);
+    a->batch = 1;
+    a->traces = calloc((size_t)argc, sizeof *a->traces);
+    if (!a->traces)
+        return cli_error("out of memory"), CLI_DATA;
+    long long v;
+    for (int i = 1; i < argc; i++) {
+        const char *o = argv[i], *val;
+        if (cli_is_help(o)) {
+            fputs(USAGE, stdout);
+            return -1;
+        }
+        if (!cli_looks_like_option(o)) {
+            a->traces[a->n_traces++] = o;
+            continue;
+        }
+        if (cli_is(o, "--sweep", NULL)) {
+            a->sweep = 1;
+            continue;
+        }
+        if (!(val = cli_value("simulate", argc, argv, &i)))
+            return CLI_USAGE;
+        if (cli_is(o, "--model", NULL))
+            a->model = val;
+        else if (cli_is(o, "--hardware", NULL))
+            a->hardware = val;
+        else if (cli_is(o, "--policy", NULL))
+            a->policies = val;
+        else if (cli_is(o, "--predictor", NULL))
+            a->predictor = val;
+        else if (cli_is(o, "--fit", NULL))
+            a->fit = val;
+        else if (cli_is(o, "--json", NULL))
+            a->json = val;
+        else if (cli_is(o, "--csv", NULL))
+            a->csv = val;
+        else if (cli_is(o, "--plot", NULL))
+            a->plot = val;
+        else if (cli_is(o, "--cache-experts", NULL) || cli_is(o, "--cache-global", NULL)) {
+            if (a->n_caches)
+                return cli_usage_error("simulate",
+                                       "give one of --cache-experts and --cache-global");
+            a->global = cli_is(o, "--cache-global", NULL);
+            if (!parse_list(o, val, 1, 1LL << 30, a->caches, &a->n_caches))
+                return CLI_USAGE;
+        } else if (cli_is(o, "--horizon", NULL)) {
+            if (!parse_list(o, val, 1, EC_MAX_LAYERS, a->horizons, &a->n_horizons))
+                return CLI_USAGE;
+        } else if (cli_is(o, "--prefetch-k", NULL)) {
+            if (!cli_int("simulate", o, val, 1, EC_MAX_EXPERTS, &v))
+                return CLI_USAGE;
+            a->prefetch_k = (int32_t)v;
+        } else if (cli_is(o, "--batch", NULL)) {
+            if (!cli_int("simulate", o, val, 1, 4096, &v))
+                return CLI_USAGE;
+            a->batch = (int32_t)v;
+        } else
+            return cli_usage_error("simulate", "unknown option '%s'", o);
+    }
+    if (a->n_traces == 0)
+        return cli_usage_error("simulate", "no trace given");
+    if (!a->model || !a->hardware)
+        return cli_usage_error("simulate", "--model and --hardware are required");
+    if (a->predictor && a->fit)
+        return cli_usage_error("simulate", "give one of --predictor and --fit");
+    if ((a->csv || a->plot) && !a->sweep)
+        return cli_usage_error("simulate", "--csv and --plot need --sweep");
+    if (!a->sweep && (a->n_caches > 1 || a->n_horizons > 1))
+        return cli_usage_error("simulate", "lists of cache sizes or horizons need --sweep");
+    return CLI_OK;
+}
+
+/* ---- profile lookup ---- */
+
+static int is_file(const char *p)
+{
+    struct stat st;
+    return stat(p, &st) == 0 && S_ISREG(st.st_mode);
+}
+
+/* Candidate directories for named profiles, in order. */
+static int profile_dirs(char dirs[][PATH_MAX], int max)
+{
+    int n = 0;
+    const char *env = getenv("EXPERTCAST_PROFILES");
+    if (env && *env && n < max)
+        snprintf(dirs[n++], PATH_MAX, "%s", env);
+    if (n < max)
+        snprintf(dirs[n++], PATH_MAX, "data/profiles");
+    char exe[PATH_MAX];
+    ssize_t len = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (len > 0) {
+        exe[len] = '\0';
+        char *slash = strrchr(exe, '/');
+        if (slash) {
+            *slash = '\0';
+            const char *rel[] = {"../data/profiles", "../../data/profiles",
+                                 "../share/expertcast/profiles"};
+            for (size_t i = 0; i < 3 && n < max; i++) {
+                int w = snprintf(dirs[n], PATH_MAX, "%s/%s", exe, rel[i]);
+                if (w > 0 && w < PATH_MAX)
+                    n++;
+            }
+        }
+    }
+    return n;
+}
+
+/* Resolves NAME to a file; for models, NAME-DTYPE may name a dtype of NAME.json. */
+static int resolve_profile(const char *name, int model, char *path, char *dtype)
+{
+    dtype[0] = '\0';
+    if (strchr(name, '/') || is_file(name)) {
+        snprintf(path, PATH_MAX, "%s", name);
+        return is_file(path);
+    }
+    char dirs[5][PATH_MAX];
+    int nd = profile_dirs(dirs, 5);
+    for (int i = 0; i < nd; i++) {
+        int w = snprintf(path, PATH_MAX, "%s/%s.json", dirs[i], name);
+        if (w > 0 && w < PATH_MAX && is_file(path))
+            return 1;
+    }
+    const char *dash = strrchr(name, '-');
+    if (model && dash && dash != name && strlen(dash + 1) < EC_PROFILE_NAME_MAX) {
+        char base[EC_PROFILE_NAME_MAX * 2];
+        snprintf(base, sizeof base, "%.*s", (int)(dash - name), name);
+        for (int i = 0; i < nd; i++) {
+            int w = snprintf(path, PATH_MAX, "%s/%s.json", dirs[i], base);
+            if (w > 0 && w < PATH_MAX && is_file(path)) {
+                strcpy(dtype, dash + 1);
+                return 1;
+            }
+        }
+    }
+    return 0;
+}
+
+/* ---- the runs ---- */
+
+static int parse_policies(const char *s, int want[7])
+{
+    memset(want, 0, 7 * sizeof *want);
+    if (!s || strcmp(s, "all") == 0) {
+        for (int i = 0; i < 7; i++)
+            want[i] = 1;
+        return 1;
+    }
+    char buf[512];
+    if (strlen(s) >= sizeof buf)
+        return 0;
+    strcpy(buf, s);
+    for (char *tok = strtok(buf, ","); tok; tok = strtok(NULL, ",")) {
+        ec_policy_kind k;
+        if (ec_policy_kind_parse(tok, &k)) {
+            cli_usage_error("simulate", "--policy: unknown policy '%s' (on-demand, lru, lfu, "
+                                        "predict, gated, oracle, resident, all)",
+                            tok);
+            return 0;
+        }
+        want[k] = 1;
+    }
+    return 1;
+}
+
+static int predicts(int k) { return k == EC_POLICY_PREDICT || k == EC_POLICY_GATED; }
+
+typedef struct runner {
+    ec_sim *sim;
+    const ec_sim_timing *tm;
+    int global;
+    int32_t prefetch_k;
+    int done, total;
+    int progress;
+} runner;
+
+static int run_one(runner *rn, ec_policy_kind k, int32_t cache, int32_t horizon,
+                   ec_sim_result *out)
+{
+    ec_sim_config cfg = {.kind = k,
+                         .cache_per_layer = rn->global ? 0 : cache,
+                         .cache_global = rn->global ? cache : 0,
+                         .horizon = horizon,
+                         .prefetch_k = rn->prefetch_k,
+                         .timing = *rn->tm};
+    ec_error err = {0};
+    ec_status s = ec_sim_run(rn->sim, &cfg, out, &err);
+    if (rn->progress) {
+        rn->done++;
+        fprintf(stderr, "\rsimulate: %d/%d runs", rn->done, rn->total);
+        if (rn->done == rn->total)
+            fputc('\n', stderr);
+    }
+    if (s) {
+        if (rn->progress)
+            fputc('\n', stderr);
+        return cli_fail(s, &err);
+    }
+    return CLI_OK;
+}
+
+static void free_rows(sim_report *rep)
+{
+    for (size_t i = 0; i < rep->n_rows; i++)
+        ec_sim_result_clear(&rep->rows[i].r);
+    free(rep->rows);
+}
+
+int cmd_simulate(int argc, char **argv)
+{
+    sim_args a;
+    int rc = parse_args(argc, argv, &a);
+    if (rc) {
+        free(a.traces);
+        return rc < 0 ? CLI_OK : rc;
+    }
+    int want[7];
+    if (!parse_policies(a.policies, want)) {
+        free(a.traces);
+        return CLI_USAGE;
+    }
+    char mpath[PATH_MAX], hpath[PATH_MAX], dtype[PATH_MAX], unused[PATH_MAX];
+    if (!resolve_profile(a.model, 1, mpath, dtype)) {
+        free(a.traces);
+        return cli_usage_error("simulate", "--model: no profile '%s' (a file, or a name in "
+                                           "data/profiles)", a.model);
+    }
+    if (!resolve_profile(a.hardware, 0, hpath, unused)) {
+        free(a.traces);
+        return cli_usage_error("simulate", "--hardware: no profile '%s' (a file, or a name in "
+                                           "data/profiles)", a.hardware);
+    }
+    ec_model_profile model;
+    ec_hw_profile hw;
+    ec_error err = {0};
+    ec_status s;
+    if ((s = ec_model_profile_load(mpath, dtype, &model, &err)) ||
+        (s = ec_hw_profile_load(hpath, &hw, &err))) {
+        free(a.traces);
+        return cli_fail(s, &err);
+    }
+    ec_trace *t = cli_load_trace(a.traces, a.n_traces, &rc);
+    free(a.traces);
+    if (!t)
+        return rc;
+    ec_sim *sim = NULL;
+    ec_predictor *loaded = NULL;
+    sim_report rep = {0};
+    char note[512] = "none needed (no predicting policy)";
+    if (t->n_layers != model.n_layers || t->n_experts != model.n_experts) {
+        cli_error("%s: field 'layers'/'experts': the model profile says %d layers x %d experts, "
+                  "the trace has %d x %d",
+                  mpath, model.n_layers, model.n_experts, t->n_layers, t->n_experts);
+        rc = CLI_DATA;
+        goto out;
+    }
+    if (t->k != model.k)
+        cli_warn("the trace has top-%d, the model profile says top-%d; using the trace", t->k,
+                 model.k);
+    if ((s = ec_sim_create(t, a.batch, &sim, &err))) {
+        rc = cli_fail(s, &err);
+        goto out;
+    }
+    if (want[EC_POLICY_PREDICT] || want[EC_POLICY_GATED]) {
+        if (a.predictor) {
+            if ((s = ec_predictor_load(a.predictor, &loaded, &err)) ||
+                (s = ec_sim_set_predictor(sim, loaded, &err))) {
+                rc = cli_fail(s, &err);
+                goto out;
+            }
+            snprintf(note, sizeof note, "'%s' loaded from %s (fitted elsewhere)",
+                     ec_predictor_name(loaded), a.predictor);
+        } else {
+            const char *name = a.fit ? a.fit : "prior";
+            if ((s = ec_sim_fit_heldout(sim, name, NULL, &err))) {
+                rc = cli_fail(s, &err);
+                goto out;
+            }
+            snprintf(note, sizeof note,
+                     "'%s' fitted for each batch of %d sequence(s) on the other %zu sequence(s) "
+                     "only (held out, no leakage)",
+                     name, a.batch, t->n_seqs > (size_t)a.batch ? t->n_seqs - (size_t)a.batch : 0);
+        }
+    }
+    ec_sim_timing tm;
+    ec_sim_timing_derive(&model, &hw, &tm);
+    /* cache sizes and horizons */
+    if (!a.n_caches) {
+        if (a.sweep && !a.global) {
+            int32_t lo = MIN(ec_sim_max_union(sim), t->n_experts), hi = t->n_experts;
+            int32_t steps = MIN(8, hi - lo + 1);
+            for (int32_t i = 0; i < steps; i++) {
+                int32_t c = steps == 1 ? lo : lo + (int32_t)((int64_t)(hi - lo) * i / (steps - 1));
+                if (!a.n_caches || a.caches[a.n_caches - 1] != c)
+                    a.caches[a.n_caches++] = c;
+            }
+        } else {
+            a.caches[a.n_caches++] = MAX(ec_sim_default_cache(&model, &hw),
+                                            MIN(ec_sim_max_union(sim), t->n_experts));
+            if (a.global)
+                a.caches[0] *= t->n_layers;
+        }
+    }
+    if (!a.n_horizons) {
+        if (a.sweep) {
+            int32_t hs[] = {1, 2, 4};
+            for (int i = 0; i < 3; i++)
+                if (hs[i] <= t->n_layers)
+                    a.horizons[a.n_horizons++] = hs[i];
+        } else
+            a.horizons[a.n_horizons++] = 1;
+    }
+    for (int i = 0; i < a.n_horizons; i++)
+        if (a.horizons[i] > t->n_layers) {
+            rc = cli_usage_error("simulate", "--horizon %d exceeds the %d layers", a.horizons[i],
+                                 t->n_layers);
+            goto out;
+        }
+    /* rows: per cache, the requested policies (predicting ones per horizon) */
+    size_t max_rows = (size_t)a.n_caches * (7 + 2 * (size_t)a.n_horizons);
+    rep.rows = calloc(max_rows, sizeof *rep.rows);
+    if (!rep.rows) {
+        cli_error("out of memory");
+        rc = CLI_DATA;
+        goto out;
+    }
+    runner rn = {.sim = sim, .tm = &tm, .global = a.global, .prefetch_k = a.prefetch_k};
+    for (int k = 0; k < 7; k++)
+        rn.total += (k == EC_POLICY_LRU || k == EC_POLICY_ORACLE || want[k])
+                        ? (predicts(k) ? a.n_horizons : 1) * a.n_caches
+                        : 0;
+    rn.progress = a.sweep && rn.total > 1;
+    for (int ci = 0; ci < a.n_caches; ci++) {
+        ec_sim_result lru, orc;
+        if ((rc = run_one(&rn, EC_POLICY_LRU, a.caches[ci], 1, &lru)))
+            goto out;
+        if ((rc = run_one(&rn, EC_POLICY_ORACLE, a.caches[ci], a.horizons[0], &orc))) {
+            ec_sim_result_clear(&lru);
+            goto out;
+        }
+        size_t first = rep.n_rows;
+        for (int k = 0; k < 7; k++) {
+            if (!want[k])
+                continue;
+            for (int hi = 0; hi < (predicts(k) ? a.n_horizons : 1); hi++) {
+                sim_row *w = &rep.rows[rep.n_rows];
+                if (k == EC_POLICY_LRU)
+                    w->r = lru, lru.stall_per_layer = NULL, lru.bound_per_layer = NULL;
+                else if (k == EC_POLICY_ORACLE)
+                    w->r = orc, orc.stall_per_layer = NULL, orc.bound_per_layer = NULL;
+                else if ((rc = run_one(&rn, (ec_policy_kind)k, a.caches[ci], a.horizons[hi],
+                                       &w->r))) {
+                    ec_sim_result_clear(&lru);
+                    ec_sim_result_clear(&orc);
+                    goto out;
+                }
+                rep.n_rows++;
+            }
+        }
+        for (size_t i = first; i < rep.n_rows; i++) {
+            sim_row *w = &rep.rows[i];
+            double L = lru.tpot_ms, O = orc.tpot_ms, B = w->r.lower_bound_ms_per_token;
+            w->vs_lru = w->r.tpot_ms / L;
+            w->gap_closed = L > O ? (L - w->r.tpot_ms) / (L - O) : NAN;
+            w->gap_closed_bound = L > B ? (L - w->r.tpot_ms) / (L - B) : NAN;
+            w->beats_oracle = w->r.kind != EC_POLICY_RESIDENT && w->r.tpot_ms < O;
+        }
+        ec_sim_result_clear(&lru);
+        ec_sim_result_clear(&orc);
+    }
+    rep.model = &model;
+    rep.hw = &hw;
+    rep.timing = &tm;
+    rep.predictor_note = note;
+    rep.n_tokens = ec_sim_n_tokens(sim);
+    rep.n_steps = ec_sim_n_steps(sim);
+    rep.n_skipped = ec_sim_n_skipped(sim);
+    rep.n_seqs = t->n_seqs;
+    rep.batch = a.batch;
+    if (!(a.json && strcmp(a.json, "-") == 0))
+        sim_print_table(stdout, &rep);
+    if (a.json && (rc = cli_write_file(a.json, sim_write_json, &rep)))
+        goto out;
+    if (a.csv && (rc = cli_write_file(a.csv, sim_write_csv, &rep)))
+        goto out;
+    if (a.plot)
+        sim_plot(&rep, a.plot);
+    rc = CLI_OK;
+out:
+    free_rows(&rep);
+    ec_predictor_destroy(loaded);
+    ec_sim_destroy(sim);
+    ec_trace_destroy(t);
+    return rc;
+}

@@ -1,0 +1,296 @@
+/* expertcast simulate: the table, JSON, CSV and plot. */
+#include "sim_report.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static const char *cache_str(const ec_sim_result *r, char *buf, size_t n)
+{
+    if (r->kind == EC_POLICY_RESIDENT)
+        snprintf(buf, n, "all");
+    else if (r->cache_per_layer > 0)
+        snprintf(buf, n, "%d/layer", r->cache_per_layer);
+    else
+        snprintf(buf, n, "%d global", r->cache_global);
+    return buf;
+}
+
+static int uses_horizon(ec_policy_kind k)
+{
+    return k == EC_POLICY_PREDICT || k == EC_POLICY_GATED;
+}
+
+void sim_print_table(FILE *f, const sim_report *rep)
+{
+    const ec_sim_timing *tm = rep->timing;
+    fprintf(f, "model %s (%s): %d layers, %d experts, top-%d, %.1f MB per expert\n",
+            rep->model->name, rep->model->dtype, rep->model->n_layers, rep->model->n_experts,
+            rep->model->k, rep->model->expert_bytes / 1e6);
+    fprintf(f, "hardware %s: %.1f GB/s host-to-device, %d copy engine(s)\n", rep->hw->name,
+            rep->hw->h2d_gbs, rep->hw->copy_engines);
+    fprintf(f, "timing: transfer %.3f ms/expert, compute %.3f ms/layer + %.3f ms/expert, "
+               "router %.3f ms, predictor %.3f ms\n",
+            tm->transfer_ms, tm->compute_fixed_ms, tm->compute_per_expert_ms, tm->router_ms,
+            tm->predictor_ms);
+    fprintf(f, "replay: %zu sequences, batch %d, %lld decode steps x %d layers; %lld incomplete "
+               "rows skipped\n",
+            rep->n_seqs, rep->batch, (long long)rep->n_tokens, rep->model->n_layers,
+            (long long)rep->n_skipped);
+    fprintf(f, "predictor: %s\n\n", rep->predictor_note);
+    fprintf(f, "%-10s %-11s %2s %9s %9s %6s %12s %13s %6s %7s %7s\n", "policy", "cache", "H",
+            "TPOT ms", "stall ms", "hit %", "xfer/tok", "GB/tok", "prec", "vs lru", "gap");
+    fprintf(f, "%-10s %-11s %2s %9s %9s %6s %12s %13s %6s %7s %7s\n", "", "", "", "", "/token",
+            "", "(wasted)", "(wasted)", "", "", "closed");
+    for (size_t i = 0; i < rep->n_rows; i++) {
+        const sim_row *w = &rep->rows[i];
+        const ec_sim_result *r = &w->r;
+        char c[32], h[8], xf[32], gb[32], prec[16], vs[16], gap[16];
+        snprintf(h, sizeof h, uses_horizon(r->kind) ? "%d" : "-", r->horizon);
+        snprintf(xf, sizeof xf, "%.2f (%.2f)", r->transfers_per_token,
+                 r->wasted_transfers_per_token);
+        snprintf(gb, sizeof gb, "%.3f (%.3f)", r->bytes_per_token / 1e9,
+                 r->wasted_bytes_per_token / 1e9);
+        if (isnan(r->prefetch_precision))
+            snprintf(prec, sizeof prec, "-");
+        else
+            snprintf(prec, sizeof prec, "%.2f", r->prefetch_precision);
+        snprintf(vs, sizeof vs, isnan(w->vs_lru) ? "-" : "%.3f", w->vs_lru);
+        snprintf(gap, sizeof gap, isnan(w->gap_closed) ? "-" : "%.3f", w->gap_closed);
+        fprintf(f, "%-10s %-11s %2s %9.3f %9.3f %6.1f %12s %13s %6s %7s %7s%s\n",
+                ec_policy_kind_name(r->kind), cache_str(r, c, sizeof c), h, r->tpot_ms,
+                r->stall_ms_per_token, 100 * r->hit_rate, xf, gb, prec, vs, gap,
+                w->beats_oracle ? "  < oracle" : "");
+    }
+    fprintf(f, "\nTPOT and stall per decode step of the batch; n = %lld steps. hit %% = experts "
+               "resident or already loading when the router asked.\n"
+               "gap closed = (lru - policy) / (lru - oracle) on TPOT at the same cache size; "
+               "the JSON also gives it against the analytic bound (max(compute, Belady loads x "
+               "transfer)).\n",
+            (long long)rep->n_tokens);
+}
+
+static ec_status write_error(ec_error *err)
+{
+    if (err) {
+        err->status = EC_ERR_IO;
+        snprintf(err->message, sizeof err->message, "write error");
+    }
+    return EC_ERR_IO;
+}
+
+static void jnum(FILE *f, double v)
+{
+    if (isfinite(v))
+        fprintf(f, "%.17g", v);
+    else
+        fputs("null", f);
+}
+
+static void jstr(FILE *f, const char *s)
+{
+    fputc('"', f);
+    for (; *s; s++) {
+        if (*s == '"' || *s == '\\')
+            fprintf(f, "\\%c", *s);
+        else if ((unsigned char)*s < 0x20)
+            fprintf(f, "\\u%04x", *s);
+        else
+            fputc(*s, f);
+    }
+    fputc('"', f);
+}
+
+ec_status sim_write_json(FILE *f, void *ctx, ec_error *err)
+{
+    const sim_report *rep = ctx;
+    const ec_sim_timing *tm = rep->timing;
+    fputs("{\"model\": ", f);
+    jstr(f, rep->model->name);
+    fputs(", \"dtype\": ", f);
+    jstr(f, rep->model->dtype);
+    fputs(", \"hardware\": ", f);
+    jstr(f, rep->hw->name);
+    fputs(", \"predictor\": ", f);
+    jstr(f, rep->predictor_note);
+    fprintf(f, ", \"batch\": %d, \"decode_steps\": %lld, \"layer_steps\": %lld, "
+               "\"skipped_rows\": %lld",
+            rep->batch, (long long)rep->n_tokens, (long long)rep->n_steps,
+            (long long)rep->n_skipped);
+    fputs(", \"timing\": {\"transfer_ms\": ", f);
+    jnum(f, tm->transfer_ms);
+    fprintf(f, ", \"engines\": %d, \"compute_fixed_ms\": ", tm->engines);
+    jnum(f, tm->compute_fixed_ms);
+    fputs(", \"compute_per_expert_ms\": ", f);
+    jnum(f, tm->compute_per_expert_ms);
+    fputs(", \"router_ms\": ", f);
+    jnum(f, tm->router_ms);
+    fputs(", \"predictor_ms\": ", f);
+    jnum(f, tm->predictor_ms);
+    fputs(", \"expert_bytes\": ", f);
+    jnum(f, tm->expert_bytes);
+    fputs("}, \"gap_closed_uses\": \"oracle\", \"results\": [", f);
+    for (size_t i = 0; i < rep->n_rows; i++) {
+        const sim_row *w = &rep->rows[i];
+        const ec_sim_result *r = &w->r;
+        const ec_cache_stats *s = &r->stats;
+        fprintf(f, "%s\n  {\"policy\": \"%s\", \"cache_experts\": %d, \"cache_global\": %d, "
+                   "\"horizon\": %d",
+                i ? "," : "", ec_policy_kind_name(r->kind), r->cache_per_layer, r->cache_global,
+                r->horizon);
+#define F(name, v)                                                                                 \
+    fputs(", \"" name "\": ", f);                                                                  \
+    jnum(f, v);
+        F("tpot_ms", r->tpot_ms)
+        F("stall_ms_per_token", r->stall_ms_per_token)
+        F("compute_ms_per_token", r->compute_ms_per_token)
+        F("hit_rate", r->hit_rate)
+        F("resident_rate", r->resident_rate)
+        F("transfers_per_token", r->transfers_per_token)
+        F("wasted_transfers_per_token", r->wasted_transfers_per_token)
+        F("bytes_per_token", r->bytes_per_token)
+        F("useful_bytes_per_token", r->bytes_per_token - r->wasted_bytes_per_token)
+        F("wasted_bytes_per_token", r->wasted_bytes_per_token)
+        F("prefetch_precision", r->prefetch_precision)
+        F("vs_lru", w->vs_lru)
+        F("gap_closed", w->gap_closed)
+        F("gap_closed_bound", w->gap_closed_bound)
+        F("lower_bound_ms_per_token", r->lower_bound_ms_per_token)
+#undef F
+        fprintf(f, ", \"beats_oracle\": %s", w->beats_oracle ? "true" : "false");
+        fprintf(f, ", \"counts\": {\"uses\": %lld, \"hits\": %lld, \"inflight_hits\": %lld, "
+                   "\"misses\": %lld, \"loads\": %lld, \"prefetches\": %lld, "
+                   "\"prefetch_hits\": %lld, \"wasted\": %lld, \"cancelled\": %lld, "
+                   "\"evictions\": %lld}",
+                (long long)s->acquires, (long long)s->hits, (long long)s->inflight_hits,
+                (long long)s->misses, (long long)s->loads, (long long)s->prefetches,
+                (long long)s->prefetch_hits, (long long)s->wasted, (long long)s->cancelled,
+                (long long)s->evictions);
+        fputs(", \"stall_per_layer_ms\": [", f);
+        for (int32_t l = 0; l < r->n_layers; l++) {
+            if (l)
+                fputs(", ", f);
+            jnum(f, r->stall_per_layer[l]);
+        }
+        fputs("], \"bound_per_layer_ms\": [", f);
+        for (int32_t l = 0; l < r->n_layers; l++) {
+            if (l)
+                fputs(", ", f);
+            jnum(f, r->bound_per_layer[l]);
+        }
+        fputs("]}", f);
+    }
+    fputs("\n]}\n", f);
+    if (ferror(f))
+        return write_error(err);
+    return EC_OK;
+}
+
+ec_status sim_write_csv(FILE *f, void *ctx, ec_error *err)
+{
+    const sim_report *rep = ctx;
+    fputs("model,dtype,hardware,policy,cache_experts,cache_global,horizon,tpot_ms,"
+          "stall_ms_per_token,hit_rate,bytes_per_token,wasted_bytes_per_token,"
+          "prefetch_precision,vs_lru,gap_closed,gap_closed_bound,lower_bound_ms_per_token\n",
+          f);
+    for (size_t i = 0; i < rep->n_rows; i++) {
+        const sim_row *w = &rep->rows[i];
+        const ec_sim_result *r = &w->r;
+        fprintf(f, "%s,%s,%s,%s,%d,%d,%d", rep->model->name, rep->model->dtype, rep->hw->name,
+                ec_policy_kind_name(r->kind), r->cache_per_layer, r->cache_global,
+                uses_horizon(r->kind) ? r->horizon : 0);
+        double v[] = {r->tpot_ms, r->stall_ms_per_token, r->hit_rate, r->bytes_per_token,
+                      r->wasted_bytes_per_token, r->prefetch_precision, w->vs_lru, w->gap_closed,
+                      w->gap_closed_bound, r->lower_bound_ms_per_token};
+        for (size_t j = 0; j < sizeof v / sizeof v[0]; j++) {
+            if (isfinite(v[j]))
+                fprintf(f, ",%.10g", v[j]);
+            else
+                fputs(",", f);
+        }
+        fputc('\n', f);
+    }
+    if (ferror(f))
+        return write_error(err);
+    return EC_OK;
+}
+
+static int have_gnuplot(void)
+{
+    return system("command -v gnuplot >/dev/null 2>&1") == 0;
+}
+
+int sim_plot(const sim_report *rep, const char *png)
+{
+    if (!have_gnuplot()) {
+        cli_warn("gnuplot is not installed: plot %s skipped", png);
+        return -1;
+    }
+    char dir[] = "/tmp/expertcast-plot-XXXXXX";
+    if (!mkdtemp(dir)) {
+        cli_warn("cannot create a temporary directory: plot skipped");
+        return -1;
+    }
+    char data[256], script[256], tmp_png[4096], cmd[4500];
+    snprintf(data, sizeof data, "%s/data.txt", dir);
+    snprintf(script, sizeof script, "%s/plot.gp", dir);
+    snprintf(tmp_png, sizeof tmp_png, "%s.tmp.png", png);
+    /* one block per series (policy, horizon), in order of first appearance */
+    FILE *d = fopen(data, "w"), *s = fopen(script, "w");
+    int ok = d && s;
+    if (ok) {
+        fprintf(s, "set terminal pngcairo size 1000,650 noenhanced\nset output '%s'\n", tmp_png);
+        fprintf(s, "set title '%s %s on %s: TPOT vs cache size (n = %lld decode steps)'\n",
+                rep->model->name, rep->model->dtype, rep->hw->name, (long long)rep->n_tokens);
+        fprintf(s, "set xlabel 'cache (experts per layer, or global slots)'\nset ylabel 'TPOT "
+                   "(ms)'\nset key outside right\nset grid\nplot ");
+        int series = 0;
+        uint8_t *done = calloc(rep->n_rows, 1);
+        for (size_t i = 0; done && i < rep->n_rows; i++) {
+            if (done[i])
+                continue;
+            const ec_sim_result *a = &rep->rows[i].r;
+            int hz = uses_horizon(a->kind) ? a->horizon : 0;
+            char label[64];
+            if (hz)
+                snprintf(label, sizeof label, "%s h=%d", ec_policy_kind_name(a->kind), hz);
+            else
+                snprintf(label, sizeof label, "%s", ec_policy_kind_name(a->kind));
+            fprintf(d, "# %s\n", label);
+            for (size_t j = i; j < rep->n_rows; j++) {
+                const ec_sim_result *b = &rep->rows[j].r;
+                if (b->kind == a->kind && (uses_horizon(b->kind) ? b->horizon : 0) == hz) {
+                    done[j] = 1;
+                    fprintf(d, "%d %.10g\n", b->cache_per_layer > 0 ? b->cache_per_layer
+                                                                     : b->cache_global,
+                            b->tpot_ms);
+                }
+            }
+            fprintf(d, "\n\n");
+            fprintf(s, "%s'%s' index %d with linespoints title '%s'", series ? ", " : "", data,
+                    series, label);
+            series++;
+        }
+        free(done);
+        fputc('\n', s);
+    }
+    if (d)
+        fclose(d);
+    if (s)
+        fclose(s);
+    int rc = -1;
+    if (ok) {
+        snprintf(cmd, sizeof cmd, "gnuplot '%s' 2>/dev/null", script);
+        if (system(cmd) == 0 && rename(tmp_png, png) == 0)
+            rc = 0;
+        else {
+            unlink(tmp_png);
+            cli_warn("gnuplot failed: plot %s not written", png);
+        }
+    }
+    unlink(data);
+    unlink(script);
+    rmdir(dir);
+    return rc;
+}

@@ -1,0 +1,164 @@
+/* Internal layout of the policy module: cache, queue and policy state. */
+#ifndef EC_POLICY_INTERNAL_H
+#define EC_POLICY_INTERNAL_H
+
+#include "../core/internal.h"
+#include "expertcast/policy.h"
+
+struct ec_cache {
+    int32_t L, E;
+    int32_t per_layer;   /* slots per layer pool (0 when global) */
+    int32_t global;      /* slots of the one pool (0 when per layer) */
+    int32_t n_slots;
+    ec_slot *slots;      /* [n_slots] */
+    ec_slot *prev;       /* [n_slots] occupant displaced by a QUEUED transfer (layer -1: none) */
+    int32_t *where;      /* [L*E] slot holding (layer, expert), -1 */
+    int64_t *freq;       /* [L*E] acquires of (layer, expert) since reset (LFU) */
+    ec_cache_stats stats;
+};
+
+struct ec_queue {
+    int32_t cap;         /* one entry per slot at most */
+    ec_transfer *node;   /* [cap] indexed by slot */
+    int32_t *next, *prv; /* [cap] list links, -1 ends */
+    uint8_t *list;       /* [cap] 0 not queued, 1 demand list, 2 prefetch list */
+    int32_t head[3], tail[3];
+    int32_t len;
+};
+
+/* ---- cache helpers (cache.c) ---- */
+
+static inline int32_t cache_key(const ec_cache *c, int32_t layer, int32_t expert)
+{
+    return layer * c->E + expert;
+}
+static inline void cache_pool(const ec_cache *c, int32_t layer, int32_t *first, int32_t *n)
+{
+    if (c->per_layer > 0) {
+        *first = layer * c->per_layer;
+        *n = c->per_layer;
+    } else {
+        *first = 0;
+        *n = c->global;
+    }
+}
+/* Recency of a slot: its last use, or when it was filled or (prefetch) the
+ * step it was fetched for, whichever is latest. */
+static inline int64_t slot_recency(const ec_slot *s)
+{
+    int64_t r = s->last_use > s->filled_at ? s->last_use : s->filled_at;
+    if (s->prefetched && s->target_step > r)
+        r = s->target_step;
+    return r;
+}
+/* Puts (layer, expert) in slot (state QUEUED), keeping the displaced
+ * occupant in c->prev for a later restore. */
+void cache_assign(ec_cache *c, int32_t slot, int32_t layer, int32_t expert, int64_t step,
+                  int demand, int64_t target_step);
+/* Takes back a QUEUED slot: restores the displaced occupant when it is not
+ * resident elsewhere, else leaves the slot empty. */
+void cache_restore(ec_cache *c, int32_t slot);
+/* Empties a READY slot (on-demand's release). */
+void cache_drop(ec_cache *c, int32_t slot);
+/* Fills every (layer, expert) READY (resident); the cache must hold all. */
+void cache_fill_all(ec_cache *c);
+
+/* ---- queue helpers (queue.c) ---- */
+
+enum { QUEUE_NONE = 0, QUEUE_DEMAND = 1, QUEUE_PREFETCH = 2 };
+/* Appends t to its list (demand or prefetch); t->slot must not be queued. */
+void queue_push(ec_queue *q, const ec_transfer *t);
+/* Unlinks slot's entry; no-op when it is not queued. */
+void queue_remove(ec_queue *q, int32_t slot);
+void queue_clear(ec_queue *q);
+
+/* ---- policy ---- */
+
+struct ec_policy {
+    ec_policy_config cfg;
+    ec_cache *c;
+    ec_queue *q;
+    const ec_predictor *pred;
+    ec_future fut;
+    int32_t L, E;
+
+    /* the observation in progress */
+    int64_t step;                /* current step (-1 before the first observe) */
+    int32_t layer;
+    int64_t serial;              /* observations so far: stamps below compare to it */
+    int32_t k_obs;
+    const ec_history *const *hs; /* valid during observe only */
+    int32_t n_hist;
+    int counted;                 /* the uses of `step` were counted (BUSY retry) */
+    int32_t n_taken, n_requeued; /* prefetches taken back / queued again this step */
+
+    int64_t *taken;              /* [L*E] serial when a queued prefetch of it was taken back */
+    int64_t *plan_keep;          /* [n_slots] serial when the current plan wants it kept */
+
+    /* predictions: probability that the next occurrence of a layer uses an expert */
+    float *probs;                /* [E] predictor output */
+    float *qrow;                 /* [L*E] */
+    int64_t *qstamp;             /* [L] serial when the row was computed */
+    int32_t *rank;               /* [E] */
+
+    /* oracle */
+    int16_t *fut_ex;             /* [E] */
+    int64_t *nu;                 /* [n_slots] next use after the current step */
+    int64_t *nu_stamp;           /* [n_slots] the (layer, expert) key nu[] is for, -1 */
+    int64_t *pool_full;          /* [L] serial when the plan found no victim in the pool */
+
+    /* how often an eviction is regretted: the evicted expert is asked for
+     * again at its next occurrence (within n_layers steps). gated values a
+     * victim at no less than this rate, whatever the predictor says. */
+    int64_t *evicted_at;         /* [L*E] step its eviction became final, -1 */
+    double evictions, regretted;
+
+    /* how well the predicted probabilities of started prefetches came true:
+     * gated scales q by realised / predicted (capped at 1) */
+    double *pf_prob;             /* [n_slots] q of the started prefetch in the slot */
+    double pf_predicted, pf_used; /* over resolved prefetches (used, or evicted unused) */
+
+    /* transfers started per step (moving average): how busy the link is */
+    double load_rate;
+    int64_t loads_seen;
+};
+
+/* Realised over predicted use of resolved prefetches, add-one smoothed
+ * (1 before any: the predictor is trusted until its prefetches resolve;
+ * a pessimistic start would never prefetch and so never learn), capped
+ * at 1. */
+static inline double policy_calibration(const ec_policy *p)
+{
+    double c = (p->pf_used + 1.0) / (p->pf_predicted + 1.0);
+    return c < 1.0 ? c : 1.0;
+}
+
+/* P(an evicted expert is wanted again at its next occurrence), online,
+ * add-one smoothed. */
+static inline double policy_regret_rate(const ec_policy *p)
+{
+    return (p->regretted + 1.0) / (p->evictions + 2.0);
+}
+
+/* Victim rules (victim.c). A prefetch victim additionally must not be
+ * wanted by the current plan. Return -1 when no slot qualifies. */
+int32_t victim_demand(ec_policy *p, int32_t layer);
+int32_t victim_prefetch(ec_policy *p, int32_t layer);
+/* Oracle prefetch victim: furthest next use, which must lie after `need`. */
+int32_t victim_oracle_prefetch(ec_policy *p, int32_t layer, int64_t need);
+/* Probability row (E floats) that the next occurrence of `layer` after the
+ * current position uses each expert, from the predictor (memoised per step).
+ * NULL when the policy has no predictor or no history. */
+const float *policy_qrow(ec_policy *p, int32_t layer);
+/* Oracle: next use of slot's expert after the current step (memoised). */
+int64_t policy_next_use(ec_policy *p, int32_t slot);
+
+/* Planners (plan.c): queue prefetches for the steps after p->step. */
+void plan_predict(ec_policy *p);
+void plan_gated(ec_policy *p);
+void plan_oracle(ec_policy *p);
+/* Queues a prefetch of (layer, expert) into victim slot for target_step. */
+void plan_queue(ec_policy *p, int32_t slot, int32_t layer, int32_t expert, int64_t target_step,
+                double prob);
+
+#endif

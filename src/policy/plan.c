@@ -1,0 +1,158 @@
+/*
+ * Prefetch planners: what to queue for the steps after the current one.
+ * Each runs after the demands of the current step are queued, so demands
+ * always leave first; prefetches are queued in order of need (nearest
+ * target step first, then by predicted probability). Never allocates.
+ */
+#include "internal.h"
+
+void plan_queue(ec_policy *p, int32_t slot, int32_t layer, int32_t expert, int64_t target_step,
+                double prob)
+{
+    cache_assign(p->c, slot, layer, expert, p->step, 0, target_step);
+    ec_transfer t = {.slot = slot, .layer = layer, .expert = expert, .demand = 0,
+                     .target_step = target_step, .prob = prob};
+    queue_push(p->q, &t);
+    int32_t key = cache_key(p->c, layer, expert);
+    if (p->taken[key] == p->serial) { /* the same prefetch queued again: not cancelled */
+        p->n_requeued++;
+        p->taken[key] = -1;
+    }
+}
+
+static int32_t prefetch_k(const ec_policy *p)
+{
+    int32_t k = p->cfg.prefetch_k > 0 ? p->cfg.prefetch_k : p->k_obs;
+    return EC_MIN(k, p->E);
+}
+
+/* Layer of the target `h` steps after the current one. */
+static inline int32_t target_layer(const ec_policy *p, int32_t h) { return (p->layer + h) % p->L; }
+
+/*
+ * First pass shared by predict and gated: the candidates of every target
+ * that are already on the device (or on their way) are kept, so that a
+ * prefetch for one target never evicts what another target wants.
+ */
+static int keep_present(ec_policy *p, int32_t H, int32_t kp)
+{
+    for (int32_t h = 1; h <= H; h++) {
+        int32_t t = target_layer(p, h);
+        const float *row = policy_qrow(p, t);
+        if (!row)
+            return 0;
+        ec_rank(row, p->E, p->rank, kp);
+        for (int32_t j = 0; j < kp; j++) {
+            int32_t s = p->c->where[cache_key(p->c, t, p->rank[j])];
+            if (s >= 0 && row[p->rank[j]] > 0)
+                p->plan_keep[s] = p->serial;
+        }
+    }
+    return 1;
+}
+
+void plan_predict(ec_policy *p)
+{
+    int32_t H = p->cfg.horizon, kp = prefetch_k(p);
+    if (!keep_present(p, H, kp))
+        return;
+    for (int32_t h = 1; h <= H; h++) {
+        int32_t t = target_layer(p, h);
+        const float *row = policy_qrow(p, t);
+        ec_rank(row, p->E, p->rank, kp);
+        for (int32_t j = 0; j < kp; j++) {
+            int32_t e = p->rank[j];
+            if (!(row[e] > 0) || p->c->where[cache_key(p->c, t, e)] >= 0)
+                continue;
+            int32_t v = victim_prefetch(p, t);
+            if (v >= 0)
+                plan_queue(p, v, t, e, p->step + h, row[e]);
+        }
+    }
+}
+
+/*
+ * gated: a prefetch of an expert with probability q of use, h steps ahead,
+ * is queued only when q * saved > (1 - q) * transfer + value(victim), where
+ * saved = min(transfer, h * idle) is the stall it can hide - idle being the
+ * link time per step left over by the transfers already going on (step
+ * time - transfers started per step, a moving average, x transfer): on a
+ * saturated link a prefetch only reorders transfers and hides nothing -, transfer
+ * the time a wrong prefetch occupies the link, and value(victim) =
+ * max(q(victim at its next occurrence), regret rate) * transfer the
+ * expected reload cost of what it evicts (0 for an empty slot). The regret
+ * rate - how often this cache's evictions were asked for again at their
+ * next occurrence - keeps a predictor blind to recency (a layer prior)
+ * from valuing a just-used expert at its average frequency. q itself is
+ * the predictor's probability scaled by its calibration on this cache:
+ * realised / predicted use of the prefetches resolved so far (capped at 1,
+ * add-one smoothed), so an over-confident predictor is discounted.
+ */
+void plan_gated(ec_policy *p)
+{
+    int32_t H = p->cfg.horizon, kp = prefetch_k(p);
+    double transfer = p->cfg.transfer_ms, step_ms = p->cfg.compute_ms;
+    if (!(transfer > 0))
+        return;
+    /* link time left idle per step by the transfers already going on: a
+     * prefetch only hides stall if it uses otherwise idle link time */
+    double idle = step_ms - p->load_rate * transfer;
+    if (!(idle > 0) || !keep_present(p, H, kp))
+        return;
+    for (int32_t h = 1; h <= H; h++) {
+        int32_t t = target_layer(p, h);
+        const float *row = policy_qrow(p, t);
+        double saved = EC_MIN(transfer, h * idle);
+        ec_rank(row, p->E, p->rank, kp);
+        double calib = policy_calibration(p);
+        for (int32_t j = 0; j < kp; j++) {
+            int32_t e = p->rank[j];
+            double q = row[e] * calib;
+            if (!(q * saved > (1.0 - q) * transfer) || p->c->where[cache_key(p->c, t, e)] >= 0)
+                continue;
+            int32_t v = victim_prefetch(p, t);
+            if (v < 0)
+                continue;
+            const ec_slot *vs = &p->c->slots[v];
+            double value = 0;
+            if (vs->state != EC_SLOT_EMPTY) {
+                const float *vrow = policy_qrow(p, vs->layer);
+                double qv = vrow ? vrow[vs->expert] : 1.0, r = policy_regret_rate(p);
+                value = (qv > r ? qv : r) * transfer;
+            }
+            if (q * saved > (1.0 - q) * transfer + value)
+                plan_queue(p, v, t, e, p->step + h, q);
+        }
+    }
+}
+
+/*
+ * oracle: every expert of the next max(horizon, n_layers) steps that is not
+ * on the device is queued, nearest first, when its pool has a victim whose
+ * next use comes after the need (Belady: never evict something needed
+ * sooner than what replaces it). Once a pool has no such victim for a need,
+ * it has none for any later need of this plan (the candidates for a later
+ * need are a subset), so the pool is skipped from then on.
+ */
+void plan_oracle(ec_policy *p)
+{
+    int32_t W = EC_MAX(p->cfg.horizon, p->L);
+    for (int32_t h = 1; h <= W; h++) {
+        int64_t need = p->step + h;
+        int32_t t = -1;
+        int32_t n = p->fut.experts_at(p->fut.ctx, need, &t, p->fut_ex);
+        if (n <= 0 || t < 0 || t >= p->L)
+            break;
+        int32_t pool = p->c->per_layer > 0 ? t : 0;
+        for (int32_t j = 0; j < n && j < p->E && p->pool_full[pool] != p->serial; j++) {
+            int32_t e = p->fut_ex[j];
+            if (e < 0 || e >= p->E || p->c->where[cache_key(p->c, t, e)] >= 0)
+                continue;
+            int32_t v = victim_oracle_prefetch(p, t, need);
+            if (v >= 0)
+                plan_queue(p, v, t, e, need, 1.0);
+            else
+                p->pool_full[pool] = p->serial;
+        }
+    }
+}

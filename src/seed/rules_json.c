@@ -1,0 +1,501 @@
+/* Rules JSON: the seed's layout written as json.dump(indent=2) does, read
+ * back from our files and from the seed's own; and the compact model
+ * section of a predictor file. */
+#include "rules.h"
+#include "pywrite.h"
+
+#include <math.h>
+#include <stddef.h>
+#include <string.h>
+
+static const char *const SOURCE_NAMES[] = {"given", "inferred", "default"};
+
+/* The seed keeps the three skip tables under level5.rules.skip_K. */
+static const struct {
+    ec_seed_level lv;
+    const char *name;
+} SKIPS[3] = {{EC_SEED_SKIP2, "skip_2"}, {EC_SEED_SKIP4, "skip_4"}, {EC_SEED_SKIP8, "skip_8"}};
+
+static void write_table(pyw *w, const ec_seed_rules *r, ec_seed_level lv)
+{
+    char key[96];
+    const seed_table *t = &r->lv[lv];
+    pyw_begin_object(w);
+    for (size_t i = 0; i < t->n; i++) {
+        const ec_seed_rule *u = &t->rules[i];
+        seed_key_format(u->key, ec_seed_level_arity(lv), key, sizeof key);
+        pyw_key(w, key);
+        pyw_begin_object(w);
+        pyw_key(w, "prediction");
+        pyw_int(w, u->prediction);
+        pyw_key(w, "confidence");
+        pyw_float(w, u->samples ? (double)u->votes / (double)u->samples : 0.0);
+        pyw_key(w, "votes");
+        pyw_int(w, u->votes);
+        pyw_key(w, "samples");
+        pyw_int(w, u->samples);
+        pyw_end_object(w);
+    }
+    pyw_end_object(w);
+}
+
+ec_status ec_seed_rules_write(const ec_seed_rules *r, FILE *f, ec_error *err)
+{
+    if (!r || !f)
+        return ec_error_set(err, EC_ERR_INVALID, "ec_seed_rules_write: NULL argument");
+    pyw w;
+    pyw_init(&w, f);
+    pyw_begin_object(&w);
+    pyw_key(&w, "metadata");
+    pyw_begin_object(&w);
+    pyw_key(&w, "tool");
+    pyw_string(&w, "expertcast " EC_VERSION_STRING);
+    pyw_key(&w, "training_files");
+    pyw_begin_array(&w);
+    for (size_t i = 0; i < r->n_train; i++)
+        pyw_string(&w, r->train_files[i]);
+    pyw_end_array(&w);
+    pyw_key(&w, "num_training_files");
+    pyw_int(&w, (int64_t)r->n_train);
+    pyw_key(&w, "num_journeys");
+    pyw_int(&w, (int64_t)r->n_journeys);
+    pyw_key(&w, "n_layers");
+    pyw_int(&w, r->n_layers);
+    pyw_key(&w, "n_experts");
+    pyw_int(&w, r->n_experts);
+    pyw_key(&w, "n_experts_source");
+    pyw_string(&w, SOURCE_NAMES[r->experts_source]);
+    pyw_key(&w, "k");
+    pyw_int(&w, r->k);
+    pyw_key(&w, "rule_counts");
+    pyw_begin_object(&w);
+    for (int lv = 0; lv < EC_SEED_N_LEVELS; lv++) {
+        pyw_key(&w, ec_seed_level_name((ec_seed_level)lv));
+        pyw_int(&w, (int64_t)r->lv[lv].n);
+    }
+    pyw_end_object(&w);
+    pyw_end_object(&w);
+    for (int lv = EC_SEED_L1; lv <= EC_SEED_L4; lv++) {
+        pyw_key(&w, ec_seed_level_name((ec_seed_level)lv));
+        pyw_begin_object(&w);
+        pyw_key(&w, "description");
+        pyw_string(&w, ec_seed_level_description((ec_seed_level)lv));
+        pyw_key(&w, "rules");
+        write_table(&w, r, (ec_seed_level)lv);
+        pyw_end_object(&w);
+    }
+    pyw_key(&w, "level5");
+    pyw_begin_object(&w);
+    pyw_key(&w, "description");
+    pyw_string(&w, "(Layer, Expert) -> Expert at Layer+K");
+    pyw_key(&w, "rules");
+    pyw_begin_object(&w);
+    for (int i = 0; i < 3; i++) {
+        pyw_key(&w, SKIPS[i].name);
+        write_table(&w, r, SKIPS[i].lv);
+    }
+    pyw_end_object(&w);
+    pyw_end_object(&w);
+    pyw_end_object(&w);
+    return pyw_finish(&w, err);
+}
+
+ec_status ec_seed_rules_save(const ec_seed_rules *r, const char *path, ec_error *err)
+{
+    if (!r || !path)
+        return ec_error_set(err, EC_ERR_INVALID, "ec_seed_rules_save: NULL argument");
+    ec_outfile *o;
+    FILE *f;
+    ec_status s = ec_outfile_open(path, &o, &f, err);
+    if (s)
+        return s;
+    if ((s = ec_seed_rules_write(r, f, err))) {
+        ec_outfile_abort(o);
+        char msg[EC_ERROR_MAX];
+        snprintf(msg, sizeof msg, "%s", err ? err->message : "");
+        return ec_error_set(err, s, "%s: %s", path, msg);
+    }
+    return ec_outfile_commit(o, err);
+}
+
+/* ---- reading ---------------------------------------------------------------- */
+
+/* An integral JSON number in [lo, hi] at obj.field; def when absent and
+ * not required. where names the object for messages. */
+static ec_status get_int(const cJSON *obj, const char *field, int required, int64_t def,
+                         int64_t lo, int64_t hi, int64_t *out, const char *path,
+                         const char *where, ec_error *err)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, field);
+    if (!v) {
+        if (required)
+            return ec_error_set(err, EC_ERR_PARSE, "%s: field '%s%s': missing", path, where,
+                                field);
+        *out = def;
+        return EC_OK;
+    }
+    double d = cJSON_IsNumber(v) ? v->valuedouble : NAN;
+    if (!isfinite(d) || d != floor(d))
+        return ec_error_set(err, EC_ERR_PARSE, "%s: field '%s%s': expected an integer", path,
+                            where, field);
+    if (d < (double)lo || d > (double)hi)
+        return ec_error_set(err, EC_ERR_PARSE, "%s: field '%s%s': %.0f is out of range [%lld, %lld]",
+                            path, where, field, d, (long long)lo, (long long)hi);
+    *out = (int64_t)d;
+    return EC_OK;
+}
+
+static ec_status parse_table(ec_seed_rules *r, ec_seed_level lv, const cJSON *rules,
+                             const char *path, const char *where, ec_error *err)
+{
+    if (!cJSON_IsObject(rules))
+        return ec_error_set(err, EC_ERR_PARSE, "%s: field '%s': expected an object", path,
+                            where);
+    int32_t arity = ec_seed_level_arity(lv);
+    const cJSON *it;
+    cJSON_ArrayForEach(it, rules)
+    {
+        char at[256];
+        snprintf(at, sizeof at, "%s.%s.", where, it->string);
+        int32_t key[4];
+        if (seed_key_parse(it->string, arity, key) || key[0] >= EC_MAX_LAYERS)
+            return ec_error_set(err, EC_ERR_PARSE,
+                                "%s: field '%s.%s': expected a key like %s", path, where,
+                                it->string, arity == 2 ? "\"(5, 6)\"" : arity == 3 ? "\"(5, 0, 6)\"" : "\"(5, 3, 0, 6)\"");
+        for (int32_t i = 1; i < arity; i++)
+            if (key[i] >= EC_MAX_EXPERTS)
+                return ec_error_set(err, EC_ERR_PARSE, "%s: field '%s.%s': expert id %d too large",
+                                    path, where, it->string, key[i]);
+        if (!cJSON_IsObject(it))
+            return ec_error_set(err, EC_ERR_PARSE, "%s: field '%s.%s': expected an object",
+                                path, where, it->string);
+        int64_t pred, samples, votes;
+        ec_status s;
+        if ((s = get_int(it, "prediction", 1, 0, 0, EC_MAX_EXPERTS - 1, &pred, path, at, err)) ||
+            (s = get_int(it, "samples", 0, 1, 1, INT32_MAX, &samples, path, at, err)))
+            return s;
+        /* votes: given, else confidence * samples, else every sample */
+        const cJSON *conf = cJSON_GetObjectItemCaseSensitive(it, "confidence");
+        int64_t def = samples;
+        if (cJSON_IsNumber(conf) && conf->valuedouble > 0 && conf->valuedouble <= 1)
+            def = EC_MAX(1, (int64_t)llround(conf->valuedouble * (double)samples));
+        if ((s = get_int(it, "votes", 0, def, 1, samples, &votes, path, at, err)))
+            return s;
+        ec_seed_rule *u;
+        int created;
+        if (seed_table_get(r, lv, key, &u, &created))
+            return ec_error_set(err, EC_ERR_NOMEM, "%s: out of memory", path);
+        /* A repeated key replaces the earlier value in place, as json.load does. */
+        u->prediction = (int32_t)pred;
+        u->votes = (int32_t)votes;
+        u->samples = (int32_t)samples;
+    }
+    return EC_OK;
+}
+
+/* Checks every key and prediction against the shape; when the file did not
+ * give it (defaulted), raises the shape instead. */
+static ec_status fit_shape(ec_seed_rules *r, int layers_given, const char *path, ec_error *err)
+{
+    int32_t max_id = -1;
+    for (int lv = 0; lv < EC_SEED_N_LEVELS; lv++) {
+        const seed_table *t = &r->lv[lv];
+        for (size_t i = 0; i < t->n; i++) {
+            const ec_seed_rule *u = &t->rules[i];
+            int32_t need = u->key[0] + 1 + ec_seed_level_distance((ec_seed_level)lv);
+            if (need > r->n_layers) {
+                if (layers_given)
+                    return ec_error_set(err, EC_ERR_PARSE,
+                                        "%s: field '%s': a rule at layer %d needs %d layers but "
+                                        "metadata.n_layers is %d",
+                                        path, ec_seed_level_name((ec_seed_level)lv), u->key[0],
+                                        need, r->n_layers);
+                r->n_layers = need;
+            }
+            max_id = EC_MAX(max_id, u->prediction);
+            for (int32_t j = 1; j < ec_seed_level_arity((ec_seed_level)lv); j++)
+                max_id = EC_MAX(max_id, u->key[j]);
+        }
+    }
+    if (max_id >= r->n_experts) {
+        if (r->experts_source != EC_SEED_SHAPE_DEFAULT)
+            return ec_error_set(err, EC_ERR_PARSE,
+                                "%s: field 'metadata.n_experts': expert id %d seen but n_experts "
+                                "is %d",
+                                path, max_id, r->n_experts);
+        r->n_experts = max_id + 1;
+    }
+    return EC_OK;
+}
+
+static ec_status parse_metadata(ec_seed_rules *r, const cJSON *meta, int *layers_given,
+                                const char *path, ec_error *err)
+{
+    int64_t v;
+    ec_status s;
+    *layers_given = 0;
+    r->n_layers = 32; /* Mixtral-8x7B, the model the seed was written for */
+    r->n_experts = 8;
+    r->k = 2;
+    r->experts_source = EC_SEED_SHAPE_DEFAULT;
+    r->shape_defaulted = 1;
+    if (!meta)
+        return EC_OK;
+    if (!cJSON_IsObject(meta))
+        return ec_error_set(err, EC_ERR_PARSE, "%s: field 'metadata': expected an object", path);
+    if (cJSON_GetObjectItemCaseSensitive(meta, "n_layers")) {
+        if ((s = get_int(meta, "n_layers", 1, 0, 1, EC_MAX_LAYERS, &v, path, "metadata.", err)))
+            return s;
+        r->n_layers = (int32_t)v;
+        *layers_given = 1;
+        r->shape_defaulted = 0;
+    }
+    if (cJSON_GetObjectItemCaseSensitive(meta, "n_experts")) {
+        if ((s = get_int(meta, "n_experts", 1, 0, 1, EC_MAX_EXPERTS, &v, path, "metadata.", err)))
+            return s;
+        r->n_experts = (int32_t)v;
+        r->experts_source = EC_SEED_SHAPE_GIVEN;
+        const cJSON *src = cJSON_GetObjectItemCaseSensitive(meta, "n_experts_source");
+        if (cJSON_IsString(src) && strcmp(src->valuestring, "inferred") == 0)
+            r->experts_source = EC_SEED_SHAPE_INFERRED;
+    }
+    if ((s = get_int(meta, "k", 0, 2, 1, EC_MAX_K, &v, path, "metadata.", err)))
+        return s;
+    r->k = (int32_t)v;
+    if ((s = get_int(meta, "num_journeys", 0, 0, 0, INT64_MAX / 2, &v, path, "metadata.", err)))
+        return s;
+    r->n_journeys = (size_t)v;
+    const cJSON *files = cJSON_GetObjectItemCaseSensitive(meta, "training_files");
+    if (cJSON_IsArray(files)) {
+        size_t n = (size_t)cJSON_GetArraySize(files);
+        if (n && !(r->train_files = ec_calloc(n, sizeof *r->train_files)))
+            return ec_error_set(err, EC_ERR_NOMEM, "%s: out of memory", path);
+        const cJSON *f;
+        cJSON_ArrayForEach(f, files)
+        {
+            if (!cJSON_IsString(f))
+                return ec_error_set(err, EC_ERR_PARSE,
+                                    "%s: field 'metadata.training_files': expected strings", path);
+            if (!(r->train_files[r->n_train] = ec_strdup(f->valuestring)))
+                return ec_error_set(err, EC_ERR_NOMEM, "%s: out of memory", path);
+            r->n_train++;
+        }
+    }
+    return EC_OK;
+}
+
+ec_status seed_rules_parse(const cJSON *root, const char *path, ec_seed_rules **out,
+                           ec_error *err)
+{
+    *out = NULL;
+    if (!cJSON_IsObject(root))
+        return ec_error_set(err, EC_ERR_PARSE, "%s: expected a JSON object of rule levels", path);
+    ec_seed_rules *r = seed_rules_new();
+    if (!r)
+        return ec_error_set(err, EC_ERR_NOMEM, "%s: out of memory", path);
+    int layers_given;
+    ec_status s = parse_metadata(r, cJSON_GetObjectItemCaseSensitive(root, "metadata"),
+                                 &layers_given, path, err);
+    for (int lv = EC_SEED_L1; lv <= EC_SEED_L4 && s == EC_OK; lv++) {
+        const char *name = ec_seed_level_name((ec_seed_level)lv);
+        const cJSON *level = cJSON_GetObjectItemCaseSensitive(root, name);
+        char where[64];
+        snprintf(where, sizeof where, "%s.rules", name);
+        if (!cJSON_IsObject(level))
+            s = ec_error_set(err, EC_ERR_PARSE, "%s: field '%s': %s", path, name,
+                             level ? "expected an object" : "missing (not a rules file?)");
+        else
+            s = parse_table(r, (ec_seed_level)lv,
+                            cJSON_GetObjectItemCaseSensitive(level, "rules"), path, where, err);
+    }
+    const cJSON *l5 = cJSON_GetObjectItemCaseSensitive(root, "level5");
+    if (s == EC_OK && l5) {
+        const cJSON *rules = cJSON_GetObjectItemCaseSensitive(l5, "rules");
+        if (!cJSON_IsObject(rules))
+            s = ec_error_set(err, EC_ERR_PARSE, "%s: field 'level5.rules': expected an object",
+                             path);
+        for (int i = 0; i < 3 && s == EC_OK; i++) {
+            const cJSON *tab = cJSON_GetObjectItemCaseSensitive(rules, SKIPS[i].name);
+            char where[64];
+            snprintf(where, sizeof where, "level5.rules.%s", SKIPS[i].name);
+            if (tab)
+                s = parse_table(r, SKIPS[i].lv, tab, path, where, err);
+        }
+    }
+    if (s == EC_OK)
+        s = fit_shape(r, layers_given, path, err);
+    if (s) {
+        ec_seed_rules_destroy(r);
+        return s;
+    }
+    for (int lv = 0; lv < EC_SEED_N_LEVELS; lv++) {
+        ec_free(r->lv[lv].head);
+        ec_free(r->lv[lv].tail);
+        r->lv[lv].head = r->lv[lv].tail = NULL;
+        r->lv[lv].cap_head = r->lv[lv].cap_tail = 0;
+    }
+    *out = r;
+    return EC_OK;
+}
+
+/* Reads a whole file (NUL-terminated). */
+static ec_status slurp(const char *path, char **out, size_t *len, ec_error *err)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return ec_error_set(err, EC_ERR_IO, "%s: cannot open", path);
+    size_t cap = 0, n = 0;
+    char *buf = NULL;
+    for (;;) {
+        if (ec_grow((void **)&buf, &cap, n + 65536, 1)) {
+            ec_free(buf);
+            fclose(f);
+            return ec_error_set(err, EC_ERR_NOMEM, "%s: out of memory", path);
+        }
+        size_t got = fread(buf + n, 1, cap - n - 1, f);
+        n += got;
+        if (got == 0)
+            break;
+    }
+    int bad = ferror(f);
+    fclose(f);
+    if (bad) {
+        ec_free(buf);
+        return ec_error_set(err, EC_ERR_IO, "%s: read error (is it a directory?)", path);
+    }
+    buf[n] = '\0';
+    *out = buf;
+    *len = n;
+    return EC_OK;
+}
+
+ec_status ec_seed_rules_load(const char *path, ec_seed_rules **out, ec_error *err)
+{
+    if (!path || !out)
+        return ec_error_set(err, EC_ERR_INVALID, "ec_seed_rules_load: NULL argument");
+    *out = NULL;
+    char *text = NULL;
+    size_t len = 0;
+    ec_status s = slurp(path, &text, &len, err);
+    if (s)
+        return s;
+    size_t failures = ec_alloc_failures();
+    const char *end = NULL;
+    /* one JSON document: trailing data (a JSONL file?) is an error */
+    cJSON *root = cJSON_ParseWithLengthOpts(text, len + 1, &end, 1);
+    ptrdiff_t at = end ? end - text : 0;
+    ec_free(text);
+    if (!root)
+        return ec_alloc_failures() != failures
+                   ? ec_error_set(err, EC_ERR_NOMEM, "%s: out of memory", path)
+                   : ec_error_set(err, EC_ERR_PARSE,
+                                  "%s: not valid JSON (near byte %td; a rules file is one JSON "
+                                  "document)",
+                                  path, at);
+    s = seed_rules_parse(root, path, out, err);
+    cJSON_Delete(root);
+    return s;
+}
+
+/* ---- the model section of a predictor file ----------------------------------- */
+
+cJSON *seed_rules_to_cjson(const ec_seed_rules *r)
+{
+    cJSON *obj = cJSON_CreateObject();
+    for (int lv = 0; obj && lv < EC_SEED_N_LEVELS; lv++) {
+        cJSON *arr = cJSON_CreateArray();
+        if (!arr || !cJSON_AddItemToObject(obj, ec_seed_level_name((ec_seed_level)lv), arr)) {
+            cJSON_Delete(arr);
+            cJSON_Delete(obj);
+            return NULL;
+        }
+        int32_t arity = ec_seed_level_arity((ec_seed_level)lv);
+        for (size_t i = 0; i < r->lv[lv].n; i++) {
+            const ec_seed_rule *u = &r->lv[lv].rules[i];
+            int v[7];
+            for (int32_t j = 0; j < arity; j++)
+                v[j] = u->key[j];
+            v[arity] = u->prediction;
+            v[arity + 1] = u->votes;
+            v[arity + 2] = u->samples;
+            cJSON *row = cJSON_CreateIntArray(v, arity + 3);
+            if (!row || !cJSON_AddItemToArray(arr, row)) {
+                cJSON_Delete(row);
+                cJSON_Delete(obj);
+                return NULL;
+            }
+        }
+    }
+    return obj;
+}
+
+ec_status seed_rules_from_cjson(const cJSON *model, int32_t n_layers, int32_t n_experts,
+                                int32_t k, const char *path, ec_seed_rules **out,
+                                ec_error *err)
+{
+    *out = NULL;
+    ec_seed_rules *r = seed_rules_new();
+    if (!r)
+        return ec_error_set(err, EC_ERR_NOMEM, "%s: out of memory", path);
+    r->n_layers = n_layers;
+    r->n_experts = n_experts;
+    r->k = k;
+    ec_status s = EC_OK;
+    for (int lv = 0; lv < EC_SEED_N_LEVELS && s == EC_OK; lv++) {
+        const char *name = ec_seed_level_name((ec_seed_level)lv);
+        const cJSON *arr = cJSON_GetObjectItemCaseSensitive(model, name);
+        int32_t arity = ec_seed_level_arity((ec_seed_level)lv);
+        if (!cJSON_IsArray(arr)) {
+            s = ec_error_set(err, EC_ERR_PARSE, "%s: field 'model.%s': expected an array", path,
+                             name);
+            break;
+        }
+        const cJSON *row;
+        size_t idx = 0;
+        cJSON_ArrayForEach(row, arr)
+        {
+            int32_t v[7];
+            int ok = cJSON_IsArray(row) && cJSON_GetArraySize(row) == arity + 3;
+            int j = 0;
+            const cJSON *x;
+            if (ok)
+                cJSON_ArrayForEach(x, row)
+                {
+                    double d = cJSON_IsNumber(x) ? x->valuedouble : -1;
+                    if (!(d >= 0 && d <= INT32_MAX && d == floor(d)))
+                        ok = 0;
+                    else
+                        v[j++] = (int32_t)d;
+                }
+            if (ok) {
+                ok = v[0] <= n_layers - 1 - ec_seed_level_distance((ec_seed_level)lv) &&
+                     v[arity] < n_experts && v[arity + 1] >= 1 && v[arity + 1] <= v[arity + 2];
+                for (int32_t i = 1; i < arity; i++)
+                    ok = ok && v[i] < n_experts;
+            }
+            if (!ok) {
+                s = ec_error_set(err, EC_ERR_PARSE,
+                                 "%s: field 'model.%s[%zu]': expected [layer, experts..., "
+                                 "prediction, votes, samples] within the model's shape",
+                                 path, name, idx);
+                break;
+            }
+            ec_seed_rule *u;
+            int created;
+            if (seed_table_get(r, (ec_seed_level)lv, v, &u, &created)) {
+                s = ec_error_set(err, EC_ERR_NOMEM, "%s: out of memory", path);
+                break;
+            }
+            u->prediction = v[arity];
+            u->votes = v[arity + 1];
+            u->samples = v[arity + 2];
+            idx++;
+        }
+    }
+    if (s) {
+        ec_seed_rules_destroy(r);
+        return s;
+    }
+    *out = r;
+    return EC_OK;
+}

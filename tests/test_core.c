@@ -1,0 +1,149 @@
+/* Core utilities: status names, atomic output files, history ring, ranking, prior. */
+#include "testutil.h"
+
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+Test(core, every_status_has_a_distinct_name)
+{
+    for (int a = EC_OK; a <= EC_ERR_BUSY; a++)
+        for (int b = a + 1; b <= EC_ERR_BUSY; b++)
+            cr_assert_str_neq(ec_status_str((ec_status)a), ec_status_str((ec_status)b));
+    cr_assert_str_eq(ec_status_str((ec_status)999), "unknown status");
+}
+
+Test(core, outfile_commit_replaces_and_abort_keeps_the_old_file)
+{
+    const char *d = tu_tmpdir();
+    const char *p = tu_write(d, "out.txt", "old\n");
+    ec_outfile *o;
+    FILE *f;
+    cr_assert_eq(ec_outfile_open(p, &o, &f, NULL), EC_OK);
+    fputs("half", f);
+    ec_outfile_abort(o);
+    char *text = tu_read(p, NULL);
+    cr_assert_str_eq(text, "old\n");
+    free(text);
+    cr_assert_eq(ec_outfile_open(p, &o, &f, NULL), EC_OK);
+    fputs("new\n", f);
+    cr_assert_eq(ec_outfile_commit(o, NULL), EC_OK);
+    text = tu_read(p, NULL);
+    cr_assert_str_eq(text, "new\n");
+    free(text);
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "test $(ls %s | wc -l) -eq 1", d);
+    cr_assert_eq(system(cmd), 0, "a temporary file was left behind");
+}
+
+Test(core, outfile_in_a_missing_directory_fails_cleanly)
+{
+    ec_outfile *o;
+    FILE *f;
+    ec_error err = {0};
+    cr_assert_eq(ec_outfile_open("/nonexistent-dir/x.json", &o, &f, &err), EC_ERR_IO);
+    cr_assert_null(o);
+    cr_assert(strstr(err.message, "/nonexistent-dir/x.json: cannot create"), "%s", err.message);
+}
+
+Test(history, tokens_advance_when_the_layer_goes_back)
+{
+    ec_history *h;
+    cr_assert_eq(ec_history_create(3, 8, 2, 2, &h), EC_OK);
+    int16_t a[2] = {1, 2}, b[2] = {3, 4}, c[2] = {5, 6};
+    ec_history_observe(h, 0, a);
+    ec_history_observe(h, 1, b);
+    cr_assert_eq(ec_history_layer(h), 1);
+    cr_assert_eq(ec_history_tokens(h), 1);
+    ec_history_observe(h, 0, c); /* new token */
+    cr_assert_eq(ec_history_tokens(h), 2);
+    cr_assert_eq(ec_history_get(h, 0, 0)[0], 5);
+    cr_assert_null(ec_history_get(h, 0, 1), "layer 1 of the new token is not known yet");
+    cr_assert_eq(ec_history_get(h, 1, 1)[1], 4);
+    int next;
+    cr_assert_eq(ec_history_target(h, 1, &next), 1);
+    cr_assert_eq(next, 0);
+    cr_assert_eq(ec_history_target(h, 3, &next), 0);
+    cr_assert_eq(next, 1);
+    cr_assert_eq(ec_history_target(h, 0, &next), -1);
+    ec_history_destroy(h);
+}
+
+Test(history, older_than_depth_is_forgotten)
+{
+    ec_history *h;
+    cr_assert_eq(ec_history_create(1, 8, 1, 1, &h), EC_OK);
+    for (int16_t t = 0; t < 4; t++)
+        ec_history_observe(h, 0, &t);
+    cr_assert_eq(ec_history_get(h, 0, 0)[0], 3);
+    cr_assert_eq(ec_history_get(h, 1, 0)[0], 2);
+    cr_assert_null(ec_history_get(h, 2, 0));
+    ec_history_reset(h);
+    cr_assert_null(ec_history_get(h, 0, 0));
+    ec_history_destroy(h);
+    ec_history_destroy(NULL);
+}
+
+Test(rank, orders_by_probability_then_lower_id)
+{
+    float p[6] = {0.1f, 0.3f, 0.05f, 0.3f, 0.2f, 0.05f};
+    int32_t idx[4];
+    ec_rank(p, 6, idx, 4);
+    cr_assert_eq(idx[0], 1);
+    cr_assert_eq(idx[1], 3);
+    cr_assert_eq(idx[2], 4);
+    cr_assert_eq(idx[3], 0);
+}
+
+Test(prior, predicts_the_layer_frequency_and_round_trips)
+{
+    ec_synth_opts o;
+    ec_synth_opts_default(&o);
+    o.n_layers = 4;
+    ec_trace *t;
+    cr_assert_eq(ec_synth_generate(&o, &t, NULL), EC_OK);
+    ec_predictor *p, *q;
+    cr_assert_eq(ec_predictor_create("prior", NULL, &p, NULL), EC_OK);
+    cr_assert_eq(ec_predictor_fit(p, t, NULL), EC_OK);
+    ec_history *h;
+    cr_assert_eq(ec_history_create(4, 8, 2, 1, &h), EC_OK);
+    ec_history_observe(h, 0, ec_trace_experts(t, 0, 0));
+    float a[8], b[8], sum = 0;
+    cr_assert_eq(ec_predictor_predict(p, h, 1, a), 1);
+    for (int e = 0; e < 8; e++)
+        sum += a[e];
+    cr_assert_float_eq(sum, 1.0f, 1e-5);
+    /* the most frequent expert at layer 1 gets the highest probability */
+    int count[8] = {0}, best = 0;
+    for (size_t r = 0; r < t->n_rows; r++)
+        for (int i = 0; i < 2; i++)
+            count[ec_trace_experts(t, r, 1)[i]]++;
+    for (int e = 1; e < 8; e++)
+        if (count[e] > count[best])
+            best = e;
+    int32_t top;
+    ec_rank(a, 8, &top, 1);
+    cr_assert_eq(top, best);
+    const char *d = tu_tmpdir();
+    char path[512];
+    snprintf(path, sizeof path, "%s/prior.json", d);
+    ec_error err = {0};
+    cr_assert_eq(ec_predictor_save(p, path, &err), EC_OK, "%s", err.message);
+    cr_assert_eq(ec_predictor_load(path, &q, &err), EC_OK, "%s", err.message);
+    cr_assert_eq(ec_predictor_predict(q, h, 1, b), 1);
+    for (int e = 0; e < 8; e++)
+        cr_assert_float_eq(a[e], b[e], 1e-6);
+    ec_predictor_destroy(p);
+    ec_predictor_destroy(q);
+    ec_history_destroy(h);
+    ec_trace_destroy(t);
+}
+
+Test(predictor, unknown_name_is_not_found)
+{
+    ec_predictor *p;
+    ec_error err = {0};
+    cr_assert_eq(ec_predictor_create("nope", NULL, &p, &err), EC_ERR_NOT_FOUND);
+    cr_assert_null(p);
+    cr_assert(strstr(err.message, "unknown predictor 'nope'"));
+}
