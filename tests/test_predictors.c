@@ -8,10 +8,19 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* The predictors written in this module; the loops below also visit every
- * registered name that fits from a trace alone. */
+/* The predictors of this module must be registered; the property tests
+ * below visit every registered predictor (the seed levels too). */
 static const char *const MINE[] = {"prior", "ngram", "temporal", "logistic", "mix"};
 #define N_MINE (sizeof MINE / sizeof *MINE)
+
+static size_t n_all(void)
+{
+    size_t n = 0;
+    while (ec_predictor_names()[n])
+        n++;
+    return n;
+}
+#define ALL (ec_predictor_names())
 
 static ec_trace *synth(int32_t L, int32_t E, int32_t K, int32_t seqs, int32_t tokens,
                        uint64_t seed)
@@ -95,17 +104,17 @@ Test(predictors, distributions_sum_to_one_at_every_horizon)
         const int32_t L = shapes[sh][0], E = shapes[sh][1], K = shapes[sh][2];
         ec_trace *t = synth(L, E, K, 3, 24, 1);
         float *probs = malloc((size_t)24 * L * L * E * sizeof *probs);
-        for (size_t i = 0; i < N_MINE; i++) {
-            ec_predictor *p = fitted(MINE[i], t, NULL);
+        for (size_t i = 0; i < n_all(); i++) {
+            ec_predictor *p = fitted(ALL[i], t, NULL);
             size_t n = replay(p, t, 1, L, probs, NULL);
             for (size_t c = 0; c < n; c++) {
                 double sum = 0;
                 for (int32_t e = 0; e < E; e++) {
                     float v = probs[c * (size_t)E + (size_t)e];
-                    cr_assert(isfinite(v) && v >= 0.0f, "%s: p = %g", MINE[i], v);
+                    cr_assert(isfinite(v) && v >= 0.0f, "%s: p = %g", ALL[i], v);
                     sum += v;
                 }
-                cr_assert_float_eq(sum, 1.0, 1e-4, "%s (E=%d) case %zu sums to %g", MINE[i], E,
+                cr_assert_float_eq(sum, 1.0, 1e-4, "%s (E=%d) case %zu sums to %g", ALL[i], E,
                                    c, sum);
             }
             ec_predictor_destroy(p);
@@ -121,20 +130,20 @@ Test(predictors, save_and_load_predict_bit_for_bit_the_same)
     ec_trace *t = synth(6, 8, 2, 3, 24, 2);
     const size_t cap = (size_t)24 * 6 * 6 * 8;
     float *a = malloc(cap * sizeof *a), *b = malloc(cap * sizeof *b);
-    for (size_t i = 0; i < N_MINE; i++) {
+    for (size_t i = 0; i < n_all(); i++) {
         ec_predictor_opts o = {.max_horizon = 6};
-        ec_predictor *p = fitted(MINE[i], t, &o), *q;
+        ec_predictor *p = fitted(ALL[i], t, &o), *q;
         char path[1024];
-        snprintf(path, sizeof path, "%s/%s.json", d, MINE[i]);
+        snprintf(path, sizeof path, "%s/%s.json", d, ALL[i]);
         ec_error err = {0};
-        cr_assert_eq(ec_predictor_save(p, path, &err), EC_OK, "%s: %s", MINE[i], err.message);
-        cr_assert_eq(ec_predictor_load(path, &q, &err), EC_OK, "%s: %s", MINE[i], err.message);
-        cr_assert_str_eq(ec_predictor_name(q), MINE[i]);
+        cr_assert_eq(ec_predictor_save(p, path, &err), EC_OK, "%s: %s", ALL[i], err.message);
+        cr_assert_eq(ec_predictor_load(path, &q, &err), EC_OK, "%s: %s", ALL[i], err.message);
+        cr_assert_str_eq(ec_predictor_name(q), ALL[i]);
         cr_assert_eq(ec_predictor_history_depth(q), ec_predictor_history_depth(p));
         size_t n = replay(p, t, 0, 6, a, NULL);
         cr_assert_eq(replay(q, t, 0, 6, b, NULL), n);
         cr_assert(memcmp(a, b, n * 8 * sizeof *a) == 0, "%s: loaded model predicts differently",
-                  MINE[i]);
+                  ALL[i]);
         ec_predictor_destroy(p);
         ec_predictor_destroy(q);
     }
@@ -149,8 +158,8 @@ Test(predictors, predict_never_allocates)
     tu_alloc_install(&st);
     ec_trace *t = synth(6, 8, 2, 2, 20, 3);
     float *probs = malloc((size_t)20 * 6 * 4 * 8 * sizeof *probs);
-    for (size_t i = 0; i < N_MINE; i++) {
-        ec_predictor *p = fitted(MINE[i], t, NULL);
+    for (size_t i = 0; i < n_all(); i++) {
+        ec_predictor *p = fitted(ALL[i], t, NULL);
         ec_history *h;
         cr_assert_eq(ec_history_create(6, 8, 2, ec_predictor_history_depth(p) + 1, &h), EC_OK);
         size_t before = st.calls;
@@ -161,7 +170,7 @@ Test(predictors, predict_never_allocates)
                 for (int32_t hz = 1; hz <= 6; hz++)
                     ec_predictor_predict(p, h, hz, probs);
             }
-        cr_assert_eq(st.calls, before, "%s: %zu allocations while predicting", MINE[i],
+        cr_assert_eq(st.calls, before, "%s: %zu allocations while predicting", ALL[i],
                      st.calls - before);
         ec_history_destroy(h);
         ec_predictor_destroy(p);
@@ -176,19 +185,19 @@ Test(predictors, same_seed_same_model_other_seed_other_logistic)
 {
     const char *d = tu_tmpdir();
     ec_trace *t = synth(6, 8, 2, 3, 24, 4);
-    for (size_t i = 0; i < N_MINE; i++) {
+    for (size_t i = 0; i < n_all(); i++) {
         ec_predictor_opts o = {.seed = 11};
         char p1[1024], p2[1024], h1[65], h2[65];
-        snprintf(p1, sizeof p1, "%s/%s-1.json", d, MINE[i]);
-        snprintf(p2, sizeof p2, "%s/%s-2.json", d, MINE[i]);
+        snprintf(p1, sizeof p1, "%s/%s-1.json", d, ALL[i]);
+        snprintf(p2, sizeof p2, "%s/%s-2.json", d, ALL[i]);
         for (int rep = 0; rep < 2; rep++) {
-            ec_predictor *p = fitted(MINE[i], t, &o);
+            ec_predictor *p = fitted(ALL[i], t, &o);
             cr_assert_eq(ec_predictor_save(p, rep ? p2 : p1, NULL), EC_OK);
             ec_predictor_destroy(p);
         }
         cr_assert_eq(tu_sha256(p1, h1), 0);
         cr_assert_eq(tu_sha256(p2, h2), 0);
-        cr_assert_str_eq(h1, h2, "%s: two fits with one seed differ", MINE[i]);
+        cr_assert_str_eq(h1, h2, "%s: two fits with one seed differ", ALL[i]);
     }
     /* The seed drives the logistic's shuffling: another seed, other weights. */
     ec_predictor_opts o1 = {.seed = 1}, o2 = {.seed = 2};
@@ -223,8 +232,8 @@ Test(predictors, concurrent_predictions_match_serial_ones)
 {
     ec_trace *t = synth(6, 8, 2, 3, 24, 5);
     const size_t cap = (size_t)24 * 6 * 4 * 8;
-    for (size_t i = 0; i < N_MINE; i++) {
-        ec_predictor *p = fitted(MINE[i], t, NULL);
+    for (size_t i = 0; i < n_all(); i++) {
+        ec_predictor *p = fitted(ALL[i], t, NULL);
         float *serial = malloc(cap * sizeof(float));
         job jobs[4];
         pthread_t th[4];
@@ -236,7 +245,7 @@ Test(predictors, concurrent_predictions_match_serial_ones)
         for (int k = 0; k < 4; k++) {
             pthread_join(th[k], NULL);
             cr_assert(memcmp(serial, jobs[k].out, n * 8 * sizeof(float)) == 0,
-                      "%s: thread %d differs", MINE[i], k);
+                      "%s: thread %d differs", ALL[i], k);
             free(jobs[k].out);
         }
         free(serial);
@@ -251,11 +260,11 @@ Test(predictors, every_failed_allocation_in_fit_save_and_load_is_clean)
     ec_trace *t = synth(3, 4, 2, 3, 6, 6);
     tu_alloc_state st = {0};
     tu_alloc_install(&st);
-    for (size_t i = 0; i < N_MINE; i++) {
+    for (size_t i = 0; i < n_all(); i++) {
         char path[1024];
-        snprintf(path, sizeof path, "%s/%s.json", d, MINE[i]);
+        snprintf(path, sizeof path, "%s/%s.json", d, ALL[i]);
         st = (tu_alloc_state){0};
-        ec_predictor *p = fitted(MINE[i], t, NULL);
+        ec_predictor *p = fitted(ALL[i], t, NULL);
         cr_assert_eq(ec_predictor_save(p, path, NULL), EC_OK);
         ec_predictor_destroy(p);
         ec_predictor *q;
@@ -264,7 +273,7 @@ Test(predictors, every_failed_allocation_in_fit_save_and_load_is_clean)
         size_t total = st.calls;
         for (size_t k = 1; k <= total; k++) {
             st = (tu_alloc_state){.fail_at = k};
-            ec_status s = ec_predictor_create(MINE[i], NULL, &p, NULL);
+            ec_status s = ec_predictor_create(ALL[i], NULL, &p, NULL);
             if (s == EC_OK) {
                 s = ec_predictor_fit(p, t, NULL);
                 if (s == EC_OK)
@@ -272,14 +281,14 @@ Test(predictors, every_failed_allocation_in_fit_save_and_load_is_clean)
                 ec_predictor_destroy(p);
             }
             cr_assert(s == EC_OK || s == EC_ERR_NOMEM, "%s: allocation %zu gave status %d",
-                      MINE[i], k, s);
+                      ALL[i], k, s);
             if (s == EC_OK) {
                 s = ec_predictor_load(path, &q, NULL);
                 cr_assert(s == EC_OK || s == EC_ERR_NOMEM, "%s: load, allocation %zu: %d",
-                          MINE[i], k, s);
+                          ALL[i], k, s);
                 ec_predictor_destroy(s == EC_OK ? q : NULL);
             }
-            cr_assert_eq(st.live, 0, "%s: allocation %zu: %ld blocks leaked", MINE[i], k,
+            cr_assert_eq(st.live, 0, "%s: allocation %zu: %ld blocks leaked", ALL[i], k,
                          st.live);
         }
     }
