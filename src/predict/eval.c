@@ -4,6 +4,7 @@
  */
 #include "../core/internal.h"
 #include "expertcast/eval.h"
+#include "replay.h"
 
 #include <math.h>
 #include <string.h>
@@ -48,7 +49,7 @@ typedef struct run {
     size_t *fold_of_train;   /* [train->n_seqs] problem split: fold of each sequence */
     double **cols;           /* [n_results] -> [n_units][n_cols] */
     totals *tot;             /* [n_results] */
-    ec_history *hist;
+    uint8_t *seq_mask;       /* [test->n_seqs] the one sequence being replayed */
     float *probs;            /* [E] */
     int32_t *idx;            /* [rank_m] */
     ec_trace view;           /* token split: the training view */
@@ -243,47 +244,53 @@ static void score(run *R, size_t res, size_t unit, int informed, const int16_t *
     T->layer_n[target]++;
 }
 
-/* Replays test sequence ts with a fitted predictor and scores every horizon. */
+/* What the replay callback needs: the run, the predictor, the test sequence. */
+typedef struct replay_ctx {
+    run *R;
+    const ec_predictor *p;
+    size_t pred;
+    const test_seq *ts;
+    ec_error *err;
+} replay_ctx;
+
+/* After each observation of a test row: predict every horizon and score it. */
+static ec_status score_position(void *ctx, const ec_replay_pos *pos)
+{
+    replay_ctx *c = ctx;
+    run *R = c->R;
+    if (pos->row < c->ts->test_row0)
+        return EC_OK; /* context only (token split) */
+    for (size_t hi = 0; hi < R->n_h; hi++) {
+        int32_t target;
+        int next;
+        const int16_t *actual = ec_replay_target(pos, R->horizons[hi], &target, &next);
+        if (!actual)
+            continue;
+        int ret = ec_predictor_predict(c->p, pos->h, R->horizons[hi], R->probs);
+        if (ret < 0)
+            return ec_error_set(c->err, EC_ERR_STATE,
+                                "predictor '%s' refused horizon %d at layer %d", R->pnames[c->pred],
+                                R->horizons[hi], pos->layer);
+        ec_rank(R->probs, pos->t->n_experts, R->idx, R->rank_m);
+        score(R, c->pred * R->n_h + hi, c->ts->unit0 + (pos->row - c->ts->test_row0), ret > 0,
+              actual, target);
+    }
+    return EC_OK;
+}
+
+/* Replays test sequence ts with a fitted predictor, through a history as
+ * deep as the predictor reads. */
 static ec_status replay(run *R, const ec_predictor *p, size_t pred, const test_seq *ts,
                         ec_error *err)
 {
-    const ec_trace *t = R->test;
-    const ec_seq *sq = &t->seqs[ts->seq];
-    const size_t end = sq->row0 + sq->n_rows;
-    ec_history *h = R->hist;
-    ec_history_reset(h);
-    for (size_t r = sq->row0; r < end; r++) {
-        int first = 1;
-        for (int32_t l = 0; l < t->n_layers; l++) {
-            const int16_t *e = ec_trace_experts(t, r, l);
-            if (e[0] < 0)
-                continue;
-            if (first && r > sq->row0 && l > ec_history_layer(h))
-                ec_history_next_token(h);
-            first = 0;
-            ec_history_observe(h, l, e);
-            if (r < ts->test_row0)
-                continue;
-            for (size_t hi = 0; hi < R->n_h; hi++) {
-                int next;
-                int32_t target = ec_history_target(h, R->horizons[hi], &next);
-                if (target < 0 || r + (size_t)next >= end)
-                    continue;
-                const int16_t *actual = ec_trace_experts(t, r + (size_t)next, target);
-                if (actual[0] < 0)
-                    continue;
-                int ret = ec_predictor_predict(p, h, R->horizons[hi], R->probs);
-                if (ret < 0)
-                    return ec_error_set(err, EC_ERR_STATE,
-                                        "predictor '%s' refused horizon %d at layer %d",
-                                        R->pnames[pred], R->horizons[hi], l);
-                ec_rank(R->probs, t->n_experts, R->idx, R->rank_m);
-                score(R, pred * R->n_h + hi, ts->unit0 + (r - ts->test_row0), ret > 0, actual,
-                      target);
-            }
-        }
-    }
-    return EC_OK;
+    replay_ctx c = {R, p, pred, ts, err};
+    R->seq_mask[ts->seq] = 1;
+    ec_status s = ec_replay_train(R->test, R->seq_mask, EC_MAX(ec_predictor_history_depth(p), 1),
+                                  score_position, &c);
+    R->seq_mask[ts->seq] = 0;
+    if (s && s != EC_ERR_STATE)
+        ec_error_set(err, s, "replaying with '%s': %s", R->pnames[pred], ec_status_str(s));
+    return s;
 }
 
 static ec_status eval_predictor(run *R, size_t pred, ec_eval_result *out_res, ec_error *err)
@@ -434,20 +441,19 @@ static void run_free(run *R)
     ec_free(R->view_seqs);
     ec_free(R->probs);
     ec_free(R->idx);
-    ec_history_destroy(R->hist);
+    ec_free(R->seq_mask);
 }
 
 static ec_status run_alloc(run *R, ec_error *err)
 {
     size_t n_res = R->n_names * R->n_h;
     const ec_trace *t = R->test;
-    int32_t depth = EC_MAX(64, R->popts.tokens_back + 2);
     R->cols = ec_calloc(n_res, sizeof *R->cols);
     R->tot = ec_calloc(n_res, sizeof *R->tot);
     R->probs = ec_malloc((size_t)t->n_experts * sizeof *R->probs);
     R->idx = ec_malloc((size_t)R->rank_m * sizeof *R->idx);
-    int ok = R->cols && R->tot && R->probs && R->idx &&
-             ec_history_create(t->n_layers, t->n_experts, t->k, depth, &R->hist) == EC_OK;
+    R->seq_mask = ec_calloc(EC_MAX(t->n_seqs, 1), 1);
+    int ok = R->cols && R->tot && R->probs && R->idx && R->seq_mask;
     for (size_t i = 0; ok && i < n_res; i++) {
         R->cols[i] = ec_calloc(EC_MAX(R->n_units, 1) * R->n_cols, sizeof **R->cols);
         R->tot[i].layer_recall = ec_calloc((size_t)t->n_layers, sizeof *R->tot[i].layer_recall);
