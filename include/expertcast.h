@@ -11,6 +11,7 @@
 #include "expertcast/core.h"
 #include "expertcast/trace.h"
 #include "expertcast/predict.h"
+#include "expertcast/eval.h"
 #include "expertcast/seed.h"
 #include "expertcast/policy.h"
 #include "expertcast/sim.h"

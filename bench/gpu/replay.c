@@ -46,7 +46,7 @@ static const char *USAGE =
     "  --cache-experts N    device slots per layer (default 4 of 8)\n"
     "  --cache-global N     one pool of N slots instead\n"
     "  --policies LIST      comma-separated (default on-demand,lru,predict,gated,oracle,resident)\n"
-    "  --predictor NAME     for predict and gated (default prior), fitted on the sequences\n"
+    "  --predictor NAME     for predict and gated (default temporal), fitted on the sequences\n"
     "                       not replayed\n"
     "  --horizon H          layers ahead to prefetch for (default 1)\n"
     "  --window W           prefetch copies in flight (default 2)\n"
@@ -78,7 +78,7 @@ static int die(const char *fmt, ...)
 static int parse(int argc, char **argv, args *a)
 {
     *a = (args){.backend = "cuda", .policies = "on-demand,lru,predict,gated,oracle,resident",
-                .predictor = "prior", .layers = 32, .synth_seqs = 4, .synth_tokens = 96,
+                .predictor = "temporal", .layers = 32, .synth_seqs = 4, .synth_tokens = 96,
                 .d_model = 4096, .d_ff = 3584, .cache_experts = 4, .horizon = 1, .window = 2,
                 .tokens = 48, .warmup = 4, .threads = 16, .attn_us = 200};
     for (int i = 1; i < argc; i++) {

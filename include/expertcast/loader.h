@@ -63,7 +63,8 @@ typedef struct ec_loader_config {
     int32_t cache_global;    /* slots shared by every layer (when cache_per_layer is 0) */
     ec_policy_config policy; /* kind, horizon, prefetch_k, gated cost model (ms) */
     int32_t issue_window;    /* prefetch copies started and not complete, at most (0: 2) */
-    int32_t history_depth;   /* earlier tokens of routing history kept for the predictor */
+    int32_t history_depth;   /* earlier tokens of routing history kept for the predictor
+                                (raised to what the predictor's fit read) */
     int no_timing;           /* 1: no timing events (stall_ms and copy_ms stay 0) */
     const char *record_path; /* write every observe as raw JSONL here (NULL: off) */
     const ec_future *future; /* perfect knowledge, required by the oracle policy */

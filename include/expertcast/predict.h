@@ -47,10 +47,24 @@ void ec_history_reset(ec_history *h);
 void ec_history_observe(ec_history *h, int32_t layer, const int16_t *experts);
 
 /*
+ * Starts a new token explicitly: the next observation belongs to it even if
+ * its layer lies after the last one observed (a token whose first layers
+ * are missing, as in incomplete trace rows). Never allocates.
+ */
+void ec_history_next_token(ec_history *h);
+
+/*
  * The k experts of the token `back` tokens ago (0 = current) at `layer`, or
  * NULL when unknown (not observed, or older than depth).
  */
 const int16_t *ec_history_get(const ec_history *h, int32_t back, int32_t layer);
+
+/*
+ * The same set as a bit mask (bit e set for expert e) when the history has
+ * at most 64 experts; 0 when unknown or when there are more experts. Lets a
+ * predictor count the experts two tokens share with one popcount.
+ */
+uint64_t ec_history_mask(const ec_history *h, int32_t back, int32_t layer);
 
 /* Last layer observed for the current token; -1 before any observation. */
 int32_t ec_history_layer(const ec_history *h);
@@ -102,6 +116,13 @@ const char *ec_predictor_errmsg(const ec_predictor *p);
  * The trace's n_layers / n_experts / k become the predictor's shape.
  */
 ec_status ec_predictor_fit(ec_predictor *p, const ec_trace *t, const uint8_t *seq_mask);
+
+/*
+ * Earlier tokens the predictor reads (opts.tokens_back, 0 when it reads
+ * none): create the ec_history passed to predict with at least this depth,
+ * or the prediction sees less than the fit did.
+ */
+int32_t ec_predictor_history_depth(const ec_predictor *p);
 
 /* Shape the predictor was fitted for (0 before fitting). */
 int32_t ec_predictor_n_layers(const ec_predictor *p);

@@ -18,6 +18,15 @@ typedef struct cli_command {
 
 int cmd_synth(int argc, char **argv);
 int cmd_info(int argc, char **argv);
+int cmd_fit(int argc, char **argv);
+int cmd_eval(int argc, char **argv);
+
+/* Predictor options shared by fit and eval: the --help text, and a parser
+ * for argv[*i] that returns 1 when it consumed the option (and its value,
+ * advancing *i), 0 when argv[*i] is not a predictor option, -1 after a
+ * usage message. */
+extern const char *const CLI_PREDICTOR_OPTS_HELP;
+int cli_predictor_opt(const char *cmd, int argc, char **argv, int *i, ec_predictor_opts *o);
 int cmd_extract(int argc, char **argv);
 int cmd_rules(int argc, char **argv);
 int cmd_demo(int argc, char **argv);

@@ -25,7 +25,7 @@ static const char *USAGE =
     "  --cache-global N         one pool of N slots shared by all layers instead\n"
     "  --expert-bytes N         bytes per expert; suffix K, M or G for 2^10, 2^20, 2^30\n"
     "                           (default 1M)\n"
-    "  --predictor NAME         predictor of predict and gated (default prior); fitted on the\n"
+    "  --predictor NAME         predictor of predict and gated (default temporal); fitted on the\n"
     "                           sequences not replayed (in-sample when there are none)\n"
     "  --horizon H              layers ahead to prefetch for (default 1)\n"
     "  --window W               prefetch copies in flight at most (default 2)\n"
@@ -73,7 +73,7 @@ static bool parse_bytes(const char *s, long long *out)
 static int parse(int argc, char **argv, opts *o)
 {
     *o = (opts){.backend = "auto", .policies = "on-demand,lru,predict,gated,oracle",
-                .predictor = "prior", .cache_experts = 4, .horizon = 1, .window = 2,
+                .predictor = "temporal", .cache_experts = 4, .horizon = 1, .window = 2,
                 .expert_bytes = 1 << 20, .attn_us = 200, .ffn_us = 50, .tokens = 64,
                 .warmup = 4, .replay_seqs = 1};
     o->paths = calloc((size_t)argc, sizeof *o->paths);

@@ -34,7 +34,7 @@ static const char *USAGE =
     "                           their experts (default 1)\n"
     "  --predictor FILE         a predictor fitted elsewhere (expertcast predictor JSON)\n"
     "  --fit NAME               without --predictor: fit NAME for each batch of sequences on\n"
-    "                           the other sequences only (default prior)\n"
+    "                           the other sequences only (default temporal)\n"
     "  --json FILE              write the results as JSON ('-' for stdout, then no table)\n"
     "  --sweep                  run every cache size x horizon x policy (lists above; default\n"
     "                           caches: top-k .. experts, horizons 1,2,4); progress on stderr\n"
@@ -354,7 +354,7 @@ int cmd_simulate(int argc, char **argv)
             snprintf(note, sizeof note, "'%s' loaded from %s (fitted elsewhere)",
                      ec_predictor_name(loaded), a.predictor);
         } else {
-            const char *name = a.fit ? a.fit : "prior";
+            const char *name = a.fit ? a.fit : "temporal";
             if ((s = ec_sim_fit_heldout(sim, name, NULL, &err))) {
                 rc = cli_fail(s, &err);
                 goto out;

@@ -6,6 +6,8 @@
 static const cli_command commands[] = {
     {"synth", cmd_synth, "generate a synthetic routing trace (raw JSONL)"},
     {"info", cmd_info, "summarise routing traces: shape, sequences, completeness"},
+    {"fit", cmd_fit, "fit an expert predictor on traces and save it as JSON"},
+    {"eval", cmd_eval, "evaluate predictors on held-out sequences (recall@k, top-1, CIs)"},
     {"extract", cmd_extract, "write one problem's complete token journeys (the seed's tool)"},
     {"rules", cmd_rules, "create / evaluate the seed's lookup rules (levels 1-5)"},
     {"demo", cmd_demo, "extract -> rules create -> rules evaluate on the bundled sample"},

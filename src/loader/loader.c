@@ -261,7 +261,10 @@ ec_status ec_loader_create(ec_backend *b, ec_store *s, const ec_predictor *predi
     TRY(ec_policy_create(&cfg->policy, l->cache, l->queue, predictor, cfg->future, &l->policy,
                          err),
         "policy");
-    TRY(ec_history_create(l->L, l->E, l->k, cfg->history_depth, &l->hist), "history");
+    int32_t depth = cfg->history_depth; /* at least what the predictor's fit read */
+    if (predictor && ec_predictor_history_depth(predictor) > depth)
+        depth = ec_predictor_history_depth(predictor);
+    TRY(ec_history_create(l->L, l->E, l->k, depth, &l->hist), "history");
     l->rt = ec_calloc((size_t)l->n_slots, sizeof *l->rt);
     l->fl_cap = 2 * l->n_slots + 8;
     l->fl = ec_calloc((size_t)l->fl_cap, sizeof *l->fl);

@@ -1,17 +1,9 @@
 /* Routing history: a ring of the last `depth` tokens plus the current one. */
 #include "../core/internal.h"
-#include "expertcast/predict.h"
+#include "history.h"
 
 #include <string.h>
 
-struct ec_history {
-    int32_t L, E, k, depth;
-    int32_t ring;     /* depth + 1 token slots */
-    int32_t cur;      /* slot of the current token */
-    int32_t layer;    /* last layer observed for the current token */
-    int64_t tokens;   /* tokens since reset */
-    int16_t *ex;      /* [ring][L][k], -1 = unknown */
-};
 
 ec_status ec_history_create(int32_t n_layers, int32_t n_experts, int32_t k, int32_t depth,
                             ec_history **out)
@@ -31,7 +23,10 @@ ec_status ec_history_create(int32_t n_layers, int32_t n_experts, int32_t k, int3
     h->depth = depth;
     h->ring = depth + 1;
     h->ex = ec_malloc((size_t)h->ring * (size_t)n_layers * (size_t)k * sizeof *h->ex);
-    if (!h->ex) {
+    h->mask = ec_malloc((size_t)h->ring * (size_t)n_layers * sizeof *h->mask);
+    if (!h->ex || !h->mask) {
+        ec_free(h->ex);
+        ec_free(h->mask);
         ec_free(h);
         return EC_ERR_NOMEM;
     }
@@ -45,16 +40,21 @@ void ec_history_destroy(ec_history *h)
     if (!h)
         return;
     ec_free(h->ex);
+    ec_free(h->mask);
     ec_free(h);
 }
 
 void ec_history_reset(ec_history *h)
 {
     memset(h->ex, 0xff, (size_t)h->ring * (size_t)h->L * (size_t)h->k * sizeof *h->ex);
+    memset(h->mask, 0, (size_t)h->ring * (size_t)h->L * sizeof *h->mask);
     h->cur = 0;
     h->layer = -1;
     h->tokens = 0;
+    h->pending = 0;
 }
+
+void ec_history_next_token(ec_history *h) { h->pending = 1; }
 
 static int16_t *slot(const ec_history *h, int32_t ring_index, int32_t layer)
 {
@@ -65,23 +65,32 @@ void ec_history_observe(ec_history *h, int32_t layer, const int16_t *experts)
 {
     if (layer < 0 || layer >= h->L)
         return;
-    if (h->tokens == 0 || layer <= h->layer) {
+    if (h->tokens == 0 || layer <= h->layer || h->pending) {
+        h->pending = 0;
         if (h->tokens > 0)
             h->cur = (h->cur + 1) % h->ring;
         memset(slot(h, h->cur, 0), 0xff, (size_t)h->L * (size_t)h->k * sizeof *h->ex);
+        memset(h->mask + (size_t)h->cur * (size_t)h->L, 0, (size_t)h->L * sizeof *h->mask);
         h->tokens++;
     }
     memcpy(slot(h, h->cur, layer), experts, (size_t)h->k * sizeof *experts);
+    uint64_t m = 0;
+    for (int32_t i = 0; h->E <= 64 && i < h->k; i++)
+        m |= (uint64_t)1 << (experts[i] & 63);
+    h->mask[(size_t)h->cur * (size_t)h->L + (size_t)layer] = m;
     h->layer = layer;
 }
 
 const int16_t *ec_history_get(const ec_history *h, int32_t back, int32_t layer)
 {
-    if (back < 0 || back > h->depth || layer < 0 || layer >= h->L || back >= h->tokens)
-        return NULL;
-    int32_t r = ((h->cur - back) % h->ring + h->ring) % h->ring;
-    const int16_t *e = slot(h, r, layer);
-    return e[0] < 0 ? NULL : e;
+    int32_t r = ec_hist_slot(h, back);
+    return r < 0 || layer < 0 || layer >= h->L ? NULL : ec_hist_set(h, r, layer);
+}
+
+uint64_t ec_history_mask(const ec_history *h, int32_t back, int32_t layer)
+{
+    int32_t r = ec_hist_slot(h, back);
+    return r < 0 || layer < 0 || layer >= h->L ? 0 : ec_hist_masks(h, r)[layer];
 }
 
 int32_t ec_history_layer(const ec_history *h) { return h->layer; }

@@ -13,11 +13,19 @@ static const ec_predictor_vt *const registry[] = {
     &ec_prior_vt,
     &ec_seed_l1_vt, &ec_seed_l2_vt, &ec_seed_l3_vt, &ec_seed_l4_vt, &ec_seed_l5_vt,
     &ec_hybrid_vt,
+    &ec_ngram_vt,
+    &ec_temporal_vt,
+    &ec_logistic_vt,
+    &ec_mix_vt,
 };
 
 static const char *const names[] = {
     "prior",
     "seed-l1", "seed-l2", "seed-l3", "seed-l4", "seed-l5", "hybrid",
+    "ngram",
+    "temporal",
+    "logistic",
+    "mix",
     NULL,
 };
 
@@ -83,6 +91,7 @@ void ec_predictor_destroy(ec_predictor *p)
 const char *ec_predictor_name(const ec_predictor *p) { return p->vt->name; }
 const char *ec_predictor_errmsg(const ec_predictor *p) { return p->errmsg; }
 int32_t ec_predictor_n_layers(const ec_predictor *p) { return p->n_layers; }
+int32_t ec_predictor_history_depth(const ec_predictor *p) { return p->opts.tokens_back; }
 int32_t ec_predictor_n_experts(const ec_predictor *p) { return p->n_experts; }
 
 void ec_normalize(float *probs, int32_t n)
@@ -267,17 +276,15 @@ ec_status ec_predictor_save(const ec_predictor *p, const char *path, ec_error *e
              cJSON_AddNumberToObject(opts, "per_layer", o->per_layer) &&
              cJSON_AddNumberToObject(opts, "seed", (double)o->seed) &&
              cJSON_AddNumberToObject(opts, "max_horizon", o->max_horizon);
-        /* Adding copies the key and can fail: the item stays ours until it succeeds. */
-        if (ok && (ok = cJSON_AddItemToObject(root, "opts", opts)))
-            opts = NULL;
-        if (ok && (ok = cJSON_AddItemToObject(root, "prior", prior)))
-            prior = NULL;
         if (ok) {
+            cJSON_AddItemToObjectCS(root, "opts", opts); /* constant keys: no allocation */
+            opts = NULL;
+            cJSON_AddItemToObjectCS(root, "prior", prior);
+            prior = NULL;
             ec_status s = p->vt->save ? p->vt->save(p, model) : EC_OK;
-            if (s == EC_OK && (ok = cJSON_AddItemToObject(root, "model", model)))
-                model = NULL;
+            cJSON_AddItemToObjectCS(root, "model", model);
+            model = NULL;
             if (s) {
-                cJSON_Delete(model);
                 cJSON_Delete(root);
                 if (s == EC_ERR_NOMEM || ec_alloc_failures() != failures)
                     return ec_error_set(err, EC_ERR_NOMEM, "%s: out of memory serialising",
@@ -500,8 +507,12 @@ ec_status ec_predictor_load_text(const char *path, const char *text, size_t len,
         const cJSON *model = cJSON_GetObjectItemCaseSensitive(root, "model");
         if (!cJSON_IsObject(model))
             s = ec_error_set(err, EC_ERR_PARSE, "%s: field 'model': expected an object", path);
-        else if (p->vt->load)
-            s = p->vt->load(p, model, err);
+        else if (p->vt->load && (s = p->vt->load(p, model, err)) && err &&
+                 strncmp(err->message, path, strlen(path)) != 0) {
+            char msg[EC_ERROR_MAX];
+            snprintf(msg, sizeof msg, "%s", err->message);
+            ec_error_set(err, s, "%s: %s", path, msg);
+        }
     }
     cJSON_Delete(root);
     if (s) {

@@ -21,7 +21,9 @@ typedef struct ec_predictor_vt {
      */
     int (*predict)(const ec_predictor *p, const ec_history *h, int32_t target, int next_token,
                    int32_t horizon, float *probs);
-    /* Adds the model's fields to obj / reads them back (after init). */
+    /* Adds the model's fields to obj / reads them back (after init; shape
+     * and prior are set). Load errors name the field ("field 'model.w':
+     * ..."); ec_predictor_load prefixes the file name. */
     ec_status (*save)(const ec_predictor *p, cJSON *model);
     ec_status (*load)(ec_predictor *p, const cJSON *model, ec_error *err);
 } ec_predictor_vt;
@@ -63,6 +65,10 @@ ec_status ec_predictor_seed_rules_json(const cJSON *root, const char *path, cons
 
 /* Every predictor module defines its vtable here. */
 extern const ec_predictor_vt ec_prior_vt;
+extern const ec_predictor_vt ec_ngram_vt;
+extern const ec_predictor_vt ec_temporal_vt;
+extern const ec_predictor_vt ec_logistic_vt;
+extern const ec_predictor_vt ec_mix_vt;
 extern const ec_predictor_vt ec_seed_l1_vt, ec_seed_l2_vt, ec_seed_l3_vt, ec_seed_l4_vt,
     ec_seed_l5_vt, ec_hybrid_vt;
 

@@ -208,8 +208,13 @@ static ec_status setup(ec_sim *s, const ec_sim_config *cfg, run_state *r, ec_err
     if (!r->h || !r->hs || !r->g.free_at || !r->g.cur || !r->g.ready_at || !r->g.reader_end ||
         !r->stall_l || !r->compute_l)
         return ec_error_set(err, EC_ERR_NOMEM, "out of memory");
+    /* as deep as the deepest predictor reads, so it sees what its fit saw */
+    int32_t depth = 8;
+    for (int32_t g = 0; g < s->n_groups; g++)
+        if (s->pred[g] && ec_predictor_history_depth(s->pred[g]) > depth)
+            depth = ec_predictor_history_depth(s->pred[g]);
     for (int32_t b = 0; b < s->B; b++)
-        if ((st = ec_history_create(s->L, s->E, s->t->k, 8, &r->h[b])))
+        if ((st = ec_history_create(s->L, s->E, s->t->k, depth, &r->h[b])))
             return ec_error_set(err, st, "simulate: cannot create a history");
     for (int32_t i = 0; i < tm->engines; i++)
         r->g.cur[i] = -1;
