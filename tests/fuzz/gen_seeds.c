@@ -19,10 +19,10 @@ int main(int argc, char **argv)
     ec_synth_opts o;
     ec_synth_opts_default(&o);
     o.n_layers = 10; /* the seed's skip-8 rules need 9 layers */
-    o.n_experts = 6;
+    o.n_experts = 4;
     o.k = 2;
-    o.n_seqs = 2;
-    o.n_tokens = 4;
+    o.n_seqs = 1;
+    o.n_tokens = 3;
     ec_trace *t;
     ec_error err = {0};
     if (ec_synth_generate(&o, &t, &err)) {
