@@ -337,8 +337,11 @@ static ec_status load_arrays(ec_predictor *p, ngram *g, const cJSON *model, ec_e
         g->off[0] = 0;
         for (size_t i = 0; i < ne && !s; i++) {
             if (!(nnz[i] >= 0 && nnz[i] <= (float)p->n_experts && nnz[i] == (float)(int)nnz[i]) ||
-                !(g->events[i] >= 0) || g->keys[i] == 0)
+                !(g->events[i] >= 0) || g->keys[i] == 0) {
+                /* stop before converting it: a float past the integer range is UB */
                 s = ec_error_set(err, EC_ERR_PARSE, "field 'model.nnz': entry %zu is invalid", i);
+                break;
+            }
             o += (size_t)nnz[i];
             g->off[i + 1] = (uint32_t)EC_MIN(o, np);
         }
@@ -347,9 +350,11 @@ static ec_status load_arrays(ec_predictor *p, ngram *g, const cJSON *model, ec_e
                              "field 'model.nnz': sums to %zu, but there are %zu pairs", o, np);
         for (size_t i = 0; i < np && !s; i++) {
             if (!(ex[i] >= 0 && ex[i] < (float)p->n_experts && ex[i] == (float)(int)ex[i]) ||
-                !(g->cnt[i] >= 0))
+                !(g->cnt[i] >= 0)) {
                 s = ec_error_set(err, EC_ERR_PARSE, "field 'model.experts': pair %zu is invalid",
                                  i);
+                break; /* before the conversion to int16_t */
+            }
             g->ex[i] = (int16_t)ex[i];
         }
         if (!s && (s = build_slots(g)))
