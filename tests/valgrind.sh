@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Valgrind memcheck over the command-line tool: every command (synth, info,
-# extract, rules create / evaluate, demo, simulate, replay on the cpu
-# backend) on a small synthetic trace, the help texts, usage errors, and
+# extract, rules create / evaluate, demo, fit, eval, simulate, replay on the
+# cpu backend) on small synthetic traces, the help texts, usage errors, and
 # every malformed input of tests/bad. Each run must exit with its expected code and memcheck must
 # report zero errors (leaks included: definite, indirect and possible).
 #
@@ -84,6 +84,19 @@ run 2 extract "$small" -p 0 -t 1 0
 for f in tests/bad/rules/*.json; do
   run 1 rules evaluate --rules "$f" --test "$small"
 done
+# fit every predictor, eval them all, and load fitted models back
+for name in prior seed-l3 hybrid ngram temporal logistic mix; do
+  run 0 fit "$small" -p "$name" -o "$TMP/model-$name.json"
+done
+run 0 eval "$small" -p all --resamples 20 --json "$TMP/eval.json"
+run 0 eval --train "$TMP/journeys/p0_token_0.jsonl" --test "$small" -p prior,ngram --horizon 1,2 \
+  --resamples 20
+run 0 fit --help
+run 0 eval --help
+run 2 fit "$small" -p nosuch -o "$TMP/nosuch.json"
+run 1 fit "$small" -p ngram -o "$TMP/missing/model.json"
+run 1 fit tests/bad/expert_fraction.jsonl -p prior -o "$TMP/bad-model.json"
+
 # simulate (profiles by name and by path, JSON out) and the loader's replay on the cpu
 # backend, on a trace of flame-moe-290m's shape (8 layers, 64 experts, top-6)
 flame="$TMP/flame.jsonl"
@@ -92,6 +105,11 @@ run 0 simulate "$flame" --model flame-moe-290m --hardware h100-pcie5 --json "$TM
 run 0 simulate "$flame" --model tests/fuzz/corpus/fuzz_profile/flame-moe-290m.json \
   --hardware rtx4090-pcie4 --policy lru,gated,oracle --cache-experts 8,16 --horizon 1,2 --sweep \
   --csv "$TMP/sweep.csv"
+run 0 fit "$flame" -p ngram -o "$TMP/flame-ngram.json"
+run 0 simulate "$flame" --model flame-moe-290m --hardware h100-pcie5 --policy predict,gated \
+  --predictor "$TMP/flame-ngram.json"
+run 1 simulate "$flame" --model flame-moe-290m --hardware h100-pcie5 --policy predict \
+  --predictor tests/bad/predictor/prior_negative.json
 run 0 simulate --help
 run 0 replay "$flame" --backend cpu --policy lru,predict,gated --cache-experts 8 --expert-bytes 4K \
   --attn-us 0 --ffn-us 0 --tokens 8 --warmup 2
