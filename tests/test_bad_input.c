@@ -332,6 +332,9 @@ Test(bad_input, malformed_predictor_files_name_the_field)
         cr_assert_eq(st.live, 0, "%s: %ld blocks leaked", bad_models[i].file, st.live);
     }
     tu_alloc_uninstall();
+    cr_assert_eq(count_entries(BAD_DIR "/predictor"),
+                 (int)(sizeof bad_models / sizeof bad_models[0]),
+                 "a file of tests/bad/predictor has no expected message here");
     /* huge_shape_short_prior.json is refused before allocating its 4096 x 32767 floats. */
     ec_allocator big = {largest_malloc, largest_realloc, largest_free, NULL};
     ec_set_allocator(&big);
