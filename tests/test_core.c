@@ -1,5 +1,6 @@
 /* Core utilities: status names, atomic output files, history ring, ranking, prior. */
 #include "testutil.h"
+#include "core/internal.h"
 
 #include <string.h>
 #include <sys/stat.h>
@@ -44,6 +45,57 @@ Test(core, outfile_in_a_missing_directory_fails_cleanly)
     cr_assert_eq(ec_outfile_open("/nonexistent-dir/x.json", &o, &f, &err), EC_ERR_IO);
     cr_assert_null(o);
     cr_assert(strstr(err.message, "/nonexistent-dir/x.json: cannot create"), "%s", err.message);
+}
+
+Test(core, read_file_returns_the_bytes_and_names_the_path_on_failure)
+{
+    const char *d = tu_tmpdir();
+    /* more than one 64 KiB growth step */
+    size_t want = 200000;
+    char *text = malloc(want + 1);
+    cr_assert_not_null(text);
+    for (size_t i = 0; i < want; i++)
+        text[i] = (char)('a' + i % 26);
+    text[want] = '\0';
+    const char *p = tu_write(d, "big.txt", text);
+    char *buf;
+    size_t len;
+    ec_error err = {0};
+    cr_assert_eq(ec_read_file(p, &buf, &len, &err), EC_OK, "%s", err.message);
+    cr_assert_eq(len, want);
+    cr_assert_eq(buf[len], '\0');
+    cr_assert_eq(memcmp(buf, text, want), 0);
+    ec_free(buf);
+    free(text);
+
+    p = tu_write(d, "empty.txt", "");
+    cr_assert_eq(ec_read_file(p, &buf, &len, &err), EC_OK);
+    cr_assert_eq(len, 0);
+    cr_assert_str_eq(buf, "");
+    ec_free(buf);
+
+    cr_assert_eq(ec_read_file("/nonexistent-dir/x.json", &buf, &len, &err), EC_ERR_IO);
+    cr_assert_null(buf);
+    cr_assert_str_eq(err.message, "/nonexistent-dir/x.json: cannot open");
+    cr_assert_eq(ec_read_file(d, &buf, &len, &err), EC_ERR_IO);
+    cr_assert_null(buf);
+    cr_assert(strstr(err.message, ": read error (is it a directory?)"), "%s", err.message);
+}
+
+Test(core, read_file_out_of_memory_leaks_nothing)
+{
+    const char *p = tu_write(tu_tmpdir(), "small.txt", "{}\n");
+    tu_alloc_state st = {.fail_at = 1};
+    tu_alloc_install(&st);
+    char *buf;
+    size_t len;
+    ec_error err = {0};
+    ec_status s = ec_read_file(p, &buf, &len, &err);
+    tu_alloc_uninstall();
+    cr_assert_eq(s, EC_ERR_NOMEM);
+    cr_assert_null(buf);
+    cr_assert(strstr(err.message, "small.txt: out of memory"), "%s", err.message);
+    cr_assert_eq(st.live, 0);
 }
 
 Test(history, tokens_advance_when_the_layer_goes_back)

@@ -298,37 +298,6 @@ ec_status ec_predictor_save(const ec_predictor *p, const char *path, ec_error *e
     return s;
 }
 
-/* Reads a whole file into memory (NUL-terminated). */
-static ec_status slurp(const char *path, char **out, size_t *len, ec_error *err)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return ec_error_set(err, EC_ERR_IO, "%s: cannot open", path);
-    size_t cap = 0, n = 0;
-    char *buf = NULL;
-    for (;;) {
-        if (ec_grow((void **)&buf, &cap, n + 65536, 1)) {
-            ec_free(buf);
-            fclose(f);
-            return ec_error_set(err, EC_ERR_NOMEM, "%s: out of memory", path);
-        }
-        size_t r = fread(buf + n, 1, cap - n - 1, f);
-        n += r;
-        if (r == 0)
-            break;
-    }
-    int bad = ferror(f);
-    fclose(f);
-    if (bad) {
-        ec_free(buf);
-        return ec_error_set(err, EC_ERR_IO, "%s: read error (is it a directory?)", path);
-    }
-    buf[n] = '\0';
-    *out = buf;
-    *len = n;
-    return EC_OK;
-}
-
 static ec_status get_num(const cJSON *obj, const char *field, double lo, double hi, double *out,
                          const char *path, ec_error *err)
 {
@@ -351,7 +320,7 @@ ec_status ec_predictor_load(const char *path, ec_predictor **out, ec_error *err)
     *out = NULL;
     char *text = NULL;
     size_t len = 0;
-    ec_status s = slurp(path, &text, &len, err);
+    ec_status s = ec_read_file(path, &text, &len, err);
     if (s)
         return s;
     size_t failures = ec_alloc_failures();

@@ -14,28 +14,11 @@
 static ec_status load_json(const char *path, cJSON **out, ec_error *err)
 {
     *out = NULL;
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return ec_error_set(err, EC_ERR_IO, "%s: cannot open", path);
-    size_t cap = 0, n = 0;
-    char *buf = NULL;
-    for (;;) {
-        if (ec_grow((void **)&buf, &cap, n + 16384, 1)) {
-            ec_free(buf);
-            fclose(f);
-            return ec_error_set(err, EC_ERR_NOMEM, "%s: out of memory", path);
-        }
-        size_t r = fread(buf + n, 1, cap - n - 1, f);
-        n += r;
-        if (r == 0)
-            break;
-    }
-    int bad = ferror(f);
-    fclose(f);
-    if (bad) {
-        ec_free(buf);
-        return ec_error_set(err, EC_ERR_IO, "%s: read error (is it a directory?)", path);
-    }
+    char *buf;
+    size_t n;
+    ec_status s = ec_read_file(path, &buf, &n, err);
+    if (s)
+        return s;
     size_t failures = ec_alloc_failures();
     cJSON *root = cJSON_ParseWithLength(buf, n);
     ec_free(buf);
