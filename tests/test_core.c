@@ -1,6 +1,7 @@
 /* Core utilities: status names, atomic output files, history ring, ranking, prior. */
 #include "testutil.h"
 #include "core/internal.h"
+#include "core/jsonstr.h"
 
 #include <string.h>
 #include <sys/stat.h>
@@ -96,6 +97,22 @@ Test(core, read_file_out_of_memory_leaks_nothing)
     cr_assert_null(buf);
     cr_assert(strstr(err.message, "small.txt: out of memory"), "%s", err.message);
     cr_assert_eq(st.live, 0);
+}
+
+Test(core, json_string_escapes_quotes_backslashes_and_control_bytes)
+{
+    FILE *f = tmpfile();
+    cr_assert_not_null(f);
+    ec_json_write_string(f, "a\"b\\c\n\x01\x1f \xc3\xa9");
+    ec_json_write_string(f, "");
+    char buf[128] = {0};
+    rewind(f);
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    /* by hand: " a \" b \\ c \u000a \u0001 \u001f space, then the two UTF-8 bytes as they are */
+    const char *want = "\"a\\\"b\\\\c\\u000a\\u0001\\u001f \xc3\xa9\"\"\"";
+    cr_assert_eq(n, strlen(want));
+    cr_assert_str_eq(buf, want);
 }
 
 Test(history, tokens_advance_when_the_layer_goes_back)

@@ -1,5 +1,6 @@
 /* expertcast replay: the real loader over a recorded routing trace, per policy. */
 #include "cli.h"
+#include "core/jsonstr.h"
 #include "expertcast/replay.h"
 
 #include <stdlib.h>
@@ -220,29 +221,14 @@ typedef struct report {
 
 static double per_tok(int64_t v, size_t n) { return n ? (double)v / (double)n : 0; }
 
-/* A JSON string literal (quotes, backslashes and control characters escaped). */
-static void json_str(FILE *f, const char *s)
-{
-    fputc('"', f);
-    for (const unsigned char *c = (const unsigned char *)s; *c; c++) {
-        if (*c == '"' || *c == '\\')
-            fprintf(f, "\\%c", *c);
-        else if (*c < 0x20)
-            fprintf(f, "\\u%04x", *c);
-        else
-            fputc(*c, f);
-    }
-    fputc('"', f);
-}
-
 static ec_status write_json(FILE *f, void *ctx, ec_error *err)
 {
     const report *p = ctx;
     const opts *o = p->o;
     fputs("{\n  \"backend\": ", f);
-    json_str(f, p->backend);
+    ec_json_write_string(f, p->backend);
     fputs(",\n  \"device\": ", f);
-    json_str(f, p->device);
+    ec_json_write_string(f, p->device);
     fputs(",\n", f);
     fprintf(f, "  \"trace\": {\"layers\": %d, \"experts\": %d, \"k\": %d, \"sequences_replayed\": %zu},\n",
             (int)p->t->n_layers, (int)p->t->n_experts, (int)p->t->k, p->n_seqs);
@@ -251,9 +237,9 @@ static ec_status write_json(FILE *f, void *ctx, ec_error *err)
     fprintf(f, "  \"attn_us\": %g, \"ffn_us\": %g, \"copy_ms_per_expert\": %.6f,\n", o->attn_us,
             o->ffn_us, p->copy_ms);
     fputs("  \"predictor\": ", f);
-    json_str(f, o->predictor);
+    ec_json_write_string(f, o->predictor);
     fputs(", \"predictor_fit\": ", f);
-    json_str(f, p->predictor_split);
+    ec_json_write_string(f, p->predictor_split);
     fprintf(f, ", \"horizon\": %d, \"window\": %d,\n", (int)o->horizon, (int)o->window);
     fprintf(f, "  \"sim_tpot_ms\": null,\n  \"policies\": [\n");
     for (int i = 0; i < p->n; i++) {

@@ -1,5 +1,6 @@
 /* expertcast simulate: the table, JSON, CSV and plot. */
 #include "sim_report.h"
+#include "core/jsonstr.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -88,32 +89,18 @@ static void jnum(FILE *f, double v)
         fputs("null", f);
 }
 
-static void jstr(FILE *f, const char *s)
-{
-    fputc('"', f);
-    for (; *s; s++) {
-        if (*s == '"' || *s == '\\')
-            fprintf(f, "\\%c", *s);
-        else if ((unsigned char)*s < 0x20)
-            fprintf(f, "\\u%04x", *s);
-        else
-            fputc(*s, f);
-    }
-    fputc('"', f);
-}
-
 ec_status sim_write_json(FILE *f, void *ctx, ec_error *err)
 {
     const sim_report *rep = ctx;
     const ec_sim_timing *tm = rep->timing;
     fputs("{\"model\": ", f);
-    jstr(f, rep->model->name);
+    ec_json_write_string(f, rep->model->name);
     fputs(", \"dtype\": ", f);
-    jstr(f, rep->model->dtype);
+    ec_json_write_string(f, rep->model->dtype);
     fputs(", \"hardware\": ", f);
-    jstr(f, rep->hw->name);
+    ec_json_write_string(f, rep->hw->name);
     fputs(", \"predictor\": ", f);
-    jstr(f, rep->predictor_note);
+    ec_json_write_string(f, rep->predictor_note);
     fprintf(f, ", \"batch\": %d, \"decode_steps\": %lld, \"layer_steps\": %lld, "
                "\"skipped_rows\": %lld",
             rep->batch, (long long)rep->n_tokens, (long long)rep->n_steps,
