@@ -1,6 +1,7 @@
 /* Core utilities: status names, atomic output files, history ring, ranking, prior. */
 #include "testutil.h"
 #include "core/internal.h"
+#include "core/json.h"
 #include "core/jsonstr.h"
 
 #include <string.h>
@@ -113,6 +114,57 @@ Test(core, json_string_escapes_quotes_backslashes_and_control_bytes)
     const char *want = "\"a\\\"b\\\\c\\u000a\\u0001\\u001f \xc3\xa9\"\"\"";
     cr_assert_eq(n, strlen(want));
     cr_assert_str_eq(buf, want);
+}
+
+Test(core, json_number_fields_are_checked_and_named)
+{
+    cJSON *o = cJSON_Parse("{\"a\": 3, \"b\": 2.5, \"c\": \"3\", \"d\": 70, \"e\": null}");
+    cr_assert_not_null(o);
+    static const struct {
+        const char *field;
+        bool integer;
+        const char *path, *message; /* NULL message: accepted */
+        double want;
+    } cases[] = {
+        {"a", true, "f.json", NULL, 3},
+        {"b", false, "f.json", NULL, 2.5},
+        {"b", true, "f.json", "f.json: field 'opts.b': 2.5 is not an integer", 0},
+        {"c", false, "f.json", "f.json: field 'opts.c': expected a number", 0},
+        {"e", false, "f.json", "f.json: field 'opts.e': expected a number", 0},
+        {"d", false, "f.json", "f.json: field 'opts.d': 70 is out of range [0, 64]", 0},
+        {"z", false, "f.json", "f.json: field 'opts.z': missing", 0},
+        {"z", false, NULL, "field 'opts.z': missing", 0},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        double v = -1;
+        ec_error err = {0};
+        ec_status s = ec_json_get_number(o, cases[i].field, 0, 64, cases[i].integer, &v,
+                                         cases[i].path, "opts.", &err);
+        if (!cases[i].message) {
+            cr_expect_eq(s, EC_OK, "case %zu: %s", i, err.message);
+            cr_expect_eq(v, cases[i].want, "case %zu", i);
+        } else {
+            cr_expect_eq(s, EC_ERR_PARSE, "case %zu", i);
+            cr_expect_str_eq(err.message, cases[i].message, "case %zu", i);
+            cr_expect_eq(v, -1, "case %zu: output touched on failure", i);
+        }
+    }
+    cJSON_Delete(o);
+}
+
+Test(core, json_load_parses_a_file_or_says_why_not)
+{
+    const char *d = tu_tmpdir();
+    cJSON *root;
+    ec_error err = {0};
+    cr_assert_eq(ec_json_load(tu_write(d, "ok.json", "{\"x\": [1, 2]}\n"), &root, &err), EC_OK);
+    cr_assert(cJSON_IsArray(cJSON_GetObjectItemCaseSensitive(root, "x")));
+    cJSON_Delete(root);
+    cr_assert_eq(ec_json_load(tu_write(d, "bad.json", "{\"x\": "), &root, &err), EC_ERR_PARSE);
+    cr_assert_null(root);
+    cr_assert(strstr(err.message, "bad.json: not valid JSON"), "%s", err.message);
+    cr_assert_eq(ec_json_load(d, &root, &err), EC_ERR_IO);
+    cr_assert(strstr(err.message, "read error (is it a directory?)"), "%s", err.message);
 }
 
 Test(history, tokens_advance_when_the_layer_goes_back)
