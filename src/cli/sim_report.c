@@ -89,6 +89,18 @@ static void jnum(FILE *f, double v)
         fputs("null", f);
 }
 
+/* , "name": [v0, v1, ...] with non-finite values as null */
+static void jarray(FILE *f, const char *name, const double *v, int32_t n)
+{
+    fprintf(f, ", \"%s\": [", name);
+    for (int32_t i = 0; i < n; i++) {
+        if (i)
+            fputs(", ", f);
+        jnum(f, v[i]);
+    }
+    fputc(']', f);
+}
+
 ec_status sim_write_json(FILE *f, void *ctx, ec_error *err)
 {
     const sim_report *rep = ctx;
@@ -154,19 +166,9 @@ ec_status sim_write_json(FILE *f, void *ctx, ec_error *err)
                 (long long)s->misses, (long long)s->loads, (long long)s->prefetches,
                 (long long)s->prefetch_hits, (long long)s->wasted, (long long)s->cancelled,
                 (long long)s->evictions);
-        fputs(", \"stall_per_layer_ms\": [", f);
-        for (int32_t l = 0; l < r->n_layers; l++) {
-            if (l)
-                fputs(", ", f);
-            jnum(f, r->stall_per_layer[l]);
-        }
-        fputs("], \"bound_per_layer_ms\": [", f);
-        for (int32_t l = 0; l < r->n_layers; l++) {
-            if (l)
-                fputs(", ", f);
-            jnum(f, r->bound_per_layer[l]);
-        }
-        fputs("]}", f);
+        jarray(f, "stall_per_layer_ms", r->stall_per_layer, r->n_layers);
+        jarray(f, "bound_per_layer_ms", r->bound_per_layer, r->n_layers);
+        fputs("}", f);
     }
     fputs("\n]}\n", f);
     if (ferror(f))
