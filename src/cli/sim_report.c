@@ -89,6 +89,13 @@ static void jnum(FILE *f, double v)
         fputs("null", f);
 }
 
+/* , "name": v (null when not finite) */
+static void jfield(FILE *f, const char *name, double v)
+{
+    fprintf(f, ", \"%s\": ", name);
+    jnum(f, v);
+}
+
 /* , "name": [v0, v1, ...] with non-finite values as null */
 static void jarray(FILE *f, const char *name, const double *v, int32_t n)
 {
@@ -119,16 +126,12 @@ ec_status sim_write_json(FILE *f, void *ctx, ec_error *err)
             (long long)rep->n_skipped);
     fputs(", \"timing\": {\"transfer_ms\": ", f);
     jnum(f, tm->transfer_ms);
-    fprintf(f, ", \"engines\": %d, \"compute_fixed_ms\": ", tm->engines);
-    jnum(f, tm->compute_fixed_ms);
-    fputs(", \"compute_per_expert_ms\": ", f);
-    jnum(f, tm->compute_per_expert_ms);
-    fputs(", \"router_ms\": ", f);
-    jnum(f, tm->router_ms);
-    fputs(", \"predictor_ms\": ", f);
-    jnum(f, tm->predictor_ms);
-    fputs(", \"expert_bytes\": ", f);
-    jnum(f, tm->expert_bytes);
+    fprintf(f, ", \"engines\": %d", tm->engines);
+    jfield(f, "compute_fixed_ms", tm->compute_fixed_ms);
+    jfield(f, "compute_per_expert_ms", tm->compute_per_expert_ms);
+    jfield(f, "router_ms", tm->router_ms);
+    jfield(f, "predictor_ms", tm->predictor_ms);
+    jfield(f, "expert_bytes", tm->expert_bytes);
     fputs("}, \"gap_closed_uses\": \"oracle\", \"results\": [", f);
     for (size_t i = 0; i < rep->n_rows; i++) {
         const sim_row *w = &rep->rows[i];
@@ -138,25 +141,21 @@ ec_status sim_write_json(FILE *f, void *ctx, ec_error *err)
                    "\"horizon\": %d",
                 i ? "," : "", ec_policy_kind_name(r->kind), r->cache_per_layer, r->cache_global,
                 r->horizon);
-#define F(name, v)                                                                                 \
-    fputs(", \"" name "\": ", f);                                                                  \
-    jnum(f, v);
-        F("tpot_ms", r->tpot_ms)
-        F("stall_ms_per_token", r->stall_ms_per_token)
-        F("compute_ms_per_token", r->compute_ms_per_token)
-        F("hit_rate", r->hit_rate)
-        F("resident_rate", r->resident_rate)
-        F("transfers_per_token", r->transfers_per_token)
-        F("wasted_transfers_per_token", r->wasted_transfers_per_token)
-        F("bytes_per_token", r->bytes_per_token)
-        F("useful_bytes_per_token", r->bytes_per_token - r->wasted_bytes_per_token)
-        F("wasted_bytes_per_token", r->wasted_bytes_per_token)
-        F("prefetch_precision", r->prefetch_precision)
-        F("vs_lru", w->vs_lru)
-        F("gap_closed", w->gap_closed)
-        F("gap_closed_bound", w->gap_closed_bound)
-        F("lower_bound_ms_per_token", r->lower_bound_ms_per_token)
-#undef F
+        jfield(f, "tpot_ms", r->tpot_ms);
+        jfield(f, "stall_ms_per_token", r->stall_ms_per_token);
+        jfield(f, "compute_ms_per_token", r->compute_ms_per_token);
+        jfield(f, "hit_rate", r->hit_rate);
+        jfield(f, "resident_rate", r->resident_rate);
+        jfield(f, "transfers_per_token", r->transfers_per_token);
+        jfield(f, "wasted_transfers_per_token", r->wasted_transfers_per_token);
+        jfield(f, "bytes_per_token", r->bytes_per_token);
+        jfield(f, "useful_bytes_per_token", r->bytes_per_token - r->wasted_bytes_per_token);
+        jfield(f, "wasted_bytes_per_token", r->wasted_bytes_per_token);
+        jfield(f, "prefetch_precision", r->prefetch_precision);
+        jfield(f, "vs_lru", w->vs_lru);
+        jfield(f, "gap_closed", w->gap_closed);
+        jfield(f, "gap_closed_bound", w->gap_closed_bound);
+        jfield(f, "lower_bound_ms_per_token", r->lower_bound_ms_per_token);
         fprintf(f, ", \"beats_oracle\": %s", w->beats_oracle ? "true" : "false");
         fprintf(f, ", \"counts\": {\"uses\": %lld, \"hits\": %lld, \"inflight_hits\": %lld, "
                    "\"misses\": %lld, \"loads\": %lld, \"prefetches\": %lld, "
