@@ -104,7 +104,7 @@ static int rules_run(int evaluate, int argc, char **argv)
     if (rc == CLI_OK)
         rc = seed_expand_args(a.files, a.n_files, &paths, &n_paths);
     if (rc == CLI_OK)
-        rc = evaluate ? seed_run_evaluate(a.rules, paths, n_paths, a.output, a.n_experts)
+        rc = evaluate ? seed_run_evaluate(a.rules, paths, n_paths, a.output, a.n_experts, 1)
                       : seed_run_create(paths, n_paths, a.output, a.n_experts);
     seed_free_list(paths, n_paths);
     free(a.files);

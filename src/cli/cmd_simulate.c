@@ -228,15 +228,9 @@ int cmd_simulate(int argc, char **argv)
             snprintf(note, sizeof note, "'%s' loaded from %s (fitted elsewhere)",
                      ec_predictor_name(loaded), a.predictor);
         } else {
-            const char *name = a.fit ? a.fit : "temporal";
-            if ((s = ec_sim_fit_heldout(sim, name, NULL, &err))) {
-                rc = cli_fail(s, &err);
+            if ((rc = sim_fit_heldout(sim, a.fit ? a.fit : "temporal", a.batch, t->n_seqs, note,
+                                      sizeof note)))
                 goto out;
-            }
-            snprintf(note, sizeof note,
-                     "'%s' fitted for each batch of %d sequence(s) on the other %zu sequence(s) "
-                     "only (held out, no leakage)",
-                     name, a.batch, t->n_seqs > (size_t)a.batch ? t->n_seqs - (size_t)a.batch : 0);
         }
     }
     ec_sim_timing tm;

@@ -44,6 +44,12 @@ int sim_predicts(int kind);
 int sim_load_profiles(const char *cmd, const char *model, const char *hardware,
                       ec_model_profile *m, ec_hw_profile *h, char *mpath);
 
+/* Fits predictor `name` for each batch of sequences on the others only
+ * (ec_sim_fit_heldout) and says so in note[size]. Returns CLI_OK, or an
+ * exit code after printing the error. */
+int sim_fit_heldout(ec_sim *sim, const char *name, int32_t batch, size_t n_seqs, char *note,
+                    size_t size);
+
 /* What to run: every cache size x the wanted policies (predicting ones per
  * horizon), on one simulator whose predictor is already set. */
 typedef struct sim_plan {

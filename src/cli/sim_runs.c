@@ -41,6 +41,20 @@ static int run_one(runner *rn, ec_policy_kind k, int32_t cache, int32_t horizon,
     return CLI_OK;
 }
 
+int sim_fit_heldout(ec_sim *sim, const char *name, int32_t batch, size_t n_seqs, char *note,
+                    size_t size)
+{
+    ec_error err = {0};
+    ec_status s = ec_sim_fit_heldout(sim, name, NULL, &err);
+    if (s)
+        return cli_fail(s, &err);
+    snprintf(note, size,
+             "'%s' fitted for each batch of %d sequence(s) on the other %zu sequence(s) "
+             "only (held out, no leakage)",
+             name, batch, n_seqs > (size_t)batch ? n_seqs - (size_t)batch : 0);
+    return CLI_OK;
+}
+
 int sim_run_rows(const sim_plan *p, sim_report *rep)
 {
     int rc;
