@@ -51,8 +51,8 @@ static ec_status measure_copy_ms(ec_backend *b, ec_store *s, double *ms_out)
 }
 
 /* Fits the predictor on the sequences not replayed (all when none is left). */
-static ec_predictor *fit_predictor(const replay_args *o, const ec_trace *t, const uint8_t *replayed,
-                                   const char **split, int *rc)
+static ec_predictor *fit_predictor(const replay_args *o, const ec_trace *t,
+                                   const uint8_t *replayed, const char **split, int *rc)
 {
     ec_predictor *p = NULL;
     ec_error err = {0};
