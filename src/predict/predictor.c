@@ -1,5 +1,6 @@
 /* The predictor interface: registry, common fit (layer prior), save/load. */
 #include "predictor.h"
+#include "../core/json.h"
 #include "expertcast/seed.h"
 
 #include <math.h>
@@ -298,69 +299,15 @@ ec_status ec_predictor_save(const ec_predictor *p, const char *path, ec_error *e
     return s;
 }
 
-/* Reads a whole file into memory (NUL-terminated). */
-static ec_status slurp(const char *path, char **out, size_t *len, ec_error *err)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return ec_error_set(err, EC_ERR_IO, "%s: cannot open", path);
-    size_t cap = 0, n = 0;
-    char *buf = NULL;
-    for (;;) {
-        if (ec_grow((void **)&buf, &cap, n + 65536, 1)) {
-            ec_free(buf);
-            fclose(f);
-            return ec_error_set(err, EC_ERR_NOMEM, "%s: out of memory", path);
-        }
-        size_t r = fread(buf + n, 1, cap - n - 1, f);
-        n += r;
-        if (r == 0)
-            break;
-    }
-    int bad = ferror(f);
-    fclose(f);
-    if (bad) {
-        ec_free(buf);
-        return ec_error_set(err, EC_ERR_IO, "%s: read error (is it a directory?)", path);
-    }
-    buf[n] = '\0';
-    *out = buf;
-    *len = n;
-    return EC_OK;
-}
-
-static ec_status get_num(const cJSON *obj, const char *field, double lo, double hi, double *out,
-                         const char *path, ec_error *err)
-{
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, field);
-    if (!v)
-        return ec_error_set(err, EC_ERR_PARSE, "%s: field '%s': missing", path, field);
-    if (!cJSON_IsNumber(v) || !isfinite(v->valuedouble))
-        return ec_error_set(err, EC_ERR_PARSE, "%s: field '%s': expected a number", path, field);
-    if (v->valuedouble < lo || v->valuedouble > hi)
-        return ec_error_set(err, EC_ERR_PARSE, "%s: field '%s': %g is out of range [%g, %g]",
-                            path, field, v->valuedouble, lo, hi);
-    *out = v->valuedouble;
-    return EC_OK;
-}
-
 ec_status ec_predictor_load(const char *path, ec_predictor **out, ec_error *err)
 {
     if (!path || !out)
         return ec_error_set(err, EC_ERR_INVALID, "ec_predictor_load: NULL argument");
     *out = NULL;
-    char *text = NULL;
-    size_t len = 0;
-    ec_status s = slurp(path, &text, &len, err);
+    cJSON *root;
+    ec_status s = ec_json_load(path, &root, err);
     if (s)
         return s;
-    size_t failures = ec_alloc_failures();
-    cJSON *root = cJSON_ParseWithLength(text, len);
-    ec_free(text);
-    if (!root)
-        return ec_alloc_failures() != failures
-                   ? ec_error_set(err, EC_ERR_NOMEM, "%s: out of memory", path)
-                   : ec_error_set(err, EC_ERR_PARSE, "%s: not valid JSON", path);
     const cJSON *fmt = cJSON_GetObjectItemCaseSensitive(root, "format");
     const cJSON *name = cJSON_GetObjectItemCaseSensitive(root, "predictor");
     if (cJSON_IsObject(root) && !fmt && cJSON_GetObjectItemCaseSensitive(root, "level1")) {
@@ -382,9 +329,11 @@ ec_status ec_predictor_load(const char *path, ec_predictor **out, ec_error *err)
     const cJSON *o = cJSON_GetObjectItemCaseSensitive(root, "opts");
     ec_predictor_opts po = {0};
     double v;
-    if ((s = get_num(root, "n_layers", 1, EC_MAX_LAYERS, &L, path, err)) ||
-        (s = get_num(root, "n_experts", 1, EC_MAX_EXPERTS, &E, path, err)) ||
-        (s = get_num(root, "k", 1, EC_MAX_K, &K, path, err))) {
+    if ((s = ec_json_get_number(root, "n_layers", 1, EC_MAX_LAYERS, false, &L, path, "",
+                                err)) ||
+        (s = ec_json_get_number(root, "n_experts", 1, EC_MAX_EXPERTS, false, &E, path, "",
+                                err)) ||
+        (s = ec_json_get_number(root, "k", 1, EC_MAX_K, false, &K, path, "", err))) {
         cJSON_Delete(root);
         return s;
     }
@@ -393,7 +342,7 @@ ec_status ec_predictor_load(const char *path, ec_predictor **out, ec_error *err)
         return ec_error_set(err, EC_ERR_PARSE, "%s: field 'opts': expected an object", path);
     }
 #define OPT(field, lo, hi, assign)                                                                 \
-    if ((s = get_num(o, field, lo, hi, &v, path, err))) {                                          \
+    if ((s = ec_json_get_number(o, field, lo, hi, false, &v, path, "", err))) {                    \
         cJSON_Delete(root);                                                                        \
         return s;                                                                                  \
     }                                                                                              \

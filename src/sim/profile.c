@@ -4,7 +4,7 @@
  * without a source is rejected: numbers in this project say where they
  * come from.
  */
-#include "../core/internal.h"
+#include "../core/json.h"
 #include "expertcast/sim.h"
 
 #include <cjson/cJSON.h>
@@ -13,36 +13,10 @@
 
 static ec_status load_json(const char *path, cJSON **out, ec_error *err)
 {
-    *out = NULL;
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return ec_error_set(err, EC_ERR_IO, "%s: cannot open", path);
-    size_t cap = 0, n = 0;
-    char *buf = NULL;
-    for (;;) {
-        if (ec_grow((void **)&buf, &cap, n + 16384, 1)) {
-            ec_free(buf);
-            fclose(f);
-            return ec_error_set(err, EC_ERR_NOMEM, "%s: out of memory", path);
-        }
-        size_t r = fread(buf + n, 1, cap - n - 1, f);
-        n += r;
-        if (r == 0)
-            break;
-    }
-    int bad = ferror(f);
-    fclose(f);
-    if (bad) {
-        ec_free(buf);
-        return ec_error_set(err, EC_ERR_IO, "%s: read error (is it a directory?)", path);
-    }
-    size_t failures = ec_alloc_failures();
-    cJSON *root = cJSON_ParseWithLength(buf, n);
-    ec_free(buf);
-    if (!root)
-        return ec_alloc_failures() != failures
-                   ? ec_error_set(err, EC_ERR_NOMEM, "%s: out of memory", path)
-                   : ec_error_set(err, EC_ERR_PARSE, "%s: not valid JSON", path);
+    cJSON *root;
+    ec_status s = ec_json_load(path, &root, err);
+    if (s)
+        return s;
     if (!cJSON_IsObject(root)) {
         cJSON_Delete(root);
         return ec_error_set(err, EC_ERR_PARSE, "%s: expected a JSON object", path);
@@ -85,22 +59,17 @@ static ec_status get_value(const cJSON *obj, const char *prefix, const char *fie
         return ec_error_set(err, EC_ERR_PARSE,
                             "%s: field '%s%s': expected {\"value\": N, \"source\": \"...\"}",
                             path, prefix, field);
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, "value");
+    char at[2 * EC_PROFILE_NAME_MAX + 128];
+    snprintf(at, sizeof at, "%s%s.", prefix, field);
+    double x;
+    ec_status st = ec_json_get_number(o, "value", lo, hi, integer, &x, path, at, err);
+    if (st)
+        return st;
     const cJSON *s = cJSON_GetObjectItemCaseSensitive(o, "source");
-    if (!cJSON_IsNumber(v) || !isfinite(v->valuedouble))
-        return ec_error_set(err, EC_ERR_PARSE, "%s: field '%s%s.value': expected a number", path,
-                            prefix, field);
     if (!cJSON_IsString(s) || !s->valuestring[0])
         return ec_error_set(err, EC_ERR_PARSE,
                             "%s: field '%s%s.source': missing (every value names its source)",
                             path, prefix, field);
-    double x = v->valuedouble;
-    if (x < lo || x > hi)
-        return ec_error_set(err, EC_ERR_PARSE, "%s: field '%s%s.value': %g is out of range [%g, %g]",
-                            path, prefix, field, x, lo, hi);
-    if (integer && x != floor(x))
-        return ec_error_set(err, EC_ERR_PARSE, "%s: field '%s%s.value': %g is not an integer",
-                            path, prefix, field, x);
     *out = x;
     return EC_OK;
 }
