@@ -6,8 +6,8 @@
 ec_status ec_json_load(const char *path, cJSON **out, ec_error *err)
 {
     *out = NULL;
-    char *text;
-    size_t len;
+    char *text = NULL;
+    size_t len = 0;
     ec_status s = ec_read_file(path, &text, &len, err);
     if (s)
         return s;

@@ -13,7 +13,7 @@
 
 static ec_status load_json(const char *path, cJSON **out, ec_error *err)
 {
-    cJSON *root;
+    cJSON *root = NULL;
     ec_status s = ec_json_load(path, &root, err);
     if (s)
         return s;
@@ -80,7 +80,7 @@ ec_status ec_model_profile_load(const char *path, const char *dtype, ec_model_pr
     if (!path || !out)
         return ec_error_set(err, EC_ERR_INVALID, "ec_model_profile_load: NULL argument");
     memset(out, 0, sizeof *out);
-    cJSON *root;
+    cJSON *root = NULL;
     ec_status s = load_json(path, &root, err);
     if (s)
         return s;
@@ -151,7 +151,7 @@ ec_status ec_hw_profile_load(const char *path, ec_hw_profile *out, ec_error *err
     if (!path || !out)
         return ec_error_set(err, EC_ERR_INVALID, "ec_hw_profile_load: NULL argument");
     memset(out, 0, sizeof *out);
-    cJSON *root;
+    cJSON *root = NULL;
     ec_status s = load_json(path, &root, err);
     if (s)
         return s;
