@@ -62,3 +62,10 @@ extern "C" cudaError_t ec_kernel_checksum(const void *src, size_t bytes, uint64_
                                          (unsigned long long *)out);
     return cudaGetLastError();
 }
+
+extern "C" cudaError_t ec_kernel_checksum_preload(void)
+{
+    cudaFuncAttributes a;
+    cudaError_t e = cudaFuncGetAttributes(&a, checksum_words);
+    return e == cudaSuccess ? cudaFuncGetAttributes(&a, checksum_finish) : e;
+}

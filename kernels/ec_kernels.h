@@ -32,6 +32,16 @@ cudaError_t ec_kernel_spin(uint64_t ns, cudaStream_t stream);
 cudaError_t ec_kernel_ffn(const void *w, const void *x, float *out, int32_t d_model,
                           int32_t d_ff, float *scratch, cudaStream_t stream);
 
+/*
+ * Loads every kernel of this library into the current context now. With
+ * CUDA's lazy module loading (the default since CUDA 12) a kernel's first
+ * launch loads its module, which can wait on other work in the context; a
+ * first launch while a stream is held by a blocked host function then never
+ * returns. The cuda backend calls this once at creation, which also keeps
+ * module loading out of the first timed layers.
+ */
+cudaError_t ec_kernels_preload(void);
+
 #ifdef __cplusplus
 }
 #endif

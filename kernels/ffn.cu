@@ -107,3 +107,10 @@ extern "C" cudaError_t ec_kernel_ffn(const void *w, const void *x, float *out, i
         w2, scratch, out, d_model, d_ff, vec_down);
     return cudaGetLastError();
 }
+
+extern "C" cudaError_t ec_kernel_ffn_preload(void)
+{
+    cudaFuncAttributes a;
+    cudaError_t e = cudaFuncGetAttributes(&a, ffn_gate_up);
+    return e == cudaSuccess ? cudaFuncGetAttributes(&a, ffn_down) : e;
+}

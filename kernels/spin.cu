@@ -20,3 +20,9 @@ extern "C" cudaError_t ec_kernel_spin(uint64_t ns, cudaStream_t stream)
     spin_kernel<<<1, 1, 0, stream>>>(ns);
     return cudaGetLastError();
 }
+
+extern "C" cudaError_t ec_kernel_spin_preload(void)
+{
+    cudaFuncAttributes a;
+    return cudaFuncGetAttributes(&a, spin_kernel);
+}

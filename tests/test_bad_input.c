@@ -281,7 +281,7 @@ typedef struct bad_model {
 } bad_model;
 
 static const bad_model bad_models[] = {
-    {"layers_fraction.json", "field 'n_layers': expected an integer, got 1.5"},
+    {"layers_fraction.json", "field 'n_layers': 1.5 is not an integer"},
     {"k_above_experts.json", "field 'k': 3 is out of range [1, 2]"},
     {"huge_shape_short_prior.json", "field 'prior': expected an array of 134213632 numbers"},
     {"prior_negative.json", "field 'prior': element 0 (-1) is negative"},
@@ -293,7 +293,7 @@ static const bad_model bad_models[] = {
     {"truncated.json", "not valid JSON (near byte 282)"},
     {"trailing_data.json", "trailing data after the JSON document (near byte 321)"},
     {"wrong_format.json", "field 'format': not an expertcast predictor file"},
-    {"option_fraction.json", "field 'context': expected an integer, got 0.5"},
+    {"option_fraction.json", "field 'context': 0.5 is not an integer"},
 };
 
 static size_t g_largest; /* bytes of the largest request seen */

@@ -1,5 +1,8 @@
 /* Core utilities: status names, atomic output files, history ring, ranking, prior. */
 #include "testutil.h"
+#include "core/internal.h"
+#include "core/json.h"
+#include "core/jsonstr.h"
 
 #include <string.h>
 #include <sys/stat.h>
@@ -44,6 +47,124 @@ Test(core, outfile_in_a_missing_directory_fails_cleanly)
     cr_assert_eq(ec_outfile_open("/nonexistent-dir/x.json", &o, &f, &err), EC_ERR_IO);
     cr_assert_null(o);
     cr_assert(strstr(err.message, "/nonexistent-dir/x.json: cannot create"), "%s", err.message);
+}
+
+Test(core, read_file_returns_the_bytes_and_names_the_path_on_failure)
+{
+    const char *d = tu_tmpdir();
+    /* more than one 64 KiB growth step */
+    size_t want = 200000;
+    char *text = malloc(want + 1);
+    cr_assert_not_null(text);
+    for (size_t i = 0; i < want; i++)
+        text[i] = (char)('a' + i % 26);
+    text[want] = '\0';
+    const char *p = tu_write(d, "big.txt", text);
+    char *buf;
+    size_t len;
+    ec_error err = {0};
+    cr_assert_eq(ec_read_file(p, &buf, &len, &err), EC_OK, "%s", err.message);
+    cr_assert_eq(len, want);
+    cr_assert_eq(buf[len], '\0');
+    cr_assert_eq(memcmp(buf, text, want), 0);
+    ec_free(buf);
+    free(text);
+
+    p = tu_write(d, "empty.txt", "");
+    cr_assert_eq(ec_read_file(p, &buf, &len, &err), EC_OK);
+    cr_assert_eq(len, 0);
+    cr_assert_str_eq(buf, "");
+    ec_free(buf);
+
+    cr_assert_eq(ec_read_file("/nonexistent-dir/x.json", &buf, &len, &err), EC_ERR_IO);
+    cr_assert_null(buf);
+    cr_assert_str_eq(err.message, "/nonexistent-dir/x.json: cannot open: No such file or directory");
+    cr_assert_eq(ec_read_file(d, &buf, &len, &err), EC_ERR_IO);
+    cr_assert_null(buf);
+    cr_assert(strstr(err.message, ": read error (is it a directory?)"), "%s", err.message);
+}
+
+Test(core, read_file_out_of_memory_leaks_nothing)
+{
+    const char *p = tu_write(tu_tmpdir(), "small.txt", "{}\n");
+    tu_alloc_state st = {.fail_at = 1};
+    tu_alloc_install(&st);
+    char *buf;
+    size_t len;
+    ec_error err = {0};
+    ec_status s = ec_read_file(p, &buf, &len, &err);
+    tu_alloc_uninstall();
+    cr_assert_eq(s, EC_ERR_NOMEM);
+    cr_assert_null(buf);
+    cr_assert(strstr(err.message, "small.txt: out of memory"), "%s", err.message);
+    cr_assert_eq(st.live, 0);
+}
+
+Test(core, json_string_escapes_quotes_backslashes_and_control_bytes)
+{
+    FILE *f = tmpfile();
+    cr_assert_not_null(f);
+    ec_json_write_string(f, "a\"b\\c\n\x01\x1f \xc3\xa9");
+    ec_json_write_string(f, "");
+    char buf[128] = {0};
+    rewind(f);
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    /* by hand: " a \" b \\ c \u000a \u0001 \u001f space, then the two UTF-8 bytes as they are */
+    const char *want = "\"a\\\"b\\\\c\\u000a\\u0001\\u001f \xc3\xa9\"\"\"";
+    cr_assert_eq(n, strlen(want));
+    cr_assert_str_eq(buf, want);
+}
+
+Test(core, json_number_fields_are_checked_and_named)
+{
+    cJSON *o = cJSON_Parse("{\"a\": 3, \"b\": 2.5, \"c\": \"3\", \"d\": 70, \"e\": null}");
+    cr_assert_not_null(o);
+    static const struct {
+        const char *field;
+        bool integer;
+        const char *path, *message; /* NULL message: accepted */
+        double want;
+    } cases[] = {
+        {"a", true, "f.json", NULL, 3},
+        {"b", false, "f.json", NULL, 2.5},
+        {"b", true, "f.json", "f.json: field 'opts.b': 2.5 is not an integer", 0},
+        {"c", false, "f.json", "f.json: field 'opts.c': expected a number", 0},
+        {"e", false, "f.json", "f.json: field 'opts.e': expected a number", 0},
+        {"d", false, "f.json", "f.json: field 'opts.d': 70 is out of range [0, 64]", 0},
+        {"z", false, "f.json", "f.json: field 'opts.z': missing", 0},
+        {"z", false, NULL, "field 'opts.z': missing", 0},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        double v = -1;
+        ec_error err = {0};
+        ec_status s = ec_json_get_number(o, cases[i].field, 0, 64, cases[i].integer, &v,
+                                         cases[i].path, "opts.", &err);
+        if (!cases[i].message) {
+            cr_expect_eq(s, EC_OK, "case %zu: %s", i, err.message);
+            cr_expect_eq(v, cases[i].want, "case %zu", i);
+        } else {
+            cr_expect_eq(s, EC_ERR_PARSE, "case %zu", i);
+            cr_expect_str_eq(err.message, cases[i].message, "case %zu", i);
+            cr_expect_eq(v, -1, "case %zu: output touched on failure", i);
+        }
+    }
+    cJSON_Delete(o);
+}
+
+Test(core, json_load_parses_a_file_or_says_why_not)
+{
+    const char *d = tu_tmpdir();
+    cJSON *root;
+    ec_error err = {0};
+    cr_assert_eq(ec_json_load(tu_write(d, "ok.json", "{\"x\": [1, 2]}\n"), &root, &err), EC_OK);
+    cr_assert(cJSON_IsArray(cJSON_GetObjectItemCaseSensitive(root, "x")));
+    cJSON_Delete(root);
+    cr_assert_eq(ec_json_load(tu_write(d, "bad.json", "{\"x\": "), &root, &err), EC_ERR_PARSE);
+    cr_assert_null(root);
+    cr_assert(strstr(err.message, "bad.json: not valid JSON"), "%s", err.message);
+    cr_assert_eq(ec_json_load(d, &root, &err), EC_ERR_IO);
+    cr_assert(strstr(err.message, "read error (is it a directory?)"), "%s", err.message);
 }
 
 Test(history, tokens_advance_when_the_layer_goes_back)

@@ -69,7 +69,8 @@ Test(seed_cli, help_describes_every_option)
         {"rules --help", {"--output", "--experts", "--rules", "--test", "-r, ", "-t, "}},
         {"rules create --help", {"--output", "--experts", NULL}},
         {"rules evaluate -h", {"--rules", "--test", "--output", NULL}},
-        {"demo --help", {"--trace", "--output-dir", NULL}},
+        {"demo --help", {"--trace", "--output-dir", "--seed-tools", "--backend", "--model",
+                         "--hardware"}},
         {"--help", {"extract", "rules", "demo", NULL}},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
@@ -367,9 +368,17 @@ Test(seed_cli, demo_runs_on_the_bundled_sample)
     /* the default trace is found beside the binary (build dir inside the source tree) */
     cr_assert_eq(tu_cli(&out, &err, "demo --output-dir %s/demo", d), 0, "%s", err);
     cr_expect_not_null(strstr(out, "sample_trace.jsonl"), "%s", out);
-    cr_expect_not_null(strstr(out, "== 3. rules evaluate: 24 test journeys =="), "%s", out);
-    cr_expect_not_null(strstr(out, "EVALUATION RESULTS: 24 test files"), "%s", out);
-    cr_expect_not_null(strstr(out, "BEST: "), "%s", out);
+    /* the seed's workflow is part 3, after the loader replay and the simulator */
+    const char *seed =
+        strstr(out, "== 3. the seed's tools: extract -> rules create -> rules evaluate ==");
+    cr_assert_not_null(seed, "%s", out);
+    cr_expect_not_null(strstr(seed, "$ expertcast rules create "), "%s", out);
+    cr_expect_not_null(strstr(seed, "$ expertcast rules evaluate -r "), "%s", out);
+    cr_expect_not_null(strstr(seed, "EVALUATION RESULTS: 24 test files"), "%s", out);
+    cr_expect_not_null(strstr(seed, "BEST: "), "%s", out);
+    /* short by default: no per-file table, no line per journey written */
+    cr_expect_null(strstr(seed, "Per-file results"), "%s", out);
+    cr_expect_null(strstr(seed, "  wrote "), "%s", out);
     free(out);
     free(err);
     char dir[1024];
@@ -396,7 +405,11 @@ Test(seed_cli, demo_runs_on_the_bundled_sample)
 
     /* any trace, and one sequence split in two */
     const char *raw = sample_raw(d);
-    cr_expect_eq(tu_cli(NULL, NULL, "demo --trace %s -o %s/d2", raw, d), 0);
+    cr_assert_eq(tu_cli(&out, NULL, "demo --trace %s -o %s/d2 --seed-tools", raw, d), 0);
+    /* --seed-tools: each tool's full report */
+    cr_expect_not_null(strstr(out, "Per-file results"), "%s", out);
+    cr_expect_not_null(strstr(out, "/d2/journeys/p0_token_0.jsonl (6 layers)"), "%s", out);
+    free(out);
     char one[1024];
     snprintf(one, sizeof one, "%s/one.jsonl", d);
     cr_assert_eq(tu_cli(NULL, NULL, "synth --sequences 1 --tokens 8 -o %s", one), 0);

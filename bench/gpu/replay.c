@@ -21,6 +21,7 @@
  * Runs on the cpu backend too (tiny shapes) so that it can be tried
  * without a device.
  */
+#include "core/jsonstr.h"
 #include "expertcast/replay.h"
 #include "expertcast/sim.h"
 
@@ -229,30 +230,16 @@ typedef struct row {
 
 static double per_tok(int64_t v, size_t n) { return n ? (double)v / (double)n : 0; }
 
-static void json_str(FILE *f, const char *s)
-{
-    fputc('"', f);
-    for (const unsigned char *c = (const unsigned char *)s; *c; c++) {
-        if (*c == '"' || *c == '\\')
-            fprintf(f, "\\%c", *c);
-        else if (*c < 0x20)
-            fprintf(f, "\\u%04x", *c);
-        else
-            fputc(*c, f);
-    }
-    fputc('"', f);
-}
-
 static void write_json(FILE *f, const args *a, ec_backend *b, const ec_trace *t,
                        const char *source, size_t bytes, const calib *c, const row *rows, int n,
                        const char *pred_fit, double overhead)
 {
     fputs("{\n  \"bench\": \"gpu_replay\",\n  \"backend\": ", f);
-    json_str(f, ec_backend_name(b));
+    ec_json_write_string(f, ec_backend_name(b));
     fputs(",\n  \"device\": ", f);
-    json_str(f, ec_backend_device_name(b));
+    ec_json_write_string(f, ec_backend_device_name(b));
     fputs(",\n  \"trace\": {\"source\": ", f);
-    json_str(f, source);
+    ec_json_write_string(f, source);
     fprintf(f, ", \"layers\": %d, \"experts\": %d, \"k\": %d, \"sequences\": %zu},\n",
             (int)t->n_layers, (int)t->n_experts, (int)t->k, t->n_seqs);
     fprintf(f, "  \"expert\": {\"d_model\": %d, \"d_ff\": %d, \"bytes\": %zu, \"dtype\": \"fp16\"},\n",
@@ -260,9 +247,9 @@ static void write_json(FILE *f, const args *a, ec_backend *b, const ec_trace *t,
     fprintf(f, "  \"cache_per_layer\": %d, \"cache_global\": %d, \"window\": %d, \"horizon\": %d,\n",
             a->cache_experts, a->cache_global, a->window, a->horizon);
     fputs("  \"predictor\": ", f);
-    json_str(f, a->predictor);
+    ec_json_write_string(f, a->predictor);
     fputs(", \"predictor_fit\": ", f);
-    json_str(f, pred_fit);
+    ec_json_write_string(f, pred_fit);
     fprintf(f, ",\n  \"attn_us_requested\": %g, \"tokens_requested\": %d, \"warmup\": %d,\n", a->attn_us,
             a->tokens, a->warmup);
     fprintf(f,
@@ -288,10 +275,10 @@ static void write_json(FILE *f, const args *a, ec_backend *b, const ec_trace *t,
         const ec_replay_result *r = &rows[i].r;
         const ec_loader_stats *m = &r->measured;
         fputs("    {\"policy\": ", f);
-        json_str(f, ec_policy_kind_name(rows[i].kind));
+        ec_json_write_string(f, ec_policy_kind_name(rows[i].kind));
         if (rows[i].status) {
             fputs(", \"error\": ", f);
-            json_str(f, rows[i].error);
+            ec_json_write_string(f, rows[i].error);
             fprintf(f, "}%s\n", i + 1 < n ? "," : "");
             continue;
         }

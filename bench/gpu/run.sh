@@ -11,7 +11,8 @@
 #      policy, then a short replay that checksums every acquired slot on the device;
 #   5. time allowing, compute-sanitizer (memcheck, racecheck) over short loader tests.
 #
-# Everything (logs, JSON, summary.txt) goes under OUT: $1, else $OUT, else out/gpu.
+# Everything goes under OUT ($1, else $OUT, else out/gpu): the JSON results, summary.txt,
+# run.log and logs.tar.gz with every other log (at most 8 files, as the device tool returns).
 # Exit status: 0 when every required step passed.
 set -uo pipefail
 
@@ -118,6 +119,10 @@ else
 fi
 
 step "done in $(elapsed) s"
+# The device tool returns at most 8 files: keep the JSON, the summary and run.log, and
+# pack every other log into one archive.
+(cd "$OUT" && logs=$(ls -1 *.log *.txt 2>/dev/null | grep -v -x -e run.log -e summary.txt) &&
+  [ -n "$logs" ] && tar czf logs.tar.gz $logs && rm -f $logs)
 if [ ${#FAILED[@]} -gt 0 ]; then
   note "FAILED: ${FAILED[*]}"
   exit 1

@@ -27,6 +27,9 @@ int cmd_eval(int argc, char **argv);
  * usage message. */
 extern const char *const CLI_PREDICTOR_OPTS_HELP;
 int cli_predictor_opt(const char *cmd, int argc, char **argv, int *i, ec_predictor_opts *o);
+/* Prints head, CLI_PREDICTOR_OPTS_HELP and the registered predictors'
+ * names on stdout: the --help of fit and eval. */
+void cli_predictor_usage(const char *head);
 int cmd_extract(int argc, char **argv);
 int cmd_rules(int argc, char **argv);
 int cmd_demo(int argc, char **argv);

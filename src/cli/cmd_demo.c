@@ -1,7 +1,8 @@
-/* expertcast demo: the seed's workflow (extract -> rules create -> rules
- * evaluate) on the sample trace bundled in data/. */
+/* expertcast demo: the main job on the bundled trace. Part 1 replays it
+ * through the real loader (demo_replay.c), part 2 through the simulator
+ * (demo_sim.c), part 3 runs the seed's tools on it (demo_seed.c). */
 #define _XOPEN_SOURCE 700 /* realpath */
-#include "seed_cli.h"
+#include "demo.h"
 
 #include <errno.h>
 #include <libgen.h>
@@ -12,19 +13,35 @@
 #include <unistd.h>
 
 static const char *USAGE =
-    "usage: expertcast demo [--trace FILE] [--output-dir DIR]\n\n"
-    "Runs the seed's three tools on a routing trace, as these commands would:\n"
-    "  1. expertcast extract TRACE -p A -t ... -o DIR/journeys   (and the same for B)\n"
-    "  2. expertcast rules create DIR/journeys/pA_token_*.jsonl -o DIR/rules.json\n"
-    "  3. expertcast rules evaluate -r DIR/rules.json -t DIR/journeys/pB_token_*.jsonl\n"
-    "                               -o DIR/results.json\n"
-    "where A and B are the trace's first two sequences (train on A, test on B; with a\n"
-    "single sequence, its first half trains and its second half tests).\n\n"
+    "usage: expertcast demo [options]\n\n"
+    "The main job, on a routing trace (by default the bundled sample), in three parts; each\n"
+    "prints the command that reproduces it:\n"
+    "  1. the loader: the trace's first sequence replayed through the real expert loader\n"
+    "     (cuda when a device exists, else the cpu backend with a message), every policy:\n"
+    "     hit rate, stall per token, and the stall saved against lru and on-demand\n"
+    "     ('expertcast replay');\n"
+    "  2. the simulator: the whole trace on modeled hardware, every policy: TPOT, stall,\n"
+    "     hit rate, the share of the lru -> oracle gap closed ('expertcast simulate');\n"
+    "  3. the seed's tools: extract -> rules create -> rules evaluate, the first sequence\n"
+    "     training and the second testing (with one sequence, its two halves).\n"
+    "predict and gated use the temporal predictor fitted on sequences they are not tested\n"
+    "on; with a one-sequence trace they are left out of parts 1 and 2.\n\n"
+    "Written into the output directory, each file atomically: replay.json,\n"
+    "simulate-HARDWARE.json, journeys/pP_token_T.jsonl, rules.json, results.json.\n\n"
     "Options:\n"
     "  --trace FILE             raw routing JSONL (default: the bundled\n"
     "                           data/sample_trace.jsonl, made by 'expertcast synth',\n"
     "                           looked up beside the binary: ../data, ../share/expertcast)\n"
     "  -o, --output-dir DIR     where to write (created; default ./expertcast-demo)\n"
+    "  --backend NAME           part 1's backend: auto, cuda or cpu (default auto)\n"
+    "  --cache-experts N        expert slots per layer in parts 1 and 2 (default half the\n"
+    "                           experts, at least top-k: 4 of 8 for the sample)\n"
+    "  --tokens N               tokens of the first sequence replayed in part 1 at most\n"
+    "                           (default 24; the first 4 are warm-up, fewer below 8)\n"
+    "  --model PROFILE          part 2's model profile (default mixtral-8x7b-int4)\n"
+    "  --hardware LIST          part 2's hardware profiles, comma-separated (default\n"
+    "                           rtx4090-pcie4,h100-pcie5)\n"
+    "  --seed-tools             part 3 prints each tool's full report\n"
     "  -h, --help               this text\n";
 
 #define SAMPLE "sample_trace.jsonl"
@@ -67,68 +84,12 @@ static int mkdir_p(const char *path)
     return stat(buf, &sb) == 0 && S_ISDIR(sb.st_mode) ? 0 : -1;
 }
 
-/* One side of the split: a sequence and a token range. */
-typedef struct part {
-    int64_t problem_id;
-    char dataset[256]; /* "" when the trace has none */
-    int64_t begin, end;
-} part;
-
-static part part_of(const ec_trace *t, const ec_seq *q)
-{
-    part p = {q->problem_id, "", t->token_idx[q->row0], t->token_idx[q->row0 + q->n_rows - 1] + 1};
-    snprintf(p.dataset, sizeof p.dataset, "%s", q->dataset);
-    return p;
-}
-
-/* Extracts one part; appends the journey files written to *paths. */
-static int extract_part(const char *trace, const part *p, const char *dir, char ***paths,
-                        size_t *n_paths)
-{
-    ec_extract_opts o = {p->problem_id, p->begin, p->end, p->dataset[0] ? p->dataset : NULL,
-                         dir};
-    printf("$ expertcast extract %s -p %lld -t %lld %lld -o %s%s%s\n", trace,
-           (long long)o.problem_id, (long long)o.token_begin, (long long)o.token_end, dir,
-           o.dataset ? " --dataset " : "", o.dataset ? o.dataset : "");
-    ec_extract_report *r;
-    ec_error err = {0};
-    ec_status s = ec_seed_extract(trace, &o, &r, &err);
-    if (s)
-        return cli_fail(s, &err);
-    seed_print_extract(stdout, trace, &o, r);
-    char **l = realloc(*paths, (*n_paths + r->n_written) * sizeof *l);
-    if (!l) {
-        ec_extract_report_destroy(r);
-        cli_error("out of memory");
-        return CLI_DATA;
-    }
-    *paths = l;
-    for (size_t i = 0; i < r->n_tokens; i++) {
-        if (r->tokens[i].layers != r->n_layers)
-            continue;
-        char file[PATH_MAX];
-        snprintf(file, sizeof file, "%s/p%lld_token_%lld.jsonl", dir, (long long)o.problem_id,
-                 (long long)r->tokens[i].token);
-        if (!(l[*n_paths] = strdup(file))) {
-            ec_extract_report_destroy(r);
-            cli_error("out of memory");
-            return CLI_DATA;
-        }
-        ++*n_paths;
-    }
-    ec_extract_report_destroy(r);
-    putchar('\n');
-    return CLI_OK;
-}
-
-static int cmp_str(const void *a, const void *b)
-{
-    return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
 int cmd_demo(int argc, char **argv)
 {
-    const char *trace = NULL, *outdir = "expertcast-demo";
+    demo_ctx d = {.outdir = "expertcast-demo", .backend = "auto", .model = "mixtral-8x7b-int4",
+                  .hardware = "rtx4090-pcie4,h100-pcie5", .tokens = 24};
+    const char *trace = NULL;
+    long long cache = 0, v;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *val;
         if (cli_is_help(a)) {
@@ -137,15 +98,37 @@ int cmd_demo(int argc, char **argv)
         }
         if (!cli_looks_like_option(a))
             return cli_usage_error("demo", "unexpected argument '%s'", a);
+        if (cli_is(a, "--seed-tools", NULL)) {
+            d.seed_tools = 1;
+            continue;
+        }
         if (!(val = cli_value("demo", argc, argv, &i)))
             return CLI_USAGE;
         if (cli_is(a, "--trace", NULL))
             trace = val;
         else if (cli_is(a, "--output-dir", "-o"))
-            outdir = val;
-        else
+            d.outdir = val;
+        else if (cli_is(a, "--backend", NULL))
+            d.backend = val;
+        else if (cli_is(a, "--model", NULL))
+            d.model = val;
+        else if (cli_is(a, "--hardware", NULL))
+            d.hardware = val;
+        else if (cli_is(a, "--cache-experts", NULL)) {
+            if (!cli_int("demo", a, val, 1, EC_MAX_EXPERTS, &cache))
+                return CLI_USAGE;
+        } else if (cli_is(a, "--tokens", NULL)) {
+            if (!cli_int("demo", a, val, 1, 100000000, &v))
+                return CLI_USAGE;
+            d.tokens = v;
+        } else
             return cli_usage_error("demo", "unknown option '%s'", a);
     }
+    if (strcmp(d.backend, "auto") && strcmp(d.backend, "cuda") && strcmp(d.backend, "cpu"))
+        return cli_usage_error("demo", "--backend: '%s' is not auto, cuda or cpu", d.backend);
+    int rc = demo_check_profiles(&d);
+    if (rc)
+        return rc;
     char sample[PATH_MAX];
     if (!trace) {
         if (find_sample(sample, sizeof sample)) {
@@ -161,63 +144,35 @@ int cmd_demo(int argc, char **argv)
         }
         trace = sample;
     }
-    int rc;
     ec_trace *t = cli_load_trace(&trace, 1, &rc);
     if (!t)
         return rc;
-    /* Train on the first sequence, test on the second (or split one). */
-    const ec_seq *a = &t->seqs[0];
-    part train = part_of(t, a), test;
-    if (t->n_seqs >= 2) {
-        test = part_of(t, &t->seqs[1]);
-    } else if (a->n_rows >= 2) {
-        test = train;
-        test.begin = train.end = t->token_idx[a->row0 + a->n_rows / 2];
-    } else {
+    d.trace_path = trace;
+    d.t = t;
+    d.cache = cache ? (int32_t)cache : t->n_experts / 2 > t->k ? t->n_experts / 2 : t->k;
+    if (d.cache < t->k || d.cache > t->n_experts) {
+        rc = cli_usage_error("demo", "--cache-experts %d: the trace needs %d to %d (top-%d of %d "
+                                     "experts)",
+                             (int)d.cache, t->k, t->n_experts, t->k, t->n_experts);
         ec_trace_destroy(t);
-        cli_error("%s: one token only; the demo needs two sequences or two tokens", trace);
+        return rc;
+    }
+    if (mkdir_p(d.outdir) != 0) {
+        cli_error("%s: cannot create the directory: %s", d.outdir, strerror(errno));
+        ec_trace_destroy(t);
         return CLI_DATA;
     }
-    printf("expertcast demo: the seed's workflow on %s\n"
-           "(%d layers, %d experts, top-%d; %zu sequences, %zu tokens)\n\n",
-           trace, t->n_layers, t->n_experts, t->k, t->n_seqs, t->n_rows);
-    int32_t n_experts = t->n_experts;
-
-    char journeys[PATH_MAX], rules[PATH_MAX], results[PATH_MAX];
-    snprintf(journeys, sizeof journeys, "%s/journeys", outdir);
-    snprintf(rules, sizeof rules, "%s/rules.json", outdir);
-    snprintf(results, sizeof results, "%s/results.json", outdir);
-    if (mkdir_p(journeys) != 0) {
-        ec_trace_destroy(t);
-        cli_error("%s: cannot create the directory: %s", journeys, strerror(errno));
-        return CLI_DATA;
-    }
-    char **train_files = NULL, **test_files = NULL;
-    size_t n_train = 0, n_test = 0;
-    printf("== 1. extract token journeys ==\n");
-    rc = extract_part(trace, &train, journeys, &train_files, &n_train);
+    printf("expertcast demo on %s\n(%d layers, %d experts, top-%d; %zu sequences, %zu tokens; "
+           "results in %s/)\n%s\n",
+           trace, t->n_layers, t->n_experts, t->k, t->n_seqs, t->n_rows, d.outdir,
+           trace == sample ? "The bundled trace is synthetic ('expertcast synth'): its numbers "
+                             "describe the generator, not a model.\n"
+                           : "");
+    rc = demo_replay(&d);
     if (rc == CLI_OK)
-        rc = extract_part(trace, &test, journeys, &test_files, &n_test);
+        rc = demo_simulate(&d);
+    if (rc == CLI_OK)
+        rc = demo_seed(&d);
     ec_trace_destroy(t);
-    /* In the order the shell expands the globs printed below, so that the
-     * commands shown reproduce these files exactly (ties go to the first). */
-    if (train_files)
-        qsort(train_files, n_train, sizeof *train_files, cmp_str);
-    if (test_files)
-        qsort(test_files, n_test, sizeof *test_files, cmp_str);
-    if (rc == CLI_OK) {
-        printf("== 2. rules create: %zu training journeys ==\n"
-               "$ expertcast rules create %s/p%lld_token_*.jsonl --experts %d -o %s\n",
-               n_train, journeys, (long long)train.problem_id, n_experts, rules);
-        rc = seed_run_create(train_files, n_train, rules, n_experts);
-    }
-    if (rc == CLI_OK) {
-        printf("\n== 3. rules evaluate: %zu test journeys ==\n"
-               "$ expertcast rules evaluate -r %s -t %s/p%lld_token_*.jsonl -o %s\n",
-               n_test, rules, journeys, (long long)test.problem_id, results);
-        rc = seed_run_evaluate(rules, test_files, n_test, results, 0);
-    }
-    seed_free_list(train_files, n_train);
-    seed_free_list(test_files, n_test);
     return rc;
 }

@@ -34,16 +34,6 @@ static const char *USAGE_HEAD =
     "  --bootstrap-seed N       bootstrap seed (default 1)\n"
     "  -h, --help               this text\n\n";
 
-static void usage(void)
-{
-    fputs(USAGE_HEAD, stdout);
-    fputs(CLI_PREDICTOR_OPTS_HELP, stdout);
-    fputs("\nPredictors:", stdout);
-    for (const char *const *n = ec_predictor_names(); *n; n++)
-        printf(" %s", *n);
-    fputs("\n", stdout);
-}
-
 /* Parses "1,2,4" into v (at most cap values in [lo, hi]). */
 static bool int_list(const char *opt, const char *s, long long lo, long long hi, int32_t *v,
                      size_t cap, size_t *n)
@@ -177,7 +167,7 @@ static int parse(args *A, int argc, char **argv)
         const char *a = argv[i], *val;
         int r;
         if (cli_is_help(a)) {
-            usage();
+            cli_predictor_usage(USAGE_HEAD);
             return -1;
         }
         if (!cli_looks_like_option(a)) {

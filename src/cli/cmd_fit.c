@@ -13,16 +13,6 @@ static const char *USAGE_HEAD =
     "  -o, --output FILE        model file, written atomically (required)\n"
     "  -h, --help               this text\n\n";
 
-static void usage(void)
-{
-    fputs(USAGE_HEAD, stdout);
-    fputs(CLI_PREDICTOR_OPTS_HELP, stdout);
-    fputs("\nPredictors:", stdout);
-    for (const char *const *n = ec_predictor_names(); *n; n++)
-        printf(" %s", *n);
-    fputs("\n", stdout);
-}
-
 int cmd_fit(int argc, char **argv)
 {
     const char *name = NULL, *output = NULL;
@@ -38,7 +28,7 @@ int cmd_fit(int argc, char **argv)
         const char *a = argv[i];
         int r;
         if (cli_is_help(a)) {
-            usage();
+            cli_predictor_usage(USAGE_HEAD);
             free(paths);
             return CLI_OK;
         }

@@ -32,116 +32,83 @@ static const char *USAGE =
     "Arguments holding * ? [ are expanded here (sorted), as the seed did for quoted globs.\n"
     "  -h, --help               this text\n";
 
-static int parse_experts(const char *cmd, const char *val, int32_t *out)
+/* What both subcommands read from the command line. */
+typedef struct rules_args {
+    const char *output, *rules; /* rules: evaluate only */
+    int32_t n_experts;          /* 0: not given */
+    char **files;               /* journeys (create), or the files after --test (evaluate) */
+    size_t n_files;
+} rules_args;
+
+/* Parses the arguments of "rules create" (evaluate 0) or "rules evaluate"
+ * into *a (a->files borrows argv; free it). Returns CLI_OK, an exit code
+ * after a message, or -1 after printing --help. */
+static int parse_args(const char *cmd, int evaluate, int argc, char **argv, rules_args *a)
 {
+    *a = (rules_args){.output = evaluate ? NULL : "rules.json"};
+    if (!(a->files = calloc((size_t)argc, sizeof *a->files))) {
+        cli_error("out of memory");
+        return CLI_DATA;
+    }
+    int in_test = 0;
     long long v;
-    if (!cli_int(cmd, "--experts", val, 1, EC_MAX_EXPERTS, &v))
-        return CLI_USAGE;
-    *out = (int32_t)v;
-    return CLI_OK;
-}
-
-static int rules_create(int argc, char **argv)
-{
-    const char *output = "rules.json";
-    int32_t n_experts = 0;
-    char **inputs = calloc((size_t)argc, sizeof *inputs);
-    size_t n = 0;
-    int rc = CLI_OK;
-    if (!inputs) {
-        cli_error("out of memory");
-        return CLI_DATA;
-    }
-    for (int i = 1; i < argc && rc == CLI_OK; i++) {
-        const char *a = argv[i], *val;
-        if (cli_is_help(a)) {
+    for (int i = 1; i < argc; i++) {
+        const char *o = argv[i], *val;
+        if (cli_is_help(o)) {
             fputs(USAGE, stdout);
-            free(inputs);
-            return CLI_OK;
+            return -1;
         }
-        if (!cli_looks_like_option(a)) {
-            inputs[n++] = argv[i];
-            continue;
-        }
-        if (!(val = cli_value("rules create", argc, argv, &i)))
-            rc = CLI_USAGE;
-        else if (cli_is(a, "--output", "-o"))
-            output = val;
-        else if (cli_is(a, "--experts", NULL))
-            rc = parse_experts("rules create", val, &n_experts);
-        else
-            rc = cli_usage_error("rules create", "unknown option '%s'", a);
-    }
-    if (rc == CLI_OK && n == 0)
-        rc = cli_usage_error("rules create", "no journey file given");
-    char **paths = NULL;
-    size_t n_paths = 0;
-    if (rc == CLI_OK)
-        rc = seed_expand_args(inputs, n, &paths, &n_paths);
-    if (rc == CLI_OK)
-        rc = seed_run_create(paths, n_paths, output, n_experts);
-    seed_free_list(paths, n_paths);
-    free(inputs);
-    return rc;
-}
-
-static int rules_evaluate(int argc, char **argv)
-{
-    const char *rules = NULL, *output = NULL;
-    int32_t n_experts = 0;
-    char **tests = calloc((size_t)argc, sizeof *tests);
-    size_t n = 0;
-    int rc = CLI_OK, in_test = 0;
-    if (!tests) {
-        cli_error("out of memory");
-        return CLI_DATA;
-    }
-    for (int i = 1; i < argc && rc == CLI_OK; i++) {
-        const char *a = argv[i], *val;
-        if (cli_is_help(a)) {
-            fputs(USAGE, stdout);
-            free(tests);
-            return CLI_OK;
-        }
-        if (!cli_looks_like_option(a)) {
-            if (!in_test)
-                rc = cli_usage_error("rules evaluate", "unexpected argument '%s' (test files "
-                                                       "follow --test)", a);
-            else
-                tests[n++] = argv[i];
+        if (!cli_looks_like_option(o)) {
+            if (evaluate && !in_test)
+                return cli_usage_error(cmd, "unexpected argument '%s' (test files follow "
+                                            "--test)", o);
+            a->files[a->n_files++] = argv[i];
             continue;
         }
         in_test = 0;
-        if (cli_is(a, "--test", "-t")) {
+        if (evaluate && cli_is(o, "--test", "-t")) {
             in_test = 1;
             if (i + 1 >= argc || cli_looks_like_option(argv[i + 1]))
-                rc = cli_usage_error("rules evaluate", "%s needs at least one file", a);
+                return cli_usage_error(cmd, "%s needs at least one file", o);
             continue;
         }
-        if (!(val = cli_value("rules evaluate", argc, argv, &i)))
-            rc = CLI_USAGE;
-        else if (cli_is(a, "--rules", "-r"))
-            rules = val;
-        else if (cli_is(a, "--output", "-o"))
-            output = val;
-        else if (cli_is(a, "--experts", NULL))
-            rc = parse_experts("rules evaluate", val, &n_experts);
-        else
-            rc = cli_usage_error("rules evaluate", "unknown option '%s'", a);
+        if (!(val = cli_value(cmd, argc, argv, &i)))
+            return CLI_USAGE;
+        if (cli_is(o, "--output", "-o"))
+            a->output = val;
+        else if (evaluate && cli_is(o, "--rules", "-r"))
+            a->rules = val;
+        else if (cli_is(o, "--experts", NULL)) {
+            if (!cli_int(cmd, "--experts", val, 1, EC_MAX_EXPERTS, &v))
+                return CLI_USAGE;
+            a->n_experts = (int32_t)v;
+        } else
+            return cli_usage_error(cmd, "unknown option '%s'", o);
     }
-    if (rc == CLI_OK && !rules)
-        rc = cli_usage_error("rules evaluate", "--rules is required");
-    if (rc == CLI_OK && n == 0)
-        rc = cli_usage_error("rules evaluate", "--test needs at least one file");
+    return CLI_OK;
+}
+
+/* Parses, checks, expands the file arguments (globs) and runs the step. */
+static int rules_run(int evaluate, int argc, char **argv)
+{
+    const char *cmd = evaluate ? "rules evaluate" : "rules create";
+    rules_args a;
+    int rc = parse_args(cmd, evaluate, argc, argv, &a);
+    if (rc == CLI_OK && evaluate && !a.rules)
+        rc = cli_usage_error(cmd, "--rules is required");
+    if (rc == CLI_OK && a.n_files == 0)
+        rc = evaluate ? cli_usage_error(cmd, "--test needs at least one file")
+                      : cli_usage_error(cmd, "no journey file given");
     char **paths = NULL;
     size_t n_paths = 0;
     if (rc == CLI_OK)
-        rc = seed_expand_args(tests, n, &paths, &n_paths);
+        rc = seed_expand_args(a.files, a.n_files, &paths, &n_paths);
     if (rc == CLI_OK)
-        rc = seed_run_evaluate(rules, paths, n_paths, output, n_experts);
+        rc = evaluate ? seed_run_evaluate(a.rules, paths, n_paths, a.output, a.n_experts, 1)
+                      : seed_run_create(paths, n_paths, a.output, a.n_experts);
     seed_free_list(paths, n_paths);
-    free(tests);
-    return rc;
+    free(a.files);
+    return rc < 0 ? CLI_OK : rc;
 }
 
 int cmd_rules(int argc, char **argv)
@@ -153,9 +120,9 @@ int cmd_rules(int argc, char **argv)
         return CLI_OK;
     }
     if (strcmp(argv[1], "create") == 0)
-        return rules_create(argc - 1, argv + 1);
+        return rules_run(0, argc - 1, argv + 1);
     if (strcmp(argv[1], "evaluate") == 0)
-        return rules_evaluate(argc - 1, argv + 1);
+        return rules_run(1, argc - 1, argv + 1);
     return cli_usage_error("rules", "unknown subcommand '%s' (expected create or evaluate)",
                            argv[1]);
 }

@@ -1,13 +1,9 @@
 /* expertcast simulate: replay traces through loading policies on a modeled machine. */
 #include "sim_report.h"
 
-#include <errno.h>
 #include <limits.h>
-#include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 static const char *USAGE =
     "usage: expertcast simulate TRACE.jsonl... --model PROFILE --hardware PROFILE [options]\n\n"
@@ -153,79 +149,11 @@ static int parse_args(int argc, char **argv, sim_args *a)
     return CLI_OK;
 }
 
-/* ---- profile lookup ---- */
-
-static int is_file(const char *p)
+static int parse_policies(const char *s, int want[SIM_N_POLICIES])
 {
-    struct stat st;
-    return stat(p, &st) == 0 && S_ISREG(st.st_mode);
-}
-
-/* Candidate directories for named profiles, in order. */
-static int profile_dirs(char dirs[][PATH_MAX], int max)
-{
-    int n = 0;
-    const char *env = getenv("EXPERTCAST_PROFILES");
-    if (env && *env && n < max)
-        snprintf(dirs[n++], PATH_MAX, "%s", env);
-    if (n < max)
-        snprintf(dirs[n++], PATH_MAX, "data/profiles");
-    char exe[PATH_MAX];
-    ssize_t len = readlink("/proc/self/exe", exe, sizeof exe - 1);
-    if (len > 0) {
-        exe[len] = '\0';
-        char *slash = strrchr(exe, '/');
-        if (slash) {
-            *slash = '\0';
-            const char *rel[] = {"../data/profiles", "../../data/profiles",
-                                 "../share/expertcast/profiles"};
-            for (size_t i = 0; i < 3 && n < max; i++) {
-                int w = snprintf(dirs[n], PATH_MAX, "%s/%s", exe, rel[i]);
-                if (w > 0 && w < PATH_MAX)
-                    n++;
-            }
-        }
-    }
-    return n;
-}
-
-/* Resolves NAME to a file; for models, NAME-DTYPE may name a dtype of NAME.json. */
-static int resolve_profile(const char *name, int model, char *path, char *dtype)
-{
-    dtype[0] = '\0';
-    if (strchr(name, '/') || is_file(name)) {
-        snprintf(path, PATH_MAX, "%s", name);
-        return is_file(path);
-    }
-    char dirs[5][PATH_MAX];
-    int nd = profile_dirs(dirs, 5);
-    for (int i = 0; i < nd; i++) {
-        int w = snprintf(path, PATH_MAX, "%s/%s.json", dirs[i], name);
-        if (w > 0 && w < PATH_MAX && is_file(path))
-            return 1;
-    }
-    const char *dash = strrchr(name, '-');
-    if (model && dash && dash != name && strlen(dash + 1) < EC_PROFILE_NAME_MAX) {
-        char base[EC_PROFILE_NAME_MAX * 2];
-        snprintf(base, sizeof base, "%.*s", (int)(dash - name), name);
-        for (int i = 0; i < nd; i++) {
-            int w = snprintf(path, PATH_MAX, "%s/%s.json", dirs[i], base);
-            if (w > 0 && w < PATH_MAX && is_file(path)) {
-                strcpy(dtype, dash + 1);
-                return 1;
-            }
-        }
-    }
-    return 0;
-}
-
-/* ---- the runs ---- */
-
-static int parse_policies(const char *s, int want[7])
-{
-    memset(want, 0, 7 * sizeof *want);
+    memset(want, 0, SIM_N_POLICIES * sizeof *want);
     if (!s || strcmp(s, "all") == 0) {
-        for (int i = 0; i < 7; i++)
+        for (int i = 0; i < SIM_N_POLICIES; i++)
             want[i] = 1;
         return 1;
     }
@@ -246,49 +174,6 @@ static int parse_policies(const char *s, int want[7])
     return 1;
 }
 
-static int predicts(int k) { return k == EC_POLICY_PREDICT || k == EC_POLICY_GATED; }
-
-typedef struct runner {
-    ec_sim *sim;
-    const ec_sim_timing *tm;
-    int global;
-    int32_t prefetch_k;
-    int done, total;
-    int progress;
-} runner;
-
-static int run_one(runner *rn, ec_policy_kind k, int32_t cache, int32_t horizon,
-                   ec_sim_result *out)
-{
-    ec_sim_config cfg = {.kind = k,
-                         .cache_per_layer = rn->global ? 0 : cache,
-                         .cache_global = rn->global ? cache : 0,
-                         .horizon = horizon,
-                         .prefetch_k = rn->prefetch_k,
-                         .timing = *rn->tm};
-    ec_error err = {0};
-    ec_status s = ec_sim_run(rn->sim, &cfg, out, &err);
-    if (rn->progress) {
-        rn->done++;
-        fprintf(stderr, "\rsimulate: %d/%d runs", rn->done, rn->total);
-        if (rn->done == rn->total)
-            fputc('\n', stderr);
-    }
-    if (s) {
-        if (rn->progress)
-            fputc('\n', stderr);
-        return cli_fail(s, &err);
-    }
-    return CLI_OK;
-}
-
-static void free_rows(sim_report *rep)
-{
-    for (size_t i = 0; i < rep->n_rows; i++)
-        ec_sim_result_clear(&rep->rows[i].r);
-    free(rep->rows);
-}
-
 int cmd_simulate(int argc, char **argv)
 {
     sim_args a;
@@ -297,30 +182,17 @@ int cmd_simulate(int argc, char **argv)
         free(a.traces);
         return rc < 0 ? CLI_OK : rc;
     }
-    int want[7];
+    int want[SIM_N_POLICIES];
     if (!parse_policies(a.policies, want)) {
         free(a.traces);
         return CLI_USAGE;
     }
-    char mpath[PATH_MAX], hpath[PATH_MAX], dtype[PATH_MAX], unused[PATH_MAX];
-    if (!resolve_profile(a.model, 1, mpath, dtype)) {
-        free(a.traces);
-        return cli_usage_error("simulate", "--model: no profile '%s' (a file, or a name in "
-                                           "data/profiles)", a.model);
-    }
-    if (!resolve_profile(a.hardware, 0, hpath, unused)) {
-        free(a.traces);
-        return cli_usage_error("simulate", "--hardware: no profile '%s' (a file, or a name in "
-                                           "data/profiles)", a.hardware);
-    }
+    char mpath[PATH_MAX];
     ec_model_profile model;
     ec_hw_profile hw;
-    ec_error err = {0};
-    ec_status s;
-    if ((s = ec_model_profile_load(mpath, dtype, &model, &err)) ||
-        (s = ec_hw_profile_load(hpath, &hw, &err))) {
+    if ((rc = sim_load_profiles("simulate", a.model, a.hardware, &model, &hw, mpath))) {
         free(a.traces);
-        return cli_fail(s, &err);
+        return rc;
     }
     ec_trace *t = cli_load_trace(a.traces, a.n_traces, &rc);
     free(a.traces);
@@ -328,6 +200,8 @@ int cmd_simulate(int argc, char **argv)
         return rc;
     ec_sim *sim = NULL;
     ec_predictor *loaded = NULL;
+    ec_error err = {0};
+    ec_status s;
     sim_report rep = {0};
     char note[512] = "none needed (no predicting policy)";
     if (t->n_layers != model.n_layers || t->n_experts != model.n_experts) {
@@ -354,15 +228,9 @@ int cmd_simulate(int argc, char **argv)
             snprintf(note, sizeof note, "'%s' loaded from %s (fitted elsewhere)",
                      ec_predictor_name(loaded), a.predictor);
         } else {
-            const char *name = a.fit ? a.fit : "temporal";
-            if ((s = ec_sim_fit_heldout(sim, name, NULL, &err))) {
-                rc = cli_fail(s, &err);
+            if ((rc = sim_fit_heldout(sim, a.fit ? a.fit : "temporal", a.batch, t->n_seqs, note,
+                                      sizeof note)))
                 goto out;
-            }
-            snprintf(note, sizeof note,
-                     "'%s' fitted for each batch of %d sequence(s) on the other %zu sequence(s) "
-                     "only (held out, no leakage)",
-                     name, a.batch, t->n_seqs > (size_t)a.batch ? t->n_seqs - (size_t)a.batch : 0);
         }
     }
     ec_sim_timing tm;
@@ -399,58 +267,11 @@ int cmd_simulate(int argc, char **argv)
                                  t->n_layers);
             goto out;
         }
-    /* rows: per cache, the requested policies (predicting ones per horizon) */
-    size_t max_rows = (size_t)a.n_caches * (7 + 2 * (size_t)a.n_horizons);
-    rep.rows = calloc(max_rows, sizeof *rep.rows);
-    if (!rep.rows) {
-        cli_error("out of memory");
-        rc = CLI_DATA;
+    sim_plan plan = {.sim = sim, .tm = &tm, .want = want, .caches = a.caches,
+                     .n_caches = a.n_caches, .horizons = a.horizons, .n_horizons = a.n_horizons,
+                     .global = a.global, .prefetch_k = a.prefetch_k, .progress = a.sweep};
+    if ((rc = sim_run_rows(&plan, &rep)))
         goto out;
-    }
-    runner rn = {.sim = sim, .tm = &tm, .global = a.global, .prefetch_k = a.prefetch_k};
-    for (int k = 0; k < 7; k++)
-        rn.total += (k == EC_POLICY_LRU || k == EC_POLICY_ORACLE || want[k])
-                        ? (predicts(k) ? a.n_horizons : 1) * a.n_caches
-                        : 0;
-    rn.progress = a.sweep && rn.total > 1;
-    for (int ci = 0; ci < a.n_caches; ci++) {
-        ec_sim_result lru, orc;
-        if ((rc = run_one(&rn, EC_POLICY_LRU, a.caches[ci], 1, &lru)))
-            goto out;
-        if ((rc = run_one(&rn, EC_POLICY_ORACLE, a.caches[ci], a.horizons[0], &orc))) {
-            ec_sim_result_clear(&lru);
-            goto out;
-        }
-        size_t first = rep.n_rows;
-        for (int k = 0; k < 7; k++) {
-            if (!want[k])
-                continue;
-            for (int hi = 0; hi < (predicts(k) ? a.n_horizons : 1); hi++) {
-                sim_row *w = &rep.rows[rep.n_rows];
-                if (k == EC_POLICY_LRU)
-                    w->r = lru, lru.stall_per_layer = NULL, lru.bound_per_layer = NULL;
-                else if (k == EC_POLICY_ORACLE)
-                    w->r = orc, orc.stall_per_layer = NULL, orc.bound_per_layer = NULL;
-                else if ((rc = run_one(&rn, (ec_policy_kind)k, a.caches[ci], a.horizons[hi],
-                                       &w->r))) {
-                    ec_sim_result_clear(&lru);
-                    ec_sim_result_clear(&orc);
-                    goto out;
-                }
-                rep.n_rows++;
-            }
-        }
-        for (size_t i = first; i < rep.n_rows; i++) {
-            sim_row *w = &rep.rows[i];
-            double L = lru.tpot_ms, O = orc.tpot_ms, B = w->r.lower_bound_ms_per_token;
-            w->vs_lru = w->r.tpot_ms / L;
-            w->gap_closed = L > O ? (L - w->r.tpot_ms) / (L - O) : NAN;
-            w->gap_closed_bound = L > B ? (L - w->r.tpot_ms) / (L - B) : NAN;
-            w->beats_oracle = w->r.kind != EC_POLICY_RESIDENT && w->r.tpot_ms < O;
-        }
-        ec_sim_result_clear(&lru);
-        ec_sim_result_clear(&orc);
-    }
     rep.model = &model;
     rep.hw = &hw;
     rep.timing = &tm;
@@ -470,7 +291,7 @@ int cmd_simulate(int argc, char **argv)
         sim_plot(&rep, a.plot);
     rc = CLI_OK;
 out:
-    free_rows(&rep);
+    sim_report_clear_rows(&rep);
     ec_predictor_destroy(loaded);
     ec_sim_destroy(sim);
     ec_trace_destroy(t);

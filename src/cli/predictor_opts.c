@@ -17,6 +17,16 @@ const char *const CLI_PREDICTOR_OPTS_HELP =
     "  --max-horizon N          largest horizon fitted (default 4; eval raises it to its\n"
     "                           largest --horizon)\n";
 
+void cli_predictor_usage(const char *head)
+{
+    fputs(head, stdout);
+    fputs(CLI_PREDICTOR_OPTS_HELP, stdout);
+    fputs("\nPredictors:", stdout);
+    for (const char *const *n = ec_predictor_names(); *n; n++)
+        printf(" %s", *n);
+    fputs("\n", stdout);
+}
+
 int cli_predictor_opt(const char *cmd, int argc, char **argv, int *i, ec_predictor_opts *o)
 {
     const char *a = argv[*i], *v;

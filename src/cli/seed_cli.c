@@ -180,7 +180,7 @@ static const char *base_name(const char *p)
     return s ? s + 1 : p;
 }
 
-void seed_print_eval(FILE *f, const ec_seed_eval *e)
+void seed_print_eval_files(FILE *f, const ec_seed_eval *e)
 {
     fprintf(f, "Per-file results: correct/covered (covered = a rule exists for the key)\n");
     fprintf(f, "%-28s", "File");
@@ -197,10 +197,15 @@ void seed_print_eval(FILE *f, const ec_seed_eval *e)
         }
         fputc('\n', f);
     }
+    fputc('\n', f);
+}
+
+void seed_print_eval_summary(FILE *f, const ec_seed_eval *e)
+{
     size_t journeys = 0;
     for (size_t i = 0; i < e->n_files; i++)
         journeys += e->journeys[i];
-    fprintf(f, "\nEVALUATION RESULTS: %zu test files, %zu journeys; Total = n covered cases, "
+    fprintf(f, "EVALUATION RESULTS: %zu test files, %zu journeys; Total = n covered cases, "
                "Coverage = covered / all cases of the level\n",
             e->n_files, journeys);
     fprintf(f, "%-30s %-10s %-10s %-12s %-11s %s\n", "Level", "Correct", "Total", "Accuracy",
@@ -282,7 +287,7 @@ static ec_status write_results(FILE *f, void *ctx, ec_error *err)
 }
 
 int seed_run_evaluate(const char *rules_path, char *const *tests, size_t n, const char *output,
-                      int32_t n_experts)
+                      int32_t n_experts, int per_file)
 {
     int rc = output ? seed_check_output_parent(output) : CLI_OK;
     if (rc)
@@ -303,7 +308,9 @@ int seed_run_evaluate(const char *rules_path, char *const *tests, size_t n, cons
     }
     FILE *out = output && strcmp(output, "-") == 0 ? stderr : stdout;
     fprintf(out, "Rules: %s\n", rules_path);
-    seed_print_eval(out, e);
+    if (per_file)
+        seed_print_eval_files(out, e);
+    seed_print_eval_summary(out, e);
     if (output) {
         results_ctx c = {e, r, rules_path, {0}};
         seed_timestamp(c.timestamp, sizeof c.timestamp);

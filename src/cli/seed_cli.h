@@ -26,14 +26,17 @@ void seed_print_extract(FILE *f, const char *raw, const ec_extract_opts *o,
                         const ec_extract_report *r);
 /* Rule counts per level and the shape of the rules. */
 void seed_print_rules(FILE *f, const ec_seed_rules *r);
-/* The per-file table, the summary table and the BEST line. */
-void seed_print_eval(FILE *f, const ec_seed_eval *e);
+/* The evaluation report in two parts: the per-file table (and a blank
+ * line); the summary table and the BEST line. */
+void seed_print_eval_files(FILE *f, const ec_seed_eval *e);
+void seed_print_eval_summary(FILE *f, const ec_seed_eval *e);
 
 /* The three steps, as the commands and the demo run them. Each prints its
- * report on stdout and returns an exit code. */
+ * report on stdout and returns an exit code; evaluate prints the per-file
+ * table when per_file is set. */
 int seed_run_extract(const char *raw, const ec_extract_opts *o);
 int seed_run_create(char *const *paths, size_t n, const char *output, int32_t n_experts);
 int seed_run_evaluate(const char *rules_path, char *const *tests, size_t n, const char *output,
-                      int32_t n_experts);
+                      int32_t n_experts, int per_file);
 
 #endif

@@ -1,5 +1,6 @@
 /* expertcast simulate: the table, JSON, CSV and plot. */
 #include "sim_report.h"
+#include "core/jsonstr.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -88,18 +89,23 @@ static void jnum(FILE *f, double v)
         fputs("null", f);
 }
 
-static void jstr(FILE *f, const char *s)
+/* , "name": v (null when not finite) */
+static void jfield(FILE *f, const char *name, double v)
 {
-    fputc('"', f);
-    for (; *s; s++) {
-        if (*s == '"' || *s == '\\')
-            fprintf(f, "\\%c", *s);
-        else if ((unsigned char)*s < 0x20)
-            fprintf(f, "\\u%04x", *s);
-        else
-            fputc(*s, f);
+    fprintf(f, ", \"%s\": ", name);
+    jnum(f, v);
+}
+
+/* , "name": [v0, v1, ...] with non-finite values as null */
+static void jarray(FILE *f, const char *name, const double *v, int32_t n)
+{
+    fprintf(f, ", \"%s\": [", name);
+    for (int32_t i = 0; i < n; i++) {
+        if (i)
+            fputs(", ", f);
+        jnum(f, v[i]);
     }
-    fputc('"', f);
+    fputc(']', f);
 }
 
 ec_status sim_write_json(FILE *f, void *ctx, ec_error *err)
@@ -107,29 +113,25 @@ ec_status sim_write_json(FILE *f, void *ctx, ec_error *err)
     const sim_report *rep = ctx;
     const ec_sim_timing *tm = rep->timing;
     fputs("{\"model\": ", f);
-    jstr(f, rep->model->name);
+    ec_json_write_string(f, rep->model->name);
     fputs(", \"dtype\": ", f);
-    jstr(f, rep->model->dtype);
+    ec_json_write_string(f, rep->model->dtype);
     fputs(", \"hardware\": ", f);
-    jstr(f, rep->hw->name);
+    ec_json_write_string(f, rep->hw->name);
     fputs(", \"predictor\": ", f);
-    jstr(f, rep->predictor_note);
+    ec_json_write_string(f, rep->predictor_note);
     fprintf(f, ", \"batch\": %d, \"decode_steps\": %lld, \"layer_steps\": %lld, "
                "\"skipped_rows\": %lld",
             rep->batch, (long long)rep->n_tokens, (long long)rep->n_steps,
             (long long)rep->n_skipped);
     fputs(", \"timing\": {\"transfer_ms\": ", f);
     jnum(f, tm->transfer_ms);
-    fprintf(f, ", \"engines\": %d, \"compute_fixed_ms\": ", tm->engines);
-    jnum(f, tm->compute_fixed_ms);
-    fputs(", \"compute_per_expert_ms\": ", f);
-    jnum(f, tm->compute_per_expert_ms);
-    fputs(", \"router_ms\": ", f);
-    jnum(f, tm->router_ms);
-    fputs(", \"predictor_ms\": ", f);
-    jnum(f, tm->predictor_ms);
-    fputs(", \"expert_bytes\": ", f);
-    jnum(f, tm->expert_bytes);
+    fprintf(f, ", \"engines\": %d", tm->engines);
+    jfield(f, "compute_fixed_ms", tm->compute_fixed_ms);
+    jfield(f, "compute_per_expert_ms", tm->compute_per_expert_ms);
+    jfield(f, "router_ms", tm->router_ms);
+    jfield(f, "predictor_ms", tm->predictor_ms);
+    jfield(f, "expert_bytes", tm->expert_bytes);
     fputs("}, \"gap_closed_uses\": \"oracle\", \"results\": [", f);
     for (size_t i = 0; i < rep->n_rows; i++) {
         const sim_row *w = &rep->rows[i];
@@ -139,25 +141,21 @@ ec_status sim_write_json(FILE *f, void *ctx, ec_error *err)
                    "\"horizon\": %d",
                 i ? "," : "", ec_policy_kind_name(r->kind), r->cache_per_layer, r->cache_global,
                 r->horizon);
-#define F(name, v)                                                                                 \
-    fputs(", \"" name "\": ", f);                                                                  \
-    jnum(f, v);
-        F("tpot_ms", r->tpot_ms)
-        F("stall_ms_per_token", r->stall_ms_per_token)
-        F("compute_ms_per_token", r->compute_ms_per_token)
-        F("hit_rate", r->hit_rate)
-        F("resident_rate", r->resident_rate)
-        F("transfers_per_token", r->transfers_per_token)
-        F("wasted_transfers_per_token", r->wasted_transfers_per_token)
-        F("bytes_per_token", r->bytes_per_token)
-        F("useful_bytes_per_token", r->bytes_per_token - r->wasted_bytes_per_token)
-        F("wasted_bytes_per_token", r->wasted_bytes_per_token)
-        F("prefetch_precision", r->prefetch_precision)
-        F("vs_lru", w->vs_lru)
-        F("gap_closed", w->gap_closed)
-        F("gap_closed_bound", w->gap_closed_bound)
-        F("lower_bound_ms_per_token", r->lower_bound_ms_per_token)
-#undef F
+        jfield(f, "tpot_ms", r->tpot_ms);
+        jfield(f, "stall_ms_per_token", r->stall_ms_per_token);
+        jfield(f, "compute_ms_per_token", r->compute_ms_per_token);
+        jfield(f, "hit_rate", r->hit_rate);
+        jfield(f, "resident_rate", r->resident_rate);
+        jfield(f, "transfers_per_token", r->transfers_per_token);
+        jfield(f, "wasted_transfers_per_token", r->wasted_transfers_per_token);
+        jfield(f, "bytes_per_token", r->bytes_per_token);
+        jfield(f, "useful_bytes_per_token", r->bytes_per_token - r->wasted_bytes_per_token);
+        jfield(f, "wasted_bytes_per_token", r->wasted_bytes_per_token);
+        jfield(f, "prefetch_precision", r->prefetch_precision);
+        jfield(f, "vs_lru", w->vs_lru);
+        jfield(f, "gap_closed", w->gap_closed);
+        jfield(f, "gap_closed_bound", w->gap_closed_bound);
+        jfield(f, "lower_bound_ms_per_token", r->lower_bound_ms_per_token);
         fprintf(f, ", \"beats_oracle\": %s", w->beats_oracle ? "true" : "false");
         fprintf(f, ", \"counts\": {\"uses\": %lld, \"hits\": %lld, \"inflight_hits\": %lld, "
                    "\"misses\": %lld, \"loads\": %lld, \"prefetches\": %lld, "
@@ -167,19 +165,9 @@ ec_status sim_write_json(FILE *f, void *ctx, ec_error *err)
                 (long long)s->misses, (long long)s->loads, (long long)s->prefetches,
                 (long long)s->prefetch_hits, (long long)s->wasted, (long long)s->cancelled,
                 (long long)s->evictions);
-        fputs(", \"stall_per_layer_ms\": [", f);
-        for (int32_t l = 0; l < r->n_layers; l++) {
-            if (l)
-                fputs(", ", f);
-            jnum(f, r->stall_per_layer[l]);
-        }
-        fputs("], \"bound_per_layer_ms\": [", f);
-        for (int32_t l = 0; l < r->n_layers; l++) {
-            if (l)
-                fputs(", ", f);
-            jnum(f, r->bound_per_layer[l]);
-        }
-        fputs("]}", f);
+        jarray(f, "stall_per_layer_ms", r->stall_per_layer, r->n_layers);
+        jarray(f, "bound_per_layer_ms", r->bound_per_layer, r->n_layers);
+        fputs("}", f);
     }
     fputs("\n]}\n", f);
     if (ferror(f))

@@ -27,6 +27,54 @@ typedef struct sim_report {
     size_t n_rows;
 } sim_report;
 
+/* Policies the simulator knows: the values of ec_policy_kind. */
+#define SIM_N_POLICIES (EC_POLICY_RESIDENT + 1)
+
+/* predict and gated: the policies that read a predictor and a horizon. */
+int sim_predicts(int kind);
+
+/*
+ * Loads the profiles named by model and hardware: a file path, or a name
+ * looked up in $EXPERTCAST_PROFILES, data/profiles, beside the executable
+ * (../data/profiles, ../../data/profiles) and ../share/expertcast/profiles;
+ * a model NAME-DTYPE picks dtype DTYPE of NAME.json. mpath[PATH_MAX]
+ * receives the model file's path (for messages). Returns CLI_OK, or an
+ * exit code after printing the error (naming cmd for unknown names).
+ */
+int sim_load_profiles(const char *cmd, const char *model, const char *hardware,
+                      ec_model_profile *m, ec_hw_profile *h, char *mpath);
+
+/* Fits predictor `name` for each batch of sequences on the others only
+ * (ec_sim_fit_heldout) and says so in note[size]. Returns CLI_OK, or an
+ * exit code after printing the error. */
+int sim_fit_heldout(ec_sim *sim, const char *name, int32_t batch, size_t n_seqs, char *note,
+                    size_t size);
+
+/* What to run: every cache size x the wanted policies (predicting ones per
+ * horizon), on one simulator whose predictor is already set. */
+typedef struct sim_plan {
+    ec_sim *sim;
+    const ec_sim_timing *tm;
+    const int *want;          /* [SIM_N_POLICIES] 1 = report this policy */
+    const int32_t *caches;    /* [n_caches] slots per layer, or global slots */
+    int n_caches;
+    const int32_t *horizons;  /* [n_horizons] */
+    int n_horizons;
+    int global;               /* caches are global pools */
+    int32_t prefetch_k;       /* 0: the step's union */
+    int progress;             /* count the runs on stderr */
+} sim_plan;
+
+/*
+ * Runs the plan into rep->rows / n_rows (allocated here; free with
+ * sim_report_clear_rows, also after a failure). Per cache size, lru and the
+ * oracle always run (the oracle at the first horizon) and every row gets
+ * vs_lru, gap_closed and gap_closed_bound against them. Returns CLI_OK, or
+ * an exit code after printing the error.
+ */
+int sim_run_rows(const sim_plan *p, sim_report *rep);
+void sim_report_clear_rows(sim_report *rep);
+
 void sim_print_table(FILE *f, const sim_report *rep);
 ec_status sim_write_json(FILE *f, void *rep, ec_error *err);
 ec_status sim_write_csv(FILE *f, void *rep, ec_error *err);

@@ -33,6 +33,12 @@ void ec_error_clear(ec_error *err);
  * elements; *cap is updated. Returns EC_OK or EC_ERR_NOMEM (buf untouched). */
 ec_status ec_grow(void **buf, size_t *cap, size_t need, size_t elem);
 
+/* Reads the whole file at path into *out (NUL-terminated, owned by the
+ * caller: ec_free) and its length in bytes, without the NUL, into *len.
+ * Errors name the path: "cannot open", "read error (is it a directory?)",
+ * "out of memory". On failure *out is NULL and *len 0. */
+ec_status ec_read_file(const char *path, char **out, size_t *len, ec_error *err);
+
 #define EC_MIN(a, b) ((a) < (b) ? (a) : (b))
 #define EC_MAX(a, b) ((a) > (b) ? (a) : (b))
 #define EC_COUNTOF(a) (sizeof(a) / sizeof((a)[0]))

@@ -1,5 +1,6 @@
 /* Recording of observed routing as raw JSONL, committed atomically. */
 #include "recorder.h"
+#include "../core/jsonstr.h"
 
 struct ec_recorder {
     ec_outfile *out;
@@ -22,26 +23,12 @@ ec_status ec_recorder_open(const char *path, ec_recorder **out, ec_error *err)
     return EC_OK;
 }
 
-static void write_string(FILE *f, const char *s)
-{
-    fputc('"', f);
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        if (*p == '"' || *p == '\\')
-            fprintf(f, "\\%c", *p);
-        else if (*p < 0x20)
-            fprintf(f, "\\u%04x", *p);
-        else
-            fputc(*p, f);
-    }
-    fputc('"', f);
-}
-
 ec_status ec_recorder_write(ec_recorder *r, const char *dataset, int64_t problem_id,
                             int64_t token, int32_t layer, const int16_t *experts, int32_t k)
 {
     FILE *f = r->f;
     fputs("{\"dataset\": ", f);
-    write_string(f, dataset);
+    ec_json_write_string(f, dataset);
     fprintf(f, ", \"problem_id\": %lld, \"layer\": %d, \"experts\": [", (long long)problem_id,
             (int)layer);
     for (int32_t i = 0; i < k; i++)

@@ -1,5 +1,6 @@
 /* base64 of little-endian numeric arrays, and number fields, for model files. */
 #include "codec.h"
+#include "../core/json.h"
 
 #include <math.h>
 #include <string.h>
@@ -138,27 +139,14 @@ ec_status ec_json_read_b64_u64(const cJSON *item, uint64_t *v, size_t n, const c
     return EC_OK;
 }
 
-ec_status ec_json_read_num(const cJSON *obj, const char *field, double lo, double hi,
-                           double *out, ec_error *err)
-{
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, field);
-    if (!cJSON_IsNumber(v) || !isfinite(v->valuedouble))
-        return ec_error_set(err, EC_ERR_PARSE, "field 'model.%s': expected a number", field);
-    if (v->valuedouble < lo || v->valuedouble > hi)
-        return ec_error_set(err, EC_ERR_PARSE, "field 'model.%s': %g is out of range [%g, %g]", field, v->valuedouble, lo, hi);
-    *out = v->valuedouble;
-    return EC_OK;
-}
-
 ec_status ec_json_read_int(const cJSON *obj, const char *field, long long lo, long long hi,
                            long long *out, ec_error *err)
 {
     double d;
-    ec_status s = ec_json_read_num(obj, field, (double)lo, (double)hi, &d, err);
+    ec_status s = ec_json_get_number(obj, field, (double)lo, (double)hi, true, &d, NULL,
+                                     "model.", err);
     if (s)
         return s;
-    if (d != floor(d))
-        return ec_error_set(err, EC_ERR_PARSE, "field 'model.%s': %g is not an integer", field, d);
     *out = (long long)d;
     return EC_OK;
 }

@@ -21,11 +21,9 @@ ec_status ec_json_read_b64_f32(const cJSON *item, float *v, size_t n, const char
 ec_status ec_json_read_b64_u64(const cJSON *item, uint64_t *v, size_t n, const char *field,
                                ec_error *err);
 
-/* Reads an integer field of obj in [lo, hi]. */
+/* Reads an integer field of obj in [lo, hi] (ec_json_get_number's messages,
+ * naming 'model.FIELD'; the loader prefixes the file). */
 ec_status ec_json_read_int(const cJSON *obj, const char *field, long long lo, long long hi,
                            long long *out, ec_error *err);
-/* Reads a number field of obj in [lo, hi]. */
-ec_status ec_json_read_num(const cJSON *obj, const char *field, double lo, double hi,
-                           double *out, ec_error *err);
 
 #endif

@@ -1,5 +1,6 @@
 /* The predictor interface: registry, common fit (layer prior), save/load. */
 #include "predictor.h"
+#include "../core/json.h"
 #include "expertcast/seed.h"
 
 #include <errno.h>
@@ -306,37 +307,6 @@ ec_status ec_predictor_save(const ec_predictor *p, const char *path, ec_error *e
     return s;
 }
 
-/* Reads a whole file into memory (NUL-terminated). */
-static ec_status slurp(const char *path, char **out, size_t *len, ec_error *err)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return ec_error_set(err, EC_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-    size_t cap = 0, n = 0;
-    char *buf = NULL;
-    for (;;) {
-        if (ec_grow((void **)&buf, &cap, n + 65536, 1)) {
-            ec_free(buf);
-            fclose(f);
-            return ec_error_set(err, EC_ERR_NOMEM, "%s: out of memory", path);
-        }
-        size_t r = fread(buf + n, 1, cap - n - 1, f);
-        n += r;
-        if (r == 0)
-            break;
-    }
-    int bad = ferror(f);
-    fclose(f);
-    if (bad) {
-        ec_free(buf);
-        return ec_error_set(err, EC_ERR_IO, "%s: read error (is it a directory?)", path);
-    }
-    buf[n] = '\0';
-    *out = buf;
-    *len = n;
-    return EC_OK;
-}
-
 /* Copies s for a one-line message: at most cap - 1 bytes, anything but
  * printable ASCII shown as '?'. Returns buf. */
 static const char *printable(const char *s, char *buf, size_t cap)
@@ -348,25 +318,6 @@ static const char *printable(const char *s, char *buf, size_t cap)
     return buf;
 }
 
-/* A finite number in [lo, hi]; with integral, also a whole number. */
-static ec_status get_num(const cJSON *obj, const char *field, double lo, double hi, int integral,
-                         double *out, const char *path, ec_error *err)
-{
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, field);
-    if (!v)
-        return ec_error_set(err, EC_ERR_PARSE, "%s: field '%s': missing", path, field);
-    if (!cJSON_IsNumber(v) || !isfinite(v->valuedouble))
-        return ec_error_set(err, EC_ERR_PARSE, "%s: field '%s': expected a number", path, field);
-    if (integral && v->valuedouble != floor(v->valuedouble))
-        return ec_error_set(err, EC_ERR_PARSE, "%s: field '%s': expected an integer, got %g", path,
-                            field, v->valuedouble);
-    if (v->valuedouble < lo || v->valuedouble > hi)
-        return ec_error_set(err, EC_ERR_PARSE, "%s: field '%s': %g is out of range [%g, %g]",
-                            path, field, v->valuedouble, lo, hi);
-    *out = v->valuedouble;
-    return EC_OK;
-}
-
 ec_status ec_predictor_load(const char *path, ec_predictor **out, ec_error *err)
 {
     if (!path || !out)
@@ -374,7 +325,7 @@ ec_status ec_predictor_load(const char *path, ec_predictor **out, ec_error *err)
     *out = NULL;
     char *text = NULL;
     size_t len = 0;
-    ec_status s = slurp(path, &text, &len, err);
+    ec_status s = ec_read_file(path, &text, &len, err);
     if (s)
         return s;
     s = ec_predictor_load_text(path, text, len, out, err);
@@ -428,9 +379,11 @@ ec_status ec_predictor_load_text(const char *path, const char *text, size_t len,
     const cJSON *o = cJSON_GetObjectItemCaseSensitive(root, "opts");
     ec_predictor_opts po = {0};
     double v;
-    if ((s = get_num(root, "n_layers", 1, EC_MAX_LAYERS, 1, &L, path, err)) ||
-        (s = get_num(root, "n_experts", 1, EC_MAX_EXPERTS, 1, &E, path, err)) ||
-        (s = get_num(root, "k", 1, EC_MIN(EC_MAX_K, E), 1, &K, path, err))) {
+    if ((s = ec_json_get_number(root, "n_layers", 1, EC_MAX_LAYERS, true, &L, path, "",
+                                err)) ||
+        (s = ec_json_get_number(root, "n_experts", 1, EC_MAX_EXPERTS, true, &E, path, "",
+                                err)) ||
+        (s = ec_json_get_number(root, "k", 1, EC_MIN(EC_MAX_K, E), true, &K, path, "", err))) {
         cJSON_Delete(root);
         return s;
     }
@@ -448,19 +401,19 @@ ec_status ec_predictor_load_text(const char *path, const char *text, size_t len,
         return ec_error_set(err, EC_ERR_PARSE, "%s: field 'opts': expected an object", path);
     }
 #define OPT(field, lo, hi, assign)                                                                 \
-    if ((s = get_num(o, field, lo, hi, integral, &v, path, err))) {                                \
+    if ((s = ec_json_get_number(o, field, lo, hi, integral, &v, path, "", err))) {                \
         cJSON_Delete(root);                                                                        \
         return s;                                                                                  \
     }                                                                                              \
     assign;
-    int integral = 1;
+    bool integral = true;
     OPT("context", 0, 64, po.context = (int32_t)v)
     OPT("tokens_back", 0, 4096, po.tokens_back = (int32_t)v)
     OPT("epochs", 0, 1e6, po.epochs = (int32_t)v)
     OPT("per_layer", 0, 1, po.per_layer = (int32_t)v)
     OPT("seed", 0, 1.8e19, po.seed = (uint64_t)v)
     OPT("max_horizon", 0, EC_MAX_LAYERS, po.max_horizon = (int32_t)v)
-    integral = 0;
+    integral = false;
     OPT("smoothing", 0, 1e9, po.smoothing = v)
     OPT("learning_rate", 0, 1e6, po.learning_rate = v)
     OPT("l2", 0, 1e6, po.l2 = v)

@@ -4,7 +4,6 @@
 #include "rules.h"
 #include "pywrite.h"
 
-#include <errno.h>
 #include <math.h>
 #include <stddef.h>
 #include <string.h>
@@ -351,37 +350,6 @@ ec_status seed_rules_parse(const cJSON *root, const char *path, ec_seed_rules **
     return EC_OK;
 }
 
-/* Reads a whole file (NUL-terminated). */
-static ec_status slurp(const char *path, char **out, size_t *len, ec_error *err)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return ec_error_set(err, EC_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-    size_t cap = 0, n = 0;
-    char *buf = NULL;
-    for (;;) {
-        if (ec_grow((void **)&buf, &cap, n + 65536, 1)) {
-            ec_free(buf);
-            fclose(f);
-            return ec_error_set(err, EC_ERR_NOMEM, "%s: out of memory", path);
-        }
-        size_t got = fread(buf + n, 1, cap - n - 1, f);
-        n += got;
-        if (got == 0)
-            break;
-    }
-    int bad = ferror(f);
-    fclose(f);
-    if (bad) {
-        ec_free(buf);
-        return ec_error_set(err, EC_ERR_IO, "%s: read error (is it a directory?)", path);
-    }
-    buf[n] = '\0';
-    *out = buf;
-    *len = n;
-    return EC_OK;
-}
-
 ec_status ec_seed_rules_load(const char *path, ec_seed_rules **out, ec_error *err)
 {
     if (!path || !out)
@@ -389,7 +357,7 @@ ec_status ec_seed_rules_load(const char *path, ec_seed_rules **out, ec_error *er
     *out = NULL;
     char *text = NULL;
     size_t len = 0;
-    ec_status s = slurp(path, &text, &len, err);
+    ec_status s = ec_read_file(path, &text, &len, err);
     if (s)
         return s;
     size_t failures = ec_alloc_failures();

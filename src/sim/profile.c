@@ -4,13 +4,11 @@
  * without a source is rejected: numbers in this project say where they
  * come from.
  */
-#include "../core/internal.h"
+#include "../core/json.h"
 #include "expertcast/sim.h"
 
 #include <cjson/cJSON.h>
-#include <errno.h>
 #include <math.h>
-#include <stddef.h>
 #include <string.h>
 
 /* Copies s into buf (cap bytes, truncating) with anything but printable
@@ -26,48 +24,10 @@ static const char *one_line(const char *s, char *buf, size_t cap)
 
 static ec_status load_json(const char *path, cJSON **out, ec_error *err)
 {
-    *out = NULL;
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return ec_error_set(err, EC_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-    size_t cap = 0, n = 0;
-    char *buf = NULL;
-    for (;;) {
-        if (ec_grow((void **)&buf, &cap, n + 16384, 1)) {
-            ec_free(buf);
-            fclose(f);
-            return ec_error_set(err, EC_ERR_NOMEM, "%s: out of memory", path);
-        }
-        size_t r = fread(buf + n, 1, cap - n - 1, f);
-        n += r;
-        if (r == 0)
-            break;
-    }
-    int bad = ferror(f);
-    fclose(f);
-    if (bad) {
-        ec_free(buf);
-        return ec_error_set(err, EC_ERR_IO, "%s: read error (is it a directory?)", path);
-    }
-    size_t failures = ec_alloc_failures();
-    const char *end = NULL;
-    cJSON *root = cJSON_ParseWithLengthOpts(buf, n, &end, 0);
-    ptrdiff_t at = end ? end - buf : 0;
-    /* one document: only blanks may follow it */
-    while (root && (size_t)at < n && strchr(" \t\r\n", buf[at]) && buf[at])
-        at++;
-    int trailing = root && (size_t)at < n;
-    ec_free(buf);
-    if (trailing) {
-        cJSON_Delete(root);
-        return ec_error_set(err, EC_ERR_PARSE,
-                            "%s: trailing data after the JSON document (near byte %td)", path, at);
-    }
-    if (!root)
-        return ec_alloc_failures() != failures
-                   ? ec_error_set(err, EC_ERR_NOMEM, "%s: out of memory", path)
-                   : ec_error_set(err, EC_ERR_PARSE, "%s: not valid JSON (near byte %td)", path,
-                                  at);
+    cJSON *root = NULL;
+    ec_status s = ec_json_load(path, &root, err);
+    if (s)
+        return s;
     if (!cJSON_IsObject(root)) {
         cJSON_Delete(root);
         return ec_error_set(err, EC_ERR_PARSE, "%s: expected a JSON object", path);
@@ -110,22 +70,17 @@ static ec_status get_value(const cJSON *obj, const char *prefix, const char *fie
         return ec_error_set(err, EC_ERR_PARSE,
                             "%s: field '%s%s': expected {\"value\": N, \"source\": \"...\"}",
                             path, prefix, field);
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, "value");
+    char at[2 * EC_PROFILE_NAME_MAX + 128];
+    snprintf(at, sizeof at, "%s%s.", prefix, field);
+    double x;
+    ec_status st = ec_json_get_number(o, "value", lo, hi, integer, &x, path, at, err);
+    if (st)
+        return st;
     const cJSON *s = cJSON_GetObjectItemCaseSensitive(o, "source");
-    if (!cJSON_IsNumber(v) || !isfinite(v->valuedouble))
-        return ec_error_set(err, EC_ERR_PARSE, "%s: field '%s%s.value': expected a number", path,
-                            prefix, field);
     if (!cJSON_IsString(s) || !s->valuestring[0])
         return ec_error_set(err, EC_ERR_PARSE,
                             "%s: field '%s%s.source': missing (every value names its source)",
                             path, prefix, field);
-    double x = v->valuedouble;
-    if (x < lo || x > hi)
-        return ec_error_set(err, EC_ERR_PARSE, "%s: field '%s%s.value': %g is out of range [%g, %g]",
-                            path, prefix, field, x, lo, hi);
-    if (integer && x != floor(x))
-        return ec_error_set(err, EC_ERR_PARSE, "%s: field '%s%s.value': %g is not an integer",
-                            path, prefix, field, x);
     *out = x;
     return EC_OK;
 }
@@ -136,7 +91,7 @@ ec_status ec_model_profile_load(const char *path, const char *dtype, ec_model_pr
     if (!path || !out)
         return ec_error_set(err, EC_ERR_INVALID, "ec_model_profile_load: NULL argument");
     memset(out, 0, sizeof *out);
-    cJSON *root;
+    cJSON *root = NULL;
     ec_status s = load_json(path, &root, err);
     if (s)
         return s;
@@ -212,7 +167,7 @@ ec_status ec_hw_profile_load(const char *path, ec_hw_profile *out, ec_error *err
     if (!path || !out)
         return ec_error_set(err, EC_ERR_INVALID, "ec_hw_profile_load: NULL argument");
     memset(out, 0, sizeof *out);
-    cJSON *root;
+    cJSON *root = NULL;
     ec_status s = load_json(path, &root, err);
     if (s)
         return s;

@@ -1,5 +1,6 @@
 /* Building an ec_trace from raw JSONL records, and writing it back. */
 #include "jsonl.h"
+#include "../core/jsonstr.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -267,20 +268,6 @@ static double ec_shortest_float(float v)
     return (double)v;
 }
 
-static void write_json_string(FILE *f, const char *s)
-{
-    fputc('"', f);
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        if (*p == '"' || *p == '\\')
-            fprintf(f, "\\%c", *p);
-        else if (*p < 0x20)
-            fprintf(f, "\\u%04x", *p);
-        else
-            fputc(*p, f);
-    }
-    fputc('"', f);
-}
-
 ec_status ec_trace_write_jsonl(const ec_trace *t, FILE *f, ec_error *err)
 {
     char num[40];
@@ -292,7 +279,7 @@ ec_status ec_trace_write_jsonl(const ec_trace *t, FILE *f, ec_error *err)
                 if (e[0] < 0)
                     continue;
                 fputs("{\"dataset\": ", f);
-                write_json_string(f, sq->dataset);
+                ec_json_write_string(f, sq->dataset);
                 fprintf(f, ", \"problem_id\": %lld, \"layer\": %d, \"experts\": [",
                         (long long)sq->problem_id, l);
                 for (int i = 0; i < t->k; i++)

@@ -266,6 +266,9 @@ ec_status ec_backend_cuda_init(ec_backend *b, const ec_backend_opts *o)
     CUDA_TRY(b, cudaSetDevice(o->device));
     struct cudaDeviceProp prop;
     CUDA_TRY(b, cudaGetDeviceProperties(&prop, o->device));
+    /* Load every kernel now: a lazy first launch can wait on a stream held
+     * by a blocked host function (see ec_kernels_preload). */
+    CUDA_TRY(b, ec_kernels_preload());
     cuda_ctx *c = ec_calloc(1, sizeof *c);
     if (!c)
         return ec_backend_fail(b, EC_ERR_NOMEM, "out of memory");

@@ -1,0 +1,121 @@
+/* expertcast simulate and demo: the simulator runs per cache size and
+ * policy, measured against lru and the oracle at the same cache size. */
+#include "sim_report.h"
+
+#include <math.h>
+#include <stdlib.h>
+
+int sim_predicts(int k) { return k == EC_POLICY_PREDICT || k == EC_POLICY_GATED; }
+
+typedef struct runner {
+    ec_sim *sim;
+    const ec_sim_timing *tm;
+    int global;
+    int32_t prefetch_k;
+    int done, total;
+    int progress;
+} runner;
+
+static int run_one(runner *rn, ec_policy_kind k, int32_t cache, int32_t horizon,
+                   ec_sim_result *out)
+{
+    ec_sim_config cfg = {.kind = k,
+                         .cache_per_layer = rn->global ? 0 : cache,
+                         .cache_global = rn->global ? cache : 0,
+                         .horizon = horizon,
+                         .prefetch_k = rn->prefetch_k,
+                         .timing = *rn->tm};
+    ec_error err = {0};
+    ec_status s = ec_sim_run(rn->sim, &cfg, out, &err);
+    if (rn->progress) {
+        rn->done++;
+        fprintf(stderr, "\rsimulate: %d/%d runs", rn->done, rn->total);
+        if (rn->done == rn->total)
+            fputc('\n', stderr);
+    }
+    if (s) {
+        if (rn->progress)
+            fputc('\n', stderr);
+        return cli_fail(s, &err);
+    }
+    return CLI_OK;
+}
+
+int sim_fit_heldout(ec_sim *sim, const char *name, int32_t batch, size_t n_seqs, char *note,
+                    size_t size)
+{
+    ec_error err = {0};
+    ec_status s = ec_sim_fit_heldout(sim, name, NULL, &err);
+    if (s)
+        return cli_fail(s, &err);
+    snprintf(note, size,
+             "'%s' fitted for each batch of %d sequence(s) on the other %zu sequence(s) "
+             "only (held out, no leakage)",
+             name, batch, n_seqs > (size_t)batch ? n_seqs - (size_t)batch : 0);
+    return CLI_OK;
+}
+
+int sim_run_rows(const sim_plan *p, sim_report *rep)
+{
+    int rc;
+    size_t max_rows = (size_t)p->n_caches * (SIM_N_POLICIES + 2 * (size_t)p->n_horizons);
+    rep->rows = calloc(max_rows, sizeof *rep->rows);
+    if (!rep->rows) {
+        cli_error("out of memory");
+        return CLI_DATA;
+    }
+    runner rn = {.sim = p->sim, .tm = p->tm, .global = p->global, .prefetch_k = p->prefetch_k};
+    for (int k = 0; k < SIM_N_POLICIES; k++)
+        rn.total += (k == EC_POLICY_LRU || k == EC_POLICY_ORACLE || p->want[k])
+                        ? (sim_predicts(k) ? p->n_horizons : 1) * p->n_caches
+                        : 0;
+    rn.progress = p->progress && rn.total > 1;
+    for (int ci = 0; ci < p->n_caches; ci++) {
+        ec_sim_result lru, orc;
+        if ((rc = run_one(&rn, EC_POLICY_LRU, p->caches[ci], 1, &lru)))
+            return rc;
+        if ((rc = run_one(&rn, EC_POLICY_ORACLE, p->caches[ci], p->horizons[0], &orc))) {
+            ec_sim_result_clear(&lru);
+            return rc;
+        }
+        size_t first = rep->n_rows;
+        for (int k = 0; k < SIM_N_POLICIES; k++) {
+            if (!p->want[k])
+                continue;
+            for (int hi = 0; hi < (sim_predicts(k) ? p->n_horizons : 1); hi++) {
+                sim_row *w = &rep->rows[rep->n_rows];
+                if (k == EC_POLICY_LRU)
+                    w->r = lru, lru.stall_per_layer = NULL, lru.bound_per_layer = NULL;
+                else if (k == EC_POLICY_ORACLE)
+                    w->r = orc, orc.stall_per_layer = NULL, orc.bound_per_layer = NULL;
+                else if ((rc = run_one(&rn, (ec_policy_kind)k, p->caches[ci], p->horizons[hi],
+                                       &w->r))) {
+                    ec_sim_result_clear(&lru);
+                    ec_sim_result_clear(&orc);
+                    return rc;
+                }
+                rep->n_rows++;
+            }
+        }
+        for (size_t i = first; i < rep->n_rows; i++) {
+            sim_row *w = &rep->rows[i];
+            double L = lru.tpot_ms, O = orc.tpot_ms, B = w->r.lower_bound_ms_per_token;
+            w->vs_lru = w->r.tpot_ms / L;
+            w->gap_closed = L > O ? (L - w->r.tpot_ms) / (L - O) : NAN;
+            w->gap_closed_bound = L > B ? (L - w->r.tpot_ms) / (L - B) : NAN;
+            w->beats_oracle = w->r.kind != EC_POLICY_RESIDENT && w->r.tpot_ms < O;
+        }
+        ec_sim_result_clear(&lru);
+        ec_sim_result_clear(&orc);
+    }
+    return CLI_OK;
+}
+
+void sim_report_clear_rows(sim_report *rep)
+{
+    for (size_t i = 0; i < rep->n_rows; i++)
+        ec_sim_result_clear(&rep->rows[i].r);
+    free(rep->rows);
+    rep->rows = NULL;
+    rep->n_rows = 0;
+}
