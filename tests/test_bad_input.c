@@ -366,6 +366,7 @@ static const bad_trace bad_rules[] = {
      "supported"},
     {"expert_past_metadata.json", "",
      ": field 'metadata.n_experts': expert id 9 seen but n_experts is 8"},
+    {"k_above_experts.json", "", ": field 'metadata.k': top-7 exceeds the 6 experts"},
     {"two_documents.json", "",
      ": not valid JSON (near byte 101; a rules file is one JSON document)"},
     {"truncated.json", "", ": not valid JSON (near byte 48; a rules file is one JSON document)"},

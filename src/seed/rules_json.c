@@ -237,6 +237,11 @@ static ec_status fit_shape(ec_seed_rules *r, int layers_given, const char *path,
                                 path, max_id, r->n_experts);
         r->n_experts = max_id + 1;
     }
+    /* A router cannot pick more distinct experts than the layer has. */
+    if (r->k > r->n_experts)
+        return ec_error_set(err, EC_ERR_PARSE,
+                            "%s: field 'metadata.k': top-%d exceeds the %d experts", path, r->k,
+                            r->n_experts);
     return EC_OK;
 }
 
