@@ -118,10 +118,11 @@ struct ec_policy {
     int64_t *reuse_at;           /* [L] serial of that prediction, -1 none */
     int64_t *last_tok;           /* [L*E] token of the last use, -1 never */
     int64_t *row_tok;            /* [L] token at which the reuse row was predicted */
-    int64_t *mark;               /* [E] serial when used at the current step */
-    double cal_seen[REUSE_QB * REUSE_AB], cal_used[REUSE_QB * REUSE_AB];
-    double age_seen[REUSE_AB], age_used[REUSE_AB]; /* calibration counts */
-    double all_seen, all_used;
+    /* calibration: reuse rows scored (seen) and experts of them used at the
+     * next occurrence, per (q bin, age bin) cell, per age bin and in all */
+    int64_t cal_seen[REUSE_QB * REUSE_AB], cal_used[REUSE_QB * REUSE_AB];
+    int64_t age_seen[REUSE_AB], age_used[REUSE_AB];
+    int64_t all_seen, all_used;
 
     /* oracle */
     int16_t *fut_ex;             /* [E] */

@@ -102,7 +102,6 @@ ec_status ec_policy_create(const ec_policy_config *cfg, ec_cache *cache, ec_queu
     p->reuse_at = ec_malloc((size_t)p->L * sizeof *p->reuse_at);
     p->last_tok = ec_malloc(LE * sizeof *p->last_tok);
     p->row_tok = ec_malloc((size_t)p->L * sizeof *p->row_tok);
-    p->mark = ec_malloc((size_t)p->E * sizeof *p->mark);
     p->fut_ex = ec_malloc((size_t)p->E * sizeof *p->fut_ex);
     p->nu = ec_malloc(ns * sizeof *p->nu);
     p->nu_stamp = ec_malloc(ns * sizeof *p->nu_stamp);
@@ -110,7 +109,7 @@ ec_status ec_policy_create(const ec_policy_config *cfg, ec_cache *cache, ec_queu
     p->pool_full = ec_malloc((size_t)p->L * sizeof *p->pool_full);
     p->pf_prob = ec_calloc(ns, sizeof *p->pf_prob);
     if (!p->taken || !p->plan_keep || !p->probs || !p->qrow || !p->qstamp || !p->rank ||
-        !p->reuse || !p->reuse_at || !p->last_tok || !p->row_tok || !p->mark || !p->fut_ex ||
+        !p->reuse || !p->reuse_at || !p->last_tok || !p->row_tok || !p->fut_ex ||
         !p->nu || !p->nu_stamp || !p->evicted_at || !p->pool_full || !p->pf_prob) {
         ec_policy_destroy(p);
         return ec_error_set(err, EC_ERR_NOMEM, "out of memory creating policy");
@@ -140,7 +139,6 @@ void ec_policy_destroy(ec_policy *p)
     ec_free(p->reuse_at);
     ec_free(p->last_tok);
     ec_free(p->row_tok);
-    ec_free(p->mark);
     ec_free(p->fut_ex);
     ec_free(p->nu);
     ec_free(p->nu_stamp);

@@ -29,7 +29,7 @@
  */
 #include "internal.h"
 
-/* q bin edges: probability of use at the next occurrence */
+/* q bins, by their lower edges: probability of use at the next occurrence */
 static const double Q_EDGES[REUSE_QB - 1] = {0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 0.9};
 
 static inline int q_bin(double q)
@@ -40,16 +40,16 @@ static inline int q_bin(double q)
     return b;
 }
 
-/* Age bins: tokens since the last use (<= 1, 2, 4, ..., 64, more), and
+/* Age bins: tokens since the last use <= 1, 2, 4, ..., 64, more, and
  * never used (age < 0). */
 static inline int age_bin(int64_t age)
 {
     if (age < 0)
         return REUSE_AB - 1;
-    int b = 0;
-    while (b < REUSE_AB - 2 && age > ((int64_t)1 << b))
-        b++;
-    return b;
+    if (age <= 1)
+        return 0;
+    int b = 64 - __builtin_clzll((unsigned long long)(age - 1)); /* ceil(log2(age)) */
+    return b < REUSE_AB - 2 ? b : REUSE_AB - 2;
 }
 
 /* Calibrated reuse of a q and an age: the cell's rate of use, shrunk by
@@ -60,9 +60,10 @@ static inline int age_bin(int64_t age)
 static inline double calibrated(const ec_policy *p, double q, int64_t age)
 {
     int a = age_bin(age), cell = q_bin(q) * REUSE_AB + a;
-    double g = (p->all_used + REUSE_SHRINK * p->k_obs / p->E) / (p->all_seen + REUSE_SHRINK);
-    double ra = (p->age_used[a] + REUSE_SHRINK * g) / (p->age_seen[a] + REUSE_SHRINK);
-    return (p->cal_used[cell] + REUSE_SHRINK * ra) / (p->cal_seen[cell] + REUSE_SHRINK);
+    double g = ((double)p->all_used + REUSE_SHRINK * p->k_obs / p->E) /
+               ((double)p->all_seen + REUSE_SHRINK);
+    double ra = ((double)p->age_used[a] + REUSE_SHRINK * g) / ((double)p->age_seen[a] + REUSE_SHRINK);
+    return ((double)p->cal_used[cell] + REUSE_SHRINK * ra) / ((double)p->cal_seen[cell] + REUSE_SHRINK);
 }
 
 void reuse_observe(ec_policy *p, const int16_t *experts, int32_t k)
@@ -73,19 +74,20 @@ void reuse_observe(ec_policy *p, const int16_t *experts, int32_t k)
     int64_t *last = p->last_tok + (size_t)l * (size_t)E;
     /* score the row predicted at this layer's previous occurrence */
     if (p->reuse_at[l] >= 0 && p->row_tok[l] == tok - 1) {
-        for (int32_t i = 0; i < k; i++)
-            p->mark[experts[i]] = p->serial;
+        const int64_t at = p->row_tok[l];
         for (int32_t e = 0; e < E; e++) {
-            int a = age_bin(last[e] < 0 ? -1 : p->row_tok[l] - last[e]);
-            int cell = q_bin(row[e]) * REUSE_AB + a;
-            double used = p->mark[e] == p->serial;
-            p->cal_seen[cell] += 1.0;
-            p->cal_used[cell] += used;
-            p->age_seen[a] += 1.0;
-            p->age_used[a] += used;
-            p->all_seen += 1.0;
-            p->all_used += used;
+            int a = age_bin(last[e] < 0 ? -1 : at - last[e]);
+            p->cal_seen[q_bin(row[e]) * REUSE_AB + a]++;
+            p->age_seen[a]++;
         }
+        for (int32_t i = 0; i < k; i++) {
+            int32_t e = experts[i];
+            int a = age_bin(last[e] < 0 ? -1 : at - last[e]);
+            p->cal_used[q_bin(row[e]) * REUSE_AB + a]++;
+            p->age_used[a]++;
+        }
+        p->all_seen += E;
+        p->all_used += k;
     }
     for (int32_t i = 0; i < k; i++)
         last[experts[i]] = tok;
@@ -100,8 +102,6 @@ void reuse_reset(ec_policy *p)
         p->reuse_at[l] = p->row_tok[l] = -1;
     for (size_t i = 0; i < LE; i++)
         p->last_tok[i] = -1;
-    for (int32_t e = 0; e < p->E; e++)
-        p->mark[e] = -1;
     for (int i = 0; i < REUSE_QB * REUSE_AB; i++)
         p->cal_seen[i] = p->cal_used[i] = 0;
     for (int i = 0; i < REUSE_AB; i++)
