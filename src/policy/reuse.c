@@ -12,10 +12,12 @@
  * router chose: for every expert, its q bin, its age bin (tokens since its
  * last use at this layer when q was predicted) and whether it was used.
  * The calibrated reuse c(q, age) is the rate of use seen in that cell so
- * far, shrunk towards the age bin's rate. It depends on the request stream
- * only, not on what the cache holds, so it is the same whichever victims
- * are chosen. A predictor that knows nothing beyond recency (a layer prior
- * on Qwen3, say) ends up with c depending on age alone.
+ * far, shrunk towards the age bin's rate (see calibrated()). It depends on
+ * the request stream only, not on what the cache holds, so it is the same
+ * whichever victims are chosen. Where the predictor knows nothing beyond
+ * recency (a layer prior on Qwen3, say) c depends on age alone, and the
+ * rule departs from recency only where the stream shows experts of the
+ * older age coming back more often than those of the younger one.
  *
  * The rule. Among the evictable experts of a pool, R is the least recently
  * used and P the one with the lowest q (recency breaks ties). gated evicts
@@ -60,10 +62,12 @@ static inline int age_bin(int64_t age)
 static inline double calibrated(const ec_policy *p, double q, int64_t age)
 {
     int a = age_bin(age), cell = q_bin(q) * REUSE_AB + a;
-    double g = ((double)p->all_used + REUSE_SHRINK * p->k_obs / p->E) /
-               ((double)p->all_seen + REUSE_SHRINK);
-    double ra = ((double)p->age_used[a] + REUSE_SHRINK * g) / ((double)p->age_seen[a] + REUSE_SHRINK);
-    return ((double)p->cal_used[cell] + REUSE_SHRINK * ra) / ((double)p->cal_seen[cell] + REUSE_SHRINK);
+    double blind = (double)p->k_obs / (double)p->E;
+    double g = ((double)p->all_used + REUSE_SHRINK * blind) / ((double)p->all_seen + REUSE_SHRINK);
+    double ra = ((double)p->age_used[a] + REUSE_SHRINK * g) /
+                ((double)p->age_seen[a] + REUSE_SHRINK);
+    return ((double)p->cal_used[cell] + REUSE_SHRINK * ra) /
+           ((double)p->cal_seen[cell] + REUSE_SHRINK);
 }
 
 void reuse_observe(ec_policy *p, const int16_t *experts, int32_t k)
