@@ -531,18 +531,74 @@ Test(policy, gated_prefetches_only_when_gain_beats_cost)
     cr_assert_not(gated_prefetches(1.0, 3.0, 1));
 }
 
-Test(policy, gated_evicts_demands_by_recency_like_lru)
+/* A gated (or lru) policy over a per-layer pool of `slots` slots of a
+ * 2-layer, 3-expert cache whose transfers cost 10 steps of compute, so
+ * that the planner never finds idle link time: only demands move. */
+static rig rig_demands_only(ec_policy_kind kind, int32_t slots, const ec_predictor *pred)
+{
+    rig r = {0};
+    cr_assert_eq(ec_cache_create(2, 3, slots, 0, &r.c), EC_OK);
+    cr_assert_eq(ec_queue_create(ec_cache_n_slots(r.c), &r.q), EC_OK);
+    ec_policy_config cfg = {.kind = kind, .horizon = 1, .transfer_ms = 10, .compute_ms = 1};
+    cr_assert_eq(ec_policy_create(&cfg, r.c, r.q, pred, NULL, &r.p, NULL), EC_OK);
+    cr_assert_eq(ec_history_create(2, 3, 1, 4, &r.h), EC_OK);
+    return r;
+}
+
+Test(policy, gated_evicts_demands_by_recency_until_its_calibration_says_otherwise)
 {
     ec_trace *tr;
     ec_predictor *pr = prior_on(GATED_TRACE, &tr);
-    /* layer 1 pool of 2 slots: 0 (q .73) used first, then 1 (q .18), then a
-     * demand for 2: recency evicts 0 (the oldest), as lru does */
-    rig r = rig_make(EC_POLICY_GATED, 2, 3, 1, 2, 0, pr, NULL);
+    /* Layer 1 asks 0 (q .73) at token 0, 1 (q .18) at token 2, 2 at token 4.
+     * No two of these tokens are consecutive, so no reuse prediction was
+     * ever scored: every expert's calibrated reuse is the uninformed k / E,
+     * and the demand for 2 evicts the least recently used (0), as lru does,
+     * although the predictor rates 1 lower. */
+    rig r = rig_demands_only(EC_POLICY_GATED, 2, pr);
     int16_t ex[3] = {0, 1, 2};
     for (int i = 0; i < 3; i++)
-        step_instant(&r, 1 + 2 * i, 1, &ex[i], 1);
-    cr_assert_eq(ec_cache_find(r.c, 1, 0), -1, "demand victim: least recently used");
+        step_instant(&r, 1 + 4 * i, 1, &ex[i], 1);
+    cr_assert_eq(ec_cache_find(r.c, 1, 0), -1, "no evidence: least recently used");
+    cr_assert_geq(ec_cache_find(r.c, 1, 1), 0);
+    cr_assert_eq(stats(&r)->prefetches, 0);
     rig_free(&r);
+    ec_predictor_destroy(pr);
+    ec_trace_destroy(tr);
+}
+
+Test(policy, gated_keeps_what_its_calibrated_reuse_says_comes_back_where_lru_thrashes)
+{
+    ec_trace *tr;
+    ec_predictor *pr = prior_on(GATED_TRACE, &tr);
+    /* Layer 1 cycles 0, 1, 2 over consecutive tokens with 2 slots: lru
+     * always evicts the expert asked for next and misses all 3 x 12.
+     * gated scores each reuse row at the next token: an expert last used 2
+     * tokens before the prediction comes back, one used 1 or 0 tokens
+     * before does not. Once that shows, at a demand the least recently
+     * used (last used 2 tokens ago, asked for next) is kept and the
+     * expert of the previous token goes instead whenever the predictor
+     * rates it lower - always so when 0 (q .73) is the older one: from
+     * then on 0 stays and is hit once per cycle. */
+    int64_t misses[2], late_hits[2];
+    ec_policy_kind kinds[2] = {EC_POLICY_LRU, EC_POLICY_GATED};
+    for (int ki = 0; ki < 2; ki++) {
+        rig r = rig_demands_only(kinds[ki], 2, pr);
+        late_hits[ki] = 0;
+        for (int t = 0; t < 36; t++) {
+            int16_t e = (int16_t)(t % 3);
+            int64_t hits = stats(&r)->hits;
+            step_instant(&r, 2 * t + 1, 1, &e, 1);
+            if (t >= 27 && e == 0)
+                late_hits[ki] += stats(&r)->hits - hits;
+        }
+        misses[ki] = stats(&r)->misses;
+        cr_assert_eq(stats(&r)->prefetches, 0);
+        rig_free(&r);
+    }
+    cr_assert_eq(misses[0], 36, "lru: every use a miss");
+    cr_assert_eq(late_hits[0], 0);
+    cr_assert_eq(late_hits[1], 3, "gated: 0 hit in each of the last 3 cycles");
+    cr_assert_lt(misses[1], misses[0]);
     ec_predictor_destroy(pr);
     ec_trace_destroy(tr);
 }

@@ -393,46 +393,6 @@ Test(profile, a_value_without_source_is_rejected_naming_file_and_field)
     cr_assert_eq(ec_hw_profile_load("/nonexistent/x.json", &hp, &err), EC_ERR_IO);
 }
 
-/* ---- Mixtral: gated does no harm ----------------------------------------- */
-
-Test(mixtral, gated_is_never_slower_than_lru_on_any_shipped_profile_and_cache_size)
-{
-    const char *path = TU_SHARED_OR_SKIP("mixtral-8x7b-instruct/humaneval_2_routing.jsonl");
-    ec_trace *t;
-    cr_assert_eq(ec_trace_load(&path, 1, NULL, &t, NULL), EC_OK);
-    ec_sim *s;
-    cr_assert_eq(ec_sim_create(t, 1, &s, NULL), EC_OK);
-    /* each problem replayed with a prior fitted on the other problem only */
-    cr_assert_eq(ec_sim_fit_heldout(s, "prior", NULL, NULL), EC_OK);
-    const char *dtypes[] = {"fp16", "int8", "int4"};
-    const char *hws[] = {"rtx4090-pcie4", "a100-pcie4", "h100-pcie5", "gh200-c2c"};
-    int checked = 0;
-    for (size_t d = 0; d < 3; d++)
-        for (size_t h = 0; h < 4; h++) {
-            ec_model_profile mp;
-            ec_hw_profile hp;
-            cr_assert_eq(ec_model_profile_load(profile_path("mixtral-8x7b"), dtypes[d], &mp, NULL),
-                         EC_OK);
-            cr_assert_eq(ec_hw_profile_load(profile_path(hws[h]), &hp, NULL), EC_OK);
-            ec_sim_timing tm;
-            ec_sim_timing_derive(&mp, &hp, &tm);
-            for (int32_t c = 2; c <= 8; c++) {
-                ec_sim_result lru = run(s, EC_POLICY_LRU, c, 0, 1, &tm);
-                for (int32_t hz = 1; hz <= 4; hz *= 2) {
-                    ec_sim_result g = run(s, EC_POLICY_GATED, c, 0, hz, &tm);
-                    cr_expect_leq(g.tpot_ms, lru.tpot_ms, "%s %s cache %d horizon %d: gated %.6f > lru %.6f",
-                                  dtypes[d], hws[h], c, hz, g.tpot_ms, lru.tpot_ms);
-                    checked++;
-                    ec_sim_result_clear(&g);
-                }
-                ec_sim_result_clear(&lru);
-            }
-        }
-    cr_assert_eq(checked, 3 * 4 * 7 * 3);
-    ec_sim_destroy(s);
-    ec_trace_destroy(t);
-}
-
 Test(mixtral, flame_and_a_deepseek_sized_trace_replay_without_code_changes)
 {
     const char *path = TU_SHARED_OR_SKIP("flame-moe-290m/pretrain_32x64_routing.jsonl");

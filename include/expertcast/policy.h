@@ -118,7 +118,8 @@ typedef enum ec_policy_kind {
     EC_POLICY_PREDICT,       /* prefetch the predictor's top experts, evict LRU */
     EC_POLICY_GATED,         /* prefetch only when expected gain > expected cost;
                                 prefetch victims by predicted reuse, demand
-                                victims by recency (see plan.c, victim.c) */
+                                victims by recency unless calibrated predicted
+                                reuse clearly says otherwise (plan.c, reuse.c) */
     EC_POLICY_ORACLE,        /* perfect knowledge: Belady eviction, perfect prefetch */
     EC_POLICY_RESIDENT       /* every expert on the device */
 } ec_policy_kind;
@@ -130,7 +131,8 @@ ec_status ec_policy_kind_parse(const char *name, ec_policy_kind *out);
 typedef struct ec_policy_config {
     ec_policy_kind kind;
     int32_t horizon;     /* steps (layers) ahead to prefetch for, 1..n_layers (predict,
-                            gated; oracle looks max(horizon, n_layers) ahead); 0: 1 */
+                            gated - which also considers the same layer of the next
+                            token; oracle looks max(horizon, n_layers) ahead); 0: 1 */
     int32_t prefetch_k;  /* experts per target layer considered; 0: k of the observation
                             (the union size for a batch) */
     /* Cost model for gated, in milliseconds (from the hardware profile). */
@@ -186,8 +188,9 @@ void ec_policy_reset(ec_policy *p);
  *      is kept (never a victim during this step); an absent one gets a slot
  *      (victim by the policy's rule) and a demand transfer, queued ahead of
  *      every prefetch;
- *   3. plans prefetches for the next steps (predict and gated: the next
- *      `horizon`; oracle: the next max(horizon, n_layers)) and queues them in
+ *   3. plans prefetches for the next steps (predict: the next `horizon`;
+ *      gated: those and the same layer of the next token; oracle: the next
+ *      max(horizon, n_layers)) and queues them in
  *      order of need. A prefetch taken back in 1 and not planned again, e.g.
  *      one whose target step has passed unused, counts as cancelled.
  * Returns EC_OK, or EC_ERR_BUSY when a needed expert has no evictable slot

@@ -74,6 +74,16 @@ void queue_clear(ec_queue *q);
 
 /* ---- policy ---- */
 
+/* gated's demand eviction (reuse.c): the expert with the lowest predicted
+ * reuse is evicted instead of the least recently used one when the
+ * latter's calibrated reuse is higher by at least this (expected misses at
+ * the next occurrence) */
+#define EC_REUSE_DELTA 0.05
+/* calibration cells: q bins x age bins; pseudo-observations of the shrink
+ * towards the age bin's rate */
+enum { REUSE_QB = 10, REUSE_AB = 9 };
+#define REUSE_SHRINK 4.0
+
 struct ec_policy {
     ec_policy_config cfg;
     ec_cache *c;
@@ -100,6 +110,19 @@ struct ec_policy {
     float *qrow;                 /* [L*E] */
     int64_t *qstamp;             /* [L] serial when the row was computed */
     int32_t *rank;               /* [E] */
+
+    /* predicted reuse (gated): P(the next occurrence of layer l uses e),
+     * predicted when layer l was last observed (horizon n_layers: the same
+     * layer of the next token); one prediction per step */
+    float *reuse;                /* [L*E] */
+    int64_t *reuse_at;           /* [L] serial of that prediction, -1 none */
+    int64_t *last_tok;           /* [L*E] token of the last use, -1 never */
+    int64_t *row_tok;            /* [L] token at which the reuse row was predicted */
+    /* calibration: reuse rows scored (seen) and experts of them used at the
+     * next occurrence, per (q bin, age bin) cell, per age bin and in all */
+    int64_t cal_seen[REUSE_QB * REUSE_AB], cal_used[REUSE_QB * REUSE_AB];
+    int64_t age_seen[REUSE_AB], age_used[REUSE_AB];
+    int64_t all_seen, all_used;
 
     /* oracle */
     int16_t *fut_ex;             /* [E] */
@@ -150,6 +173,25 @@ int32_t victim_oracle_prefetch(ec_policy *p, int32_t layer, int64_t need);
  * current position uses each expert, from the predictor (memoised per step).
  * NULL when the policy has no predictor or no history. */
 const float *policy_qrow(ec_policy *p, int32_t layer);
+/* Fills row[E] with the probability that the batch uses each expert at
+ * the target `horizon` steps after the current position (1 - prod over
+ * the sequences of (1 - min(1, k p))). Returns 0, or -1 when there is no
+ * predictor or history or a prediction failed. */
+int policy_predict_use(ec_policy *p, int32_t horizon, float *row);
+/* gated, once per step (not again on a retry): scores the current layer's
+ * previous reuse row against the experts used, then predicts its next one. */
+void reuse_observe(ec_policy *p, const int16_t *experts, int32_t k);
+void reuse_reset(ec_policy *p);
+/* Calibrated probability that the next occurrence of layer uses expert,
+ * from its reuse row; -1 when the layer has no row. */
+double reuse_calibrated(const ec_policy *p, int32_t layer, int32_t expert);
+/* gated's demand victim in layer's pool (-1: none evictable). */
+int32_t reuse_victim(ec_policy *p, int32_t layer);
+/* The reuse row of `layer`, or NULL when none was predicted. */
+static inline const float *reuse_row(const ec_policy *p, int32_t layer)
+{
+    return p->reuse_at[layer] >= 0 ? p->reuse + (size_t)layer * (size_t)p->E : NULL;
+}
 /* Oracle: next use of slot's expert after the current step (memoised). */
 int64_t policy_next_use(ec_policy *p, int32_t slot);
 

@@ -83,31 +83,75 @@ void plan_predict(ec_policy *p)
  * expected reload cost of what it evicts (0 for an empty slot). The regret
  * rate - how often this cache's evictions were asked for again at their
  * next occurrence - keeps a predictor blind to recency (a layer prior)
- * from valuing a just-used expert at its average frequency. q itself is
- * the predictor's probability scaled by its calibration on this cache:
- * realised / predicted use of the prefetches resolved so far (capped at 1,
- * add-one smoothed), so an over-confident predictor is discounted.
+ * from valuing a just-used expert at its average frequency.
+ *
+ * The targets are the next `horizon` steps and, with the longest lead
+ * time, the same layer of the next token (h = n_layers). For the first
+ * ones q is the predictor's probability scaled by its calibration on this
+ * cache: realised / predicted use of the prefetches resolved so far
+ * (capped at 1, add-one smoothed), so an over-confident predictor is
+ * discounted. For the next token's layer q (and the victim's) is the
+ * calibrated reuse of reuse.c: the rate at which experts with that
+ * predicted reuse and age were used at their next occurrence, measured on
+ * the stream, so a prefetch that long ahead passes the gate only where the
+ * predictor has been right that far ahead.
  */
+
+/* Horizon of the i-th target (1-based): 1..horizon, then n_layers. */
+static inline int32_t gated_horizon(const ec_policy *p, int32_t i)
+{
+    return i <= p->cfg.horizon ? i : p->L;
+}
+
+/* q row of a target: the reuse row for the next token's same layer (it
+ * is the prediction policy_qrow would make, already made this step). */
+static const float *gated_row(ec_policy *p, int32_t h)
+{
+    if (h == p->L)
+        return p->reuse_at[p->layer] == p->serial ? reuse_row(p, p->layer) : NULL;
+    return policy_qrow(p, target_layer(p, h));
+}
+
+/* Probability of use of (layer t, expert e) at target h, as gated prices it. */
+static double gated_q(ec_policy *p, int32_t h, int32_t t, int32_t e, const float *row)
+{
+    if (h == p->L)
+        return reuse_calibrated(p, t, e);
+    return row[e] * policy_calibration(p);
+}
+
 void plan_gated(ec_policy *p)
 {
-    int32_t H = p->cfg.horizon, kp = prefetch_k(p);
+    int32_t n_targets = p->cfg.horizon < p->L ? p->cfg.horizon + 1 : p->L, kp = prefetch_k(p);
     double transfer = p->cfg.transfer_ms, step_ms = p->cfg.compute_ms;
     if (!(transfer > 0))
         return;
     /* link time left idle per step by the transfers already going on: a
      * prefetch only hides stall if it uses otherwise idle link time */
     double idle = step_ms - p->load_rate * transfer;
-    if (!(idle > 0) || !keep_present(p, H, kp))
+    if (!(idle > 0))
         return;
-    for (int32_t h = 1; h <= H; h++) {
-        int32_t t = target_layer(p, h);
-        const float *row = policy_qrow(p, t);
+    /* keep what any target wants (see keep_present) */
+    for (int32_t i = 1; i <= n_targets; i++) {
+        int32_t h = gated_horizon(p, i), t = target_layer(p, h);
+        const float *row = gated_row(p, h);
+        if (!row)
+            return;
+        ec_rank(row, p->E, p->rank, kp);
+        for (int32_t j = 0; j < kp; j++) {
+            int32_t s = p->c->where[cache_key(p->c, t, p->rank[j])];
+            if (s >= 0 && row[p->rank[j]] > 0)
+                p->plan_keep[s] = p->serial;
+        }
+    }
+    for (int32_t i = 1; i <= n_targets; i++) {
+        int32_t h = gated_horizon(p, i), t = target_layer(p, h);
+        const float *row = gated_row(p, h);
         double saved = EC_MIN(transfer, h * idle);
         ec_rank(row, p->E, p->rank, kp);
-        double calib = policy_calibration(p);
         for (int32_t j = 0; j < kp; j++) {
             int32_t e = p->rank[j];
-            double q = row[e] * calib;
+            double q = gated_q(p, h, t, e, row);
             if (!(q * saved > (1.0 - q) * transfer) || p->c->where[cache_key(p->c, t, e)] >= 0)
                 continue;
             int32_t v = victim_prefetch(p, t);
@@ -116,8 +160,12 @@ void plan_gated(ec_policy *p)
             const ec_slot *vs = &p->c->slots[v];
             double value = 0;
             if (vs->state != EC_SLOT_EMPTY) {
-                const float *vrow = policy_qrow(p, vs->layer);
-                double qv = vrow ? vrow[vs->expert] : 1.0, r = policy_regret_rate(p);
+                double qv = h == p->L ? reuse_calibrated(p, vs->layer, vs->expert) : -1.0;
+                if (qv < 0) {
+                    const float *vrow = policy_qrow(p, vs->layer);
+                    qv = vrow ? vrow[vs->expert] : 1.0;
+                }
+                double r = policy_regret_rate(p);
                 value = (qv > r ? qv : r) * transfer;
             }
             if (q * saved > (1.0 - q) * transfer + value)

@@ -98,6 +98,10 @@ ec_status ec_policy_create(const ec_policy_config *cfg, ec_cache *cache, ec_queu
     p->qrow = ec_malloc(LE * sizeof *p->qrow);
     p->qstamp = ec_malloc((size_t)p->L * sizeof *p->qstamp);
     p->rank = ec_malloc((size_t)p->E * sizeof *p->rank);
+    p->reuse = ec_malloc(LE * sizeof *p->reuse);
+    p->reuse_at = ec_malloc((size_t)p->L * sizeof *p->reuse_at);
+    p->last_tok = ec_malloc(LE * sizeof *p->last_tok);
+    p->row_tok = ec_malloc((size_t)p->L * sizeof *p->row_tok);
     p->fut_ex = ec_malloc((size_t)p->E * sizeof *p->fut_ex);
     p->nu = ec_malloc(ns * sizeof *p->nu);
     p->nu_stamp = ec_malloc(ns * sizeof *p->nu_stamp);
@@ -105,8 +109,8 @@ ec_status ec_policy_create(const ec_policy_config *cfg, ec_cache *cache, ec_queu
     p->pool_full = ec_malloc((size_t)p->L * sizeof *p->pool_full);
     p->pf_prob = ec_calloc(ns, sizeof *p->pf_prob);
     if (!p->taken || !p->plan_keep || !p->probs || !p->qrow || !p->qstamp || !p->rank ||
-        !p->fut_ex || !p->nu || !p->nu_stamp || !p->evicted_at ||
-        !p->pool_full || !p->pf_prob) {
+        !p->reuse || !p->reuse_at || !p->last_tok || !p->row_tok || !p->fut_ex ||
+        !p->nu || !p->nu_stamp || !p->evicted_at || !p->pool_full || !p->pf_prob) {
         ec_policy_destroy(p);
         return ec_error_set(err, EC_ERR_NOMEM, "out of memory creating policy");
     }
@@ -131,6 +135,10 @@ void ec_policy_destroy(ec_policy *p)
     ec_free(p->qrow);
     ec_free(p->qstamp);
     ec_free(p->rank);
+    ec_free(p->reuse);
+    ec_free(p->reuse_at);
+    ec_free(p->last_tok);
+    ec_free(p->row_tok);
     ec_free(p->fut_ex);
     ec_free(p->nu);
     ec_free(p->nu_stamp);
@@ -165,6 +173,7 @@ void ec_policy_reset(ec_policy *p)
     p->n_taken = p->n_requeued = 0;
     for (size_t i = 0; i < (size_t)p->L * (size_t)p->E; i++)
         p->evicted_at[i] = -1;
+    reuse_reset(p); /* gated's reuse rows and their calibration */
     for (int32_t i = 0; i < p->c->n_slots; i++)
         p->nu_stamp[i] = -1; /* next uses belong to the replay that computed them */
     p->evictions = p->regretted = 0;
@@ -241,6 +250,8 @@ ec_status ec_policy_observe_batch(ec_policy *p, int64_t step, int32_t layer,
 
     take_back_prefetches(p);
     if (!p->counted) {
+        if (p->cfg.kind == EC_POLICY_GATED)
+            reuse_observe(p, experts, k);
         count_uses(p, experts, k);
         p->counted = 1;
     }

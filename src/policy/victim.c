@@ -9,11 +9,10 @@
  *   lfu: fewest uses of (layer, expert) since reset, LRU tie-break;
  *   gated: for a prefetch, the lowest predicted probability of use at the
  *     expert's next occurrence, LRU tie-break (the gate has already priced
- *     that victim, plan.c); for a demand, least recently used. Evicting
- *     demands by a layer prior's predicted reuse lost to recency on the
- *     Mixtral traces at some cache sizes, and so did switching between the
- *     two by shadow caches (the switch itself costs a transient), so the
- *     do-no-harm policy keeps recency where it has no gate to pass;
+ *     that victim, plan.c); for a demand, the least recently used unless
+ *     the expert with the lowest predicted reuse is clearly less likely to
+ *     be used at its next occurrence, by the calibration measured on the
+ *     stream (reuse.c);
  *   oracle: furthest next use (Belady), LRU tie-break.
  * Remaining ties go to the lowest slot index, so choices are deterministic.
  */
@@ -21,21 +20,15 @@
 
 #include <stdint.h>
 
-const float *policy_qrow(ec_policy *p, int32_t layer)
+int policy_predict_use(ec_policy *p, int32_t horizon, float *row)
 {
     if (!p->pred || p->n_hist <= 0)
-        return NULL;
-    float *row = p->qrow + (size_t)layer * (size_t)p->E;
-    if (p->qstamp[layer] == p->serial)
-        return row;
-    int32_t d = layer - p->layer;
-    if (d <= 0)
-        d += p->L;
+        return -1;
     for (int32_t e = 0; e < p->E; e++)
         row[e] = 1.0f;
     for (int32_t i = 0; i < p->n_hist; i++) {
-        if (ec_predictor_predict(p->pred, p->hs[i], d, p->probs) < 0)
-            return NULL;
+        if (ec_predictor_predict(p->pred, p->hs[i], horizon, p->probs) < 0)
+            return -1;
         float k = (float)ec_history_k(p->hs[i]);
         for (int32_t e = 0; e < p->E; e++) {
             float x = k * p->probs[e]; /* probability this sequence's top-k includes e */
@@ -44,6 +37,19 @@ const float *policy_qrow(ec_policy *p, int32_t layer)
     }
     for (int32_t e = 0; e < p->E; e++)
         row[e] = 1.0f - row[e];
+    return 0;
+}
+
+const float *policy_qrow(ec_policy *p, int32_t layer)
+{
+    float *row = p->qrow + (size_t)layer * (size_t)p->E;
+    if (p->qstamp[layer] == p->serial)
+        return row;
+    int32_t d = layer - p->layer;
+    if (d <= 0)
+        d += p->L;
+    if (policy_predict_use(p, d, row))
+        return NULL;
     p->qstamp[layer] = p->serial;
     return row;
 }
@@ -78,8 +84,6 @@ static inline int evictable(const ec_policy *p, int32_t i, int for_prefetch)
 static int32_t pick(ec_policy *p, int32_t layer, int for_prefetch)
 {
     ec_policy_kind kind = p->cfg.kind;
-    if (kind == EC_POLICY_GATED && !for_prefetch)
-        kind = EC_POLICY_LRU;
     int32_t first, n;
     cache_pool(p->c, layer, &first, &n);
     const ec_cache *c = p->c;
@@ -124,7 +128,10 @@ static int32_t pick(ec_policy *p, int32_t layer, int for_prefetch)
     return best;
 }
 
-int32_t victim_demand(ec_policy *p, int32_t layer) { return pick(p, layer, 0); }
+int32_t victim_demand(ec_policy *p, int32_t layer)
+{
+    return p->cfg.kind == EC_POLICY_GATED ? reuse_victim(p, layer) : pick(p, layer, 0);
+}
 int32_t victim_prefetch(ec_policy *p, int32_t layer) { return pick(p, layer, 1); }
 
 int32_t victim_oracle_prefetch(ec_policy *p, int32_t layer, int64_t need)
