@@ -229,7 +229,7 @@ ec_status ec_predictor_load_seed_rules(const char *path, const char *name, ec_pr
     *out = NULL;
     if (!path)
         return ec_error_set(err, EC_ERR_INVALID, "ec_predictor_load_seed_rules: path is NULL");
-    ec_predictor *p;
+    ec_predictor *p = NULL;
     ec_status s = seed_create(name, &p, err);
     if (s)
         return s;
@@ -245,7 +245,7 @@ ec_status ec_predictor_seed_rules_json(const cJSON *root, const char *path, cons
                                        ec_predictor **out, ec_error *err)
 {
     *out = NULL;
-    ec_predictor *p;
+    ec_predictor *p = NULL;
     ec_status s = seed_create(name, &p, err);
     if (s)
         return s;
