@@ -424,6 +424,10 @@ ec_status ec_predictor_load_text(const char *path, const char *text, size_t len,
             char shown[64];
             s = ec_error_set(err, EC_ERR_PARSE, "%s: field 'predictor': unknown predictor '%s'",
                              path, printable(name->valuestring, shown, sizeof shown));
+        } else if (s == EC_ERR_INVALID) { /* options the predictor refuses: bad data here */
+            char why[EC_ERROR_MAX];
+            snprintf(why, sizeof why, "%s", err ? err->message : "invalid options");
+            s = ec_error_set(err, EC_ERR_PARSE, "%s: field 'opts': %s", path, why);
         }
         cJSON_Delete(root);
         return s;
