@@ -8,6 +8,8 @@
 # environment:
 #   EC_FUZZ_BUILD  build folder (default build-fuzz); CC defaults to clang
 #   EC_FUZZ_JSON   when set, a JSON summary (executions per target) is written there
+#   EC_FUZZ_RUNS   inputs per target instead of SECONDS (reproducible with EC_FUZZ_SEED)
+#   EC_FUZZ_SEED   libFuzzer's random seed
 #   EC_FUZZ_WORK   folder for the growing corpus and artifacts (default $EC_FUZZ_BUILD/work)
 #
 # Builds the libFuzzer targets (library instrumented, ASan + UBSan), then runs
@@ -56,9 +58,14 @@ main() {
     # predictor files get 64 KiB, the size of a small fitted logistic or mix.
     max_len=8192
     [ "$t" = fuzz_predictor_json ] && max_len=65536
+    # EC_FUZZ_RUNS (with EC_FUZZ_SEED) makes a run reproducible: a fixed number of
+    # inputs from a fixed seed, whatever the machine's speed. CI uses that.
+    budget="-max_total_time=$SECONDS_PER_TARGET"
+    [ -n "${EC_FUZZ_RUNS:-}" ] && budget="-runs=$EC_FUZZ_RUNS"
+    [ -n "${EC_FUZZ_SEED:-}" ] && budget="$budget -seed=$EC_FUZZ_SEED"
     ASAN_OPTIONS=detect_leaks=1 \
     UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-      "$BUILD/tests/fuzz/$t" -max_total_time="$SECONDS_PER_TARGET" -max_len="$max_len" -timeout=10 \
+      "$BUILD/tests/fuzz/$t" $budget -max_len="$max_len" -timeout=10 \
         -rss_limit_mb=2048 -dict=tests/fuzz/json.dict -print_final_stats=1 \
         -artifact_prefix="$artifacts/" "$corpus" "tests/fuzz/corpus/$t" "tests/fuzz/regress/$t" \
         >"$log" 2>&1
