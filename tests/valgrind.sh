@@ -74,7 +74,10 @@ run 0 rules create "$TMP"/journeys/p0_token_*.jsonl -o "$TMP/rules.json"
 run 0 rules evaluate --rules "$TMP/rules.json" --test "$TMP"/journeys/p1_token_*.jsonl \
   -o "$TMP/results.json"
 run 0 rules create "$small" --experts 8 -o -
-run 0 demo --output-dir "$TMP/demo"
+# the demo on a small Mixtral-shaped trace (the bundled sample takes ~40 s under memcheck)
+run 0 synth -o "$TMP/mixtral-small.jsonl" --layers 32 --experts 8 -k 2 --sequences 2 --tokens 6
+run 0 demo --trace "$TMP/mixtral-small.jsonl" --output-dir "$TMP/demo" --backend cpu --tokens 6 \
+  --hardware h100-pcie5
 run 0 extract --help
 run 0 rules --help
 run 0 demo --help

@@ -32,6 +32,9 @@ main() {
     TARGETS=(fuzz_trace_line fuzz_pyrepr fuzz_predictor_json fuzz_policy fuzz_rules_json
       fuzz_profile)
   fi
+  # the code being fuzzed: the commit when the build starts (+ "-dirty" for local changes)
+  commit="$(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
+  git diff --quiet HEAD -- src include 2>/dev/null || commit="$commit-dirty"
   BUILD=${EC_FUZZ_BUILD:-build-fuzz}
   WORK=${EC_FUZZ_WORK:-$BUILD/work}
 
@@ -93,7 +96,7 @@ main() {
       echo "{\"command\": \"tests/fuzz/run.sh $SECONDS_PER_TARGET ${TARGETS[*]}\","
       echo " \"clang\": \"$(${CC:-clang} --version | head -1)\","
       echo " \"date\": \"$(date -u +%Y-%m-%dT%H:%M:%SZ)\","
-      echo " \"commit\": \"$(git rev-parse --short HEAD 2>/dev/null || echo unknown)\","
+      echo " \"commit\": \"$commit\","
       echo " \"targets\": ["
       for i in "${!summary[@]}"; do
         sep=","; [ "$i" -eq $((${#summary[@]} - 1)) ] && sep=""
