@@ -32,44 +32,6 @@ static ec_backend *backend_or_skip(const char *name)
     return b;
 }
 
-/* A host-side gate: a stream blocks in gate_wait until gate_open. */
-typedef struct gate {
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    int open, reached;
-} gate;
-
-static void gate_init(gate *g)
-{
-    pthread_mutex_init(&g->mu, NULL);
-    pthread_cond_init(&g->cv, NULL);
-    g->open = g->reached = 0;
-}
-
-static void gate_wait(void *arg)
-{
-    gate *g = arg;
-    pthread_mutex_lock(&g->mu);
-    g->reached = 1;
-    pthread_cond_broadcast(&g->cv);
-    while (!g->open)
-        pthread_cond_wait(&g->cv, &g->mu);
-    pthread_mutex_unlock(&g->mu);
-}
-
-static void gate_open(gate *g)
-{
-    pthread_mutex_lock(&g->mu);
-    g->open = 1;
-    pthread_cond_broadcast(&g->cv);
-    pthread_mutex_unlock(&g->mu);
-}
-
-static void sleep_ms(int ms)
-{
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
 
 static void fill_random(void *p, size_t n, uint64_t seed)
 {
@@ -259,21 +221,21 @@ BACKEND_TEST(a_stream_waits_on_an_event_without_blocking_the_host)
     cr_assert_eq(ec_event_query(ready, &fin), EC_OK);
     cr_assert_eq(fin, 1, "an event never recorded counts as completed");
 
-    gate g;
-    gate_init(&g);
-    cr_assert_eq(ec_stream_host_fn(copy, gate_wait, &g), EC_OK);
+    tu_gate g;
+    tu_gate_init(&g);
+    cr_assert_eq(ec_stream_host_fn(copy, tu_gate_wait, &g), EC_OK);
     cr_assert_eq(ec_stream_copy_h2d(copy, dev, h, n), EC_OK);
     cr_assert_eq(ec_event_record(ready, copy), EC_OK);
     cr_assert_eq(ec_stream_wait(compute, ready), EC_OK);
     cr_assert_eq(ec_stream_checksum(compute, dev, n, dout), EC_OK);
     cr_assert_eq(ec_stream_copy_d2h(compute, hout, dout, 8), EC_OK);
     cr_assert_eq(ec_event_record(done, compute), EC_OK);
-    sleep_ms(20);
+    tu_sleep_ms(20);
     cr_assert_eq(ec_event_query(ready, &fin), EC_OK);
     cr_assert_eq(fin, 0, "the copy is held behind the gate");
     cr_assert_eq(ec_event_query(done, &fin), EC_OK);
     cr_assert_eq(fin, 0, "the compute stream must wait for the copy");
-    gate_open(&g);
+    tu_gate_open(&g);
     cr_assert_eq(ec_event_sync(done), EC_OK);
     cr_assert_eq(*hout, ec_checksum64(h, n));
     ec_stream_destroy(copy);

@@ -123,42 +123,6 @@ static void fx_close(fx *f)
     ec_backend_destroy(f->b);
 }
 
-/* A host-side gate: a stream blocks in gate_wait until gate_open. */
-typedef struct gate {
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    int open;
-} gate;
-
-static void gate_init(gate *g)
-{
-    pthread_mutex_init(&g->mu, NULL);
-    pthread_cond_init(&g->cv, NULL);
-    g->open = 0;
-}
-
-static void gate_wait(void *arg)
-{
-    gate *g = arg;
-    pthread_mutex_lock(&g->mu);
-    while (!g->open)
-        pthread_cond_wait(&g->cv, &g->mu);
-    pthread_mutex_unlock(&g->mu);
-}
-
-static void gate_open(gate *g)
-{
-    pthread_mutex_lock(&g->mu);
-    g->open = 1;
-    pthread_cond_broadcast(&g->cv);
-    pthread_mutex_unlock(&g->mu);
-}
-
-static void sleep_ms(int ms)
-{
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
 
 /* A trace where layer l always routes to experts {2l mod E, 2l+1 mod E}:
  * the prior predictor fitted on it predicts exactly those. */
@@ -197,19 +161,19 @@ LOADER_TEST(acquire_orders_the_reader_after_the_copy_without_blocking_the_host)
     ec_loader_config c;
     ec_loader_config_default(&c);
     fx_loader(&f, &c, NULL);
-    gate g;
-    gate_init(&g);
-    cr_assert_eq(ec_stream_host_fn(ec_loader_copy_stream(f.l), gate_wait, &g), EC_OK);
+    tu_gate g;
+    tu_gate_init(&g);
+    cr_assert_eq(ec_stream_host_fn(ec_loader_copy_stream(f.l), tu_gate_wait, &g), EC_OK);
     fx_observe(&f, 0, 3, 5);
     fx_acquire(&f, 0, 3); /* returns although the copy is held behind the gate */
     ec_event *done;
     cr_assert_eq(ec_event_create(f.b, 0, &done), EC_OK);
     cr_assert_eq(ec_event_record(done, f.compute), EC_OK);
-    sleep_ms(30);
+    tu_sleep_ms(30);
     int fin = 1;
     cr_assert_eq(ec_event_query(done, &fin), EC_OK);
     cr_assert_eq(fin, 0, "the reader's stream must wait for the copy");
-    gate_open(&g);
+    tu_gate_open(&g);
     fx_acquire(&f, 0, 5);
     fx_release(&f, 0, 3);
     fx_release(&f, 0, 5);
@@ -242,9 +206,9 @@ LOADER_TEST(a_demand_overtakes_queued_prefetches)
     c.policy.horizon = 3;
     c.issue_window = 1;
     fx_loader(&f, &c, p);
-    gate g;
-    gate_init(&g);
-    cr_assert_eq(ec_stream_host_fn(ec_loader_copy_stream(f.l), gate_wait, &g), EC_OK);
+    tu_gate g;
+    tu_gate_init(&g);
+    cr_assert_eq(ec_stream_host_fn(ec_loader_copy_stream(f.l), tu_gate_wait, &g), EC_OK);
     fx_observe(&f, 0, 0, 1);
     /* layers 1..3 predicted {2,3}, {4,5}, {6,7}: one prefetch started (window 1) */
     ec_loader_stats st;
@@ -269,7 +233,7 @@ LOADER_TEST(a_demand_overtakes_queued_prefetches)
     ec_loader_stats_get(f.l, &st);
     cr_assert_eq(st.demand_copies, 4);
     cr_assert_eq(st.prefetch_copies, 1);
-    gate_open(&g);
+    tu_gate_open(&g);
     fx_acquire(&f, 1, 6);
     fx_acquire(&f, 1, 7);
     fx_release(&f, 1, 6);
@@ -315,16 +279,16 @@ LOADER_TEST(a_released_slot_is_not_overwritten_before_its_reader_is_done)
     cr_assert_eq(ec_loader_observe(f.l, 0, &a), EC_OK);
     void *w = fx_acquire(&f, 0, a);
     fx_flush(&f); /* the slot holds expert a */
-    gate g;
-    gate_init(&g);
-    cr_assert_eq(ec_stream_host_fn(f.compute, gate_wait, &g), EC_OK); /* a long reader */
+    tu_gate g;
+    tu_gate_init(&g);
+    cr_assert_eq(ec_stream_host_fn(f.compute, tu_gate_wait, &g), EC_OK); /* a long reader */
     fx_release(&f, 0, a);
     cr_assert_eq(ec_loader_observe(f.l, 0, &b), EC_OK, "%s", ec_loader_errmsg(f.l));
     cr_assert_eq(ec_cache_find(ec_loader_cache(f.l), 0, a), -1, "b took a's only slot");
-    sleep_ms(30);
+    tu_sleep_ms(30);
     cr_assert_eq(probe(&f, side, w), ec_store_checksum(f.s, 0, a),
                  "the copy of b must wait for a's reader");
-    gate_open(&g);
+    tu_gate_open(&g);
     void *w2 = fx_acquire(&f, 0, b);
     cr_assert_eq(w2, w);
     fx_release(&f, 0, b);

@@ -4,6 +4,7 @@
 
 #include <criterion/criterion.h>
 #include <criterion/parameterized.h>
+#include <pthread.h>
 #include <stddef.h>
 
 #include "expertcast.h"
@@ -46,5 +47,18 @@ typedef struct tu_alloc_state {
 } tu_alloc_state;
 void tu_alloc_install(tu_alloc_state *st);
 void tu_alloc_uninstall(void);
+
+/* A host-side gate for stream ordering tests: a stream task blocks in
+ * tu_gate_wait (pass it to ec_stream_host_fn) until tu_gate_open. */
+typedef struct tu_gate {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int open;
+} tu_gate;
+void tu_gate_init(tu_gate *g);
+void tu_gate_wait(void *gate);
+void tu_gate_open(tu_gate *g);
+
+void tu_sleep_ms(int ms);
 
 #endif
