@@ -7,27 +7,6 @@
 
 #include <string.h>
 
-static const char *profile_path(const char *name)
-{
-    static char buf[4][1024];
-    static int i;
-    i = (i + 1) % 4;
-    snprintf(buf[i], sizeof buf[i], "%s/data/profiles/%s.json", EC_SOURCE_DIR, name);
-    return buf[i];
-}
-
-static ec_sim_result run(ec_sim *s, ec_policy_kind k, int32_t per_layer, int32_t global,
-                         int32_t horizon, const ec_sim_timing *tm)
-{
-    ec_sim_config cfg = {.kind = k, .cache_per_layer = per_layer, .cache_global = global,
-                         .horizon = horizon, .timing = *tm};
-    ec_sim_result r;
-    ec_error err = {0};
-    cr_assert_eq(ec_sim_run(s, &cfg, &r, &err), EC_OK, "%s: %s", ec_policy_kind_name(k),
-                 err.message);
-    return r;
-}
-
 /* ---- Mixtral: gated does no harm ----------------------------------------- */
 
 /* Replays the trace through lru and gated at every shipped profile (the
@@ -49,15 +28,15 @@ static int gated_no_slower_than_lru(const char *trace, const char *model, const 
         for (size_t h = 0; h < 4; h++) {
             ec_model_profile mp;
             ec_hw_profile hp;
-            cr_assert_eq(ec_model_profile_load(profile_path(model), dtypes[d], &mp, NULL), EC_OK);
-            cr_assert_eq(ec_hw_profile_load(profile_path(hws[h]), &hp, NULL), EC_OK);
+            cr_assert_eq(ec_model_profile_load(tu_profile_path(model), dtypes[d], &mp, NULL), EC_OK);
+            cr_assert_eq(ec_hw_profile_load(tu_profile_path(hws[h]), &hp, NULL), EC_OK);
             ec_sim_timing tm;
             ec_sim_timing_derive(&mp, &hp, &tm);
             for (size_t ci = 0; ci < n_caches; ci++) {
                 int32_t c = caches[ci];
-                ec_sim_result lru = run(s, EC_POLICY_LRU, c, 0, 1, &tm);
+                ec_sim_result lru = tu_sim_run(s, EC_POLICY_LRU, c, 0, 1, &tm);
                 for (int32_t hz = 1; hz <= 4; hz *= 2) {
-                    ec_sim_result g = run(s, EC_POLICY_GATED, c, 0, hz, &tm);
+                    ec_sim_result g = tu_sim_run(s, EC_POLICY_GATED, c, 0, hz, &tm);
                     cr_expect_leq(g.tpot_ms, lru.tpot_ms,
                                   "%s %s %s, %s predictor, cache %d horizon %d: gated %.6f > "
                                   "lru %.6f",
@@ -108,13 +87,13 @@ Test(qwen3, gated_with_the_default_predictor_is_never_slower_than_lru)
 static void lru_and_gated(ec_sim *s, const ec_sim_timing *tm, int32_t cache, double *lru,
                           double *gated, double *oracle)
 {
-    ec_sim_result r = run(s, EC_POLICY_LRU, cache, 0, 1, tm);
+    ec_sim_result r = tu_sim_run(s, EC_POLICY_LRU, cache, 0, 1, tm);
     *lru = r.tpot_ms;
     ec_sim_result_clear(&r);
-    r = run(s, EC_POLICY_GATED, cache, 0, 2, tm);
+    r = tu_sim_run(s, EC_POLICY_GATED, cache, 0, 2, tm);
     *gated = r.tpot_ms;
     ec_sim_result_clear(&r);
-    r = run(s, EC_POLICY_ORACLE, cache, 0, 2, tm);
+    r = tu_sim_run(s, EC_POLICY_ORACLE, cache, 0, 2, tm);
     *oracle = r.tpot_ms;
     ec_sim_result_clear(&r);
 }
@@ -162,8 +141,8 @@ Test(mixtral, gated_with_the_default_predictor_beats_lru_on_int4_rtx4090)
     cr_assert_eq(ec_sim_fit_heldout(s, "temporal", NULL, NULL), EC_OK);
     ec_model_profile mp;
     ec_hw_profile hp;
-    cr_assert_eq(ec_model_profile_load(profile_path("mixtral-8x7b"), "int4", &mp, NULL), EC_OK);
-    cr_assert_eq(ec_hw_profile_load(profile_path("rtx4090-pcie4"), &hp, NULL), EC_OK);
+    cr_assert_eq(ec_model_profile_load(tu_profile_path("mixtral-8x7b"), "int4", &mp, NULL), EC_OK);
+    cr_assert_eq(ec_hw_profile_load(tu_profile_path("rtx4090-pcie4"), &hp, NULL), EC_OK);
     ec_sim_timing tm;
     ec_sim_timing_derive(&mp, &hp, &tm);
     double lru, gated, oracle;

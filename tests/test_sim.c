@@ -16,18 +16,6 @@ static ec_trace *trace_text(const char *text, int32_t n_experts)
     return t;
 }
 
-static ec_sim_result run(ec_sim *s, ec_policy_kind k, int32_t per_layer, int32_t global,
-                         int32_t horizon, const ec_sim_timing *tm)
-{
-    ec_sim_config cfg = {.kind = k, .cache_per_layer = per_layer, .cache_global = global,
-                         .horizon = horizon, .timing = *tm};
-    ec_sim_result r;
-    ec_error err = {0};
-    cr_assert_eq(ec_sim_run(s, &cfg, &r, &err), EC_OK, "%s: %s", ec_policy_kind_name(k),
-                 err.message);
-    return r;
-}
-
 /* ---- hand-computed: 2 layers, 3 experts, top-1, one slot per layer ---------
  * tokens: (layer 0, layer 1) = (0, 1), (0, 2); transfer 10 ms, one engine,
  * compute 1 ms per layer, no overheads.
@@ -53,7 +41,7 @@ Test(sim, hand_computed_lru_oracle_on_demand_resident)
     cr_assert_eq(ec_sim_create(t, 1, &s, NULL), EC_OK);
     cr_assert_eq(ec_sim_n_steps(s), 4);
     cr_assert_eq(ec_sim_n_tokens(s), 2);
-    ec_sim_result r = run(s, EC_POLICY_LRU, 1, 0, 1, &TINY_TM);
+    ec_sim_result r = tu_sim_run(s, EC_POLICY_LRU, 1, 0, 1, &TINY_TM);
     cr_assert_eq(r.total_ms, 34.0);
     cr_assert_eq(r.tpot_ms, 17.0);
     cr_assert_eq(r.stall_ms_per_token, 15.0);
@@ -67,7 +55,7 @@ Test(sim, hand_computed_lru_oracle_on_demand_resident)
     cr_assert_eq(r.bound_per_layer[0], 5.0);
     cr_assert_eq(r.bound_per_layer[1], 10.0);
     ec_sim_result_clear(&r);
-    r = run(s, EC_POLICY_ORACLE, 1, 0, 1, &TINY_TM);
+    r = tu_sim_run(s, EC_POLICY_ORACLE, 1, 0, 1, &TINY_TM);
     cr_assert_eq(r.total_ms, 32.0);
     cr_assert_eq(r.stall_ms_per_token, 14.0);
     cr_assert_eq(r.stats.loads, 3);
@@ -77,11 +65,11 @@ Test(sim, hand_computed_lru_oracle_on_demand_resident)
     cr_assert_eq(r.hit_rate, 0.75, "s1, s3 in flight, s2 resident");
     cr_assert_eq(r.resident_rate, 0.25);
     ec_sim_result_clear(&r);
-    r = run(s, EC_POLICY_ON_DEMAND, 1, 0, 1, &TINY_TM);
+    r = tu_sim_run(s, EC_POLICY_ON_DEMAND, 1, 0, 1, &TINY_TM);
     cr_assert_eq(r.total_ms, 44.0);
     cr_assert_eq(r.stats.loads, 4);
     ec_sim_result_clear(&r);
-    r = run(s, EC_POLICY_RESIDENT, 0, 0, 1, &TINY_TM);
+    r = tu_sim_run(s, EC_POLICY_RESIDENT, 0, 0, 1, &TINY_TM);
     cr_assert_eq(r.total_ms, 4.0);
     cr_assert_eq(r.stall_ms_per_token, 0.0);
     cr_assert_eq(r.stats.loads, 0);
@@ -101,7 +89,7 @@ Test(sim, router_overhead_delays_the_demand_and_counts_as_compute)
     /* lru: each step 0.5 router, then load if missing, then 1 + 2 compute:
      * s0 0.5 + 10 + 3 = 13.5 | s1 14 + 10 + 3 = 27 | s2 27.5 + 3 = 30.5 |
      * s3 31 + 10 + 3 = 44 */
-    ec_sim_result r = run(s, EC_POLICY_LRU, 1, 0, 1, &tm);
+    ec_sim_result r = tu_sim_run(s, EC_POLICY_LRU, 1, 0, 1, &tm);
     cr_assert_eq(r.total_ms, 44.0);
     cr_assert_eq(r.compute_ms_per_token, 7.0, "2 layers x (0.5 + 3)");
     ec_sim_result_clear(&r);
@@ -116,11 +104,11 @@ Test(sim, two_engines_overlap_transfers)
     ec_sim *s;
     cr_assert_eq(ec_sim_create(t, 1, &s, NULL), EC_OK);
     ec_sim_timing tm = TINY_TM;
-    ec_sim_result r = run(s, EC_POLICY_LRU, 2, 0, 1, &tm);
+    ec_sim_result r = tu_sim_run(s, EC_POLICY_LRU, 2, 0, 1, &tm);
     cr_assert_eq(r.total_ms, 21.0);
     ec_sim_result_clear(&r);
     tm.engines = 2;
-    r = run(s, EC_POLICY_LRU, 2, 0, 1, &tm);
+    r = tu_sim_run(s, EC_POLICY_LRU, 2, 0, 1, &tm);
     cr_assert_eq(r.total_ms, 11.0);
     ec_sim_result_clear(&r);
     ec_sim_destroy(s);
@@ -138,7 +126,7 @@ Test(sim, batch_needs_the_union_of_the_sequences)
     cr_assert_eq(ec_sim_create(t, 2, &s, NULL), EC_OK);
     cr_assert_eq(ec_sim_n_tokens(s), 2);
     cr_assert_eq(ec_sim_max_union(s), 2);
-    ec_sim_result r = run(s, EC_POLICY_LRU, 2, 0, 1, &TINY_TM);
+    ec_sim_result r = tu_sim_run(s, EC_POLICY_LRU, 2, 0, 1, &TINY_TM);
     /* step 0 loads 0 and 2 (0-10, 10-20), compute 20-21; step 1 hits 0 */
     cr_assert_eq(r.total_ms, 22.0);
     cr_assert_eq(r.stats.acquires, 3);
@@ -201,7 +189,7 @@ Test(sim, on_synthetic_traces_the_bound_and_resident_are_below_every_policy)
                             .router_ms = 0.01, .expert_bytes = 1};
         double tpot[7], stall[7], bound = 0;
         for (size_t i = 0; i < 7; i++) {
-            ec_sim_result r = run(s, ALL[i], c->per_layer, c->global, c->horizon, &tm);
+            ec_sim_result r = tu_sim_run(s, ALL[i], c->per_layer, c->global, c->horizon, &tm);
             tpot[i] = r.tpot_ms;
             stall[i] = r.stall_ms_per_token;
             if (ALL[i] == EC_POLICY_LRU)
@@ -232,9 +220,9 @@ Test(sim, on_synthetic_traces_the_oracle_is_at_most_every_policy)
         ec_sim_timing tm = {.transfer_ms = c->transfer, .engines = c->engines,
                             .compute_fixed_ms = c->fixed, .compute_per_expert_ms = c->per_expert,
                             .router_ms = 0.01, .expert_bytes = 1};
-        ec_sim_result o = run(s, EC_POLICY_ORACLE, c->per_layer, c->global, c->horizon, &tm);
+        ec_sim_result o = tu_sim_run(s, EC_POLICY_ORACLE, c->per_layer, c->global, c->horizon, &tm);
         for (size_t i = 0; i < 5; i++) {
-            ec_sim_result r = run(s, ALL[i], c->per_layer, c->global, c->horizon, &tm);
+            ec_sim_result r = tu_sim_run(s, ALL[i], c->per_layer, c->global, c->horizon, &tm);
             if (r.stall_ms_per_token + 1e-9 < o.stall_ms_per_token) {
                 beaten++;
                 cr_log_warn("case %zu: %s stall %g < oracle %g", ci, ec_policy_kind_name(ALL[i]),
@@ -259,7 +247,7 @@ Test(sim, infinite_bandwidth_means_zero_stall)
     ec_sim_timing tm = {.transfer_ms = 0, .engines = 1, .compute_fixed_ms = 0.5,
                         .compute_per_expert_ms = 0.1, .expert_bytes = 1};
     for (size_t i = 0; i < 7; i++) {
-        ec_sim_result r = run(s, ALL[i], 2, 0, 2, &tm);
+        ec_sim_result r = tu_sim_run(s, ALL[i], 2, 0, 2, &tm);
         cr_assert_eq(r.stall_ms_per_token, 0.0, "%s", ec_policy_kind_name(ALL[i]));
         ec_sim_result_clear(&r);
     }
@@ -287,7 +275,7 @@ Test(sim, a_cache_holding_every_expert_has_only_cold_misses)
                         .expert_bytes = 1};
     for (size_t i = 1; i < 6; i++) {
         for (int global = 0; global < 2; global++) {
-            ec_sim_result r = run(s, ALL[i], global ? 0 : 8, global ? 32 : 0, 2, &tm);
+            ec_sim_result r = tu_sim_run(s, ALL[i], global ? 0 : 8, global ? 32 : 0, 2, &tm);
             cr_assert_leq(r.stats.misses, distinct, "%s", ec_policy_kind_name(ALL[i]));
             cr_assert_eq(r.stats.misses + r.stats.inflight_hits + r.stats.hits, r.stats.acquires);
             cr_assert_eq(r.stats.evictions, 0, "%s: nothing to evict", ec_policy_kind_name(ALL[i]));
@@ -310,7 +298,7 @@ Test(sim, replays_are_bit_for_bit_deterministic)
                         .compute_per_expert_ms = 0.07, .router_ms = 0.013, .predictor_ms = 0.005,
                         .expert_bytes = 123};
     for (size_t i = 0; i < 7; i++) {
-        ec_sim_result a = run(s, ALL[i], 6, 0, 3, &tm), b = run(s, ALL[i], 6, 0, 3, &tm);
+        ec_sim_result a = tu_sim_run(s, ALL[i], 6, 0, 3, &tm), b = tu_sim_run(s, ALL[i], 6, 0, 3, &tm);
         cr_assert_eq(memcmp(&a.total_ms, &b.total_ms, sizeof a.total_ms), 0);
         cr_assert_eq(memcmp(&a.stats, &b.stats, sizeof a.stats), 0);
         cr_assert_eq(memcmp(a.stall_per_layer, b.stall_per_layer, 6 * sizeof(double)), 0);
@@ -323,15 +311,6 @@ Test(sim, replays_are_bit_for_bit_deterministic)
 
 /* ---- profiles ------------------------------------------------------------ */
 
-static const char *profile_path(const char *name)
-{
-    static char buf[4][1024];
-    static int i;
-    i = (i + 1) % 4;
-    snprintf(buf[i], sizeof buf[i], "%s/data/profiles/%s.json", EC_SOURCE_DIR, name);
-    return buf[i];
-}
-
 Test(profile, shipped_profiles_load_and_derive_sane_timings)
 {
     const char *models[] = {"mixtral-8x7b", "qwen3-30b-a3b", "flame-moe-290m", "deepseek-v3"};
@@ -339,11 +318,11 @@ Test(profile, shipped_profiles_load_and_derive_sane_timings)
     for (size_t m = 0; m < 4; m++) {
         ec_model_profile mp;
         ec_error err = {0};
-        cr_assert_eq(ec_model_profile_load(profile_path(models[m]), NULL, &mp, &err), EC_OK, "%s",
+        cr_assert_eq(ec_model_profile_load(tu_profile_path(models[m]), NULL, &mp, &err), EC_OK, "%s",
                      err.message);
         for (size_t h = 0; h < 4; h++) {
             ec_hw_profile hp;
-            cr_assert_eq(ec_hw_profile_load(profile_path(hws[h]), &hp, &err), EC_OK, "%s",
+            cr_assert_eq(ec_hw_profile_load(tu_profile_path(hws[h]), &hp, &err), EC_OK, "%s",
                          err.message);
             ec_sim_timing tm;
             ec_sim_timing_derive(&mp, &hp, &tm);
@@ -355,15 +334,15 @@ Test(profile, shipped_profiles_load_and_derive_sane_timings)
     }
     ec_model_profile mp;
     ec_hw_profile hp;
-    cr_assert_eq(ec_model_profile_load(profile_path("mixtral-8x7b"), "int4", &mp, NULL), EC_OK);
+    cr_assert_eq(ec_model_profile_load(tu_profile_path("mixtral-8x7b"), "int4", &mp, NULL), EC_OK);
     cr_assert_eq(mp.expert_bytes, 88080384.0);
-    cr_assert_eq(ec_hw_profile_load(profile_path("rtx4090-pcie4"), &hp, NULL), EC_OK);
+    cr_assert_eq(ec_hw_profile_load(tu_profile_path("rtx4090-pcie4"), &hp, NULL), EC_OK);
     ec_sim_timing tm;
     ec_sim_timing_derive(&mp, &hp, &tm);
     /* 88080384 B / 23.9e9 B/s = 3.685 ms, + 10 us latency */
     cr_assert_float_eq(tm.transfer_ms, 88080384.0 / 23.9e9 * 1e3 + 0.01, 1e-12);
     ec_error err = {0};
-    cr_assert_eq(ec_model_profile_load(profile_path("mixtral-8x7b"), "int2", &mp, &err),
+    cr_assert_eq(ec_model_profile_load(tu_profile_path("mixtral-8x7b"), "int2", &mp, &err),
                  EC_ERR_NOT_FOUND);
     cr_assert(strstr(err.message, "int4"), "lists what exists: %s", err.message);
 }
@@ -404,7 +383,7 @@ Test(mixtral, flame_and_a_deepseek_sized_trace_replay_without_code_changes)
     ec_sim_timing tm = {.transfer_ms = 0.2, .engines = 1, .compute_fixed_ms = 0.05,
                         .compute_per_expert_ms = 0.005, .router_ms = 0.01, .expert_bytes = 4e6};
     for (size_t i = 0; i < 7; i++) {
-        ec_sim_result r = run(s, ALL[i], 32, 0, 2, &tm);
+        ec_sim_result r = tu_sim_run(s, ALL[i], 32, 0, 2, &tm);
         cr_assert_gt(r.tpot_ms, 0);
         ec_sim_result_clear(&r);
     }
@@ -414,10 +393,10 @@ Test(mixtral, flame_and_a_deepseek_sized_trace_replay_without_code_changes)
     cr_assert_eq(ec_sim_create(t, 1, &s, NULL), EC_OK);
     cr_assert_eq(ec_sim_fit_heldout(s, "prior", NULL, NULL), EC_OK);
     for (size_t i = 0; i < 7; i++) {
-        ec_sim_result r = run(s, ALL[i], 64, 0, 2, &tm);
+        ec_sim_result r = tu_sim_run(s, ALL[i], 64, 0, 2, &tm);
         cr_assert_gt(r.tpot_ms, 0);
         ec_sim_result_clear(&r);
-        r = run(s, ALL[i], 0, 58 * 64, 2, &tm);
+        r = tu_sim_run(s, ALL[i], 0, 58 * 64, 2, &tm);
         cr_assert_gt(r.tpot_ms, 0);
         ec_sim_result_clear(&r);
     }
@@ -434,7 +413,7 @@ Test(cli, simulate_json_has_every_field_and_is_deterministic)
     cr_assert_eq(tu_cli(NULL, NULL, "synth --layers 32 --experts 8 --sequences 3 --tokens 20 -o %s/s.jsonl", d), 0);
     int rc = tu_cli(&out, &err,
                     "simulate %s/s.jsonl --model %s --hardware %s --cache-experts 4 --json %s/a.json",
-                    d, profile_path("mixtral-8x7b"), profile_path("rtx4090-pcie4"), d);
+                    d, tu_profile_path("mixtral-8x7b"), tu_profile_path("rtx4090-pcie4"), d);
     cr_assert_eq(rc, 0, "%s", err);
     cr_assert(strstr(out, "gated") && strstr(out, "other 2 sequence(s) only"), "%s", out);
     free(out);

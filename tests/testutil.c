@@ -171,3 +171,24 @@ void tu_sleep_ms(int ms)
     struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
     nanosleep(&ts, NULL);
 }
+
+const char *tu_profile_path(const char *name)
+{
+    static char buf[4][1024];
+    static int i;
+    i = (i + 1) % 4;
+    snprintf(buf[i], sizeof buf[i], "%s/data/profiles/%s.json", EC_SOURCE_DIR, name);
+    return buf[i];
+}
+
+ec_sim_result tu_sim_run(ec_sim *s, ec_policy_kind k, int32_t per_layer, int32_t global,
+                         int32_t horizon, const ec_sim_timing *tm)
+{
+    ec_sim_config cfg = {.kind = k, .cache_per_layer = per_layer, .cache_global = global,
+                         .horizon = horizon, .timing = *tm};
+    ec_sim_result r;
+    ec_error err = {0};
+    cr_assert_eq(ec_sim_run(s, &cfg, &r, &err), EC_OK, "%s: %s", ec_policy_kind_name(k),
+                 err.message);
+    return r;
+}

@@ -48,6 +48,13 @@ typedef struct tu_alloc_state {
 void tu_alloc_install(tu_alloc_state *st);
 void tu_alloc_uninstall(void);
 
+/* Path of a shipped profile, data/profiles/NAME.json (rotating buffers). */
+const char *tu_profile_path(const char *name);
+
+/* Runs one simulation of policy k and asserts it succeeded. */
+ec_sim_result tu_sim_run(ec_sim *s, ec_policy_kind k, int32_t per_layer, int32_t global,
+                         int32_t horizon, const ec_sim_timing *tm);
+
 /* A host-side gate for stream ordering tests: a stream task blocks in
  * tu_gate_wait (pass it to ec_stream_host_fn) until tu_gate_open. */
 typedef struct tu_gate {
