@@ -446,3 +446,31 @@ Test(validate, f16_blobs_with_non_finite_weights_or_the_wrong_size)
     cr_assert(strstr(err.message, "truncated at W2 row 11 column 8 (blob offset 716)"), "%s", err.message);
     free(w);
 }
+
+Test(hostffn, streaming_read_sums_every_word_on_every_thread_count)
+{
+    size_t n = (3u << 20) + 13; /* three full chunks and a ragged tail */
+    uint8_t *p = malloc(n);
+    cr_assert(p);
+    ec_rng r;
+    ec_rng_seed(&r, 11);
+    for (size_t i = 0; i < n; i++)
+        p[i] = (uint8_t)ec_rng_next(&r);
+    uint64_t want = 0;
+    for (size_t i = 0; i < n; i += 8) {
+        uint64_t v = 0;
+        for (size_t k = 0; k < 8 && i + k < n; k++)
+            v |= (uint64_t)p[i + k] << (8 * k);
+        want += v;
+    }
+    for (int32_t threads = 1; threads <= 3; threads++) {
+        ec_hostffn *h = hostffn_or_skip(threads, NULL);
+        uint64_t got = 0;
+        cr_assert_eq(ec_hostffn_read(h, p, n, &got), EC_OK);
+        cr_assert_eq(got, want, "threads %d", threads);
+        cr_assert_eq(ec_hostffn_read(h, p, 0, &got), EC_OK);
+        cr_assert_eq(got, 0);
+        ec_hostffn_destroy(h);
+    }
+    free(p);
+}

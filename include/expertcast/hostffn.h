@@ -151,6 +151,15 @@ void ec_hostffn_destroy(ec_hostffn *h);
 ec_status ec_hostffn_run(ec_hostffn *h, ec_dtype dt, const void *w, const float *x, float *y,
                          int32_t batch, int32_t d_model, int32_t d_ff);
 
+/*
+ * Reads `bytes` bytes at p once with the executor's threads, in chunks
+ * handed out the way a run hands out weight rows, and stores the sum
+ * (mod 2^64) of its little-endian 64-bit words (the last one zero-padded)
+ * in *sum, so that no read can be skipped. This is the plain streaming
+ * read bench_host_ffn times as the host's read bandwidth.
+ */
+ec_status ec_hostffn_read(ec_hostffn *h, const void *p, size_t bytes, uint64_t *sum);
+
 /* Threads the executor runs on (the caller included). */
 int32_t ec_hostffn_threads(const ec_hostffn *h);
 /* The code path chosen at creation: "avx2" or "portable". */

@@ -37,13 +37,16 @@ struct ec_hostffn {
     int32_t inside;/* workers inside the current job */
     int phase1_done;
 
-    /* the current job */
+    /* the current job: an expert (fn set) or a streaming read (fn NULL) */
     ec_rows_fn fn;
     const uint8_t *w1, *w3, *w2;
     const float *x;
     float *y;
     int32_t nt, d, ff, chunk1, chunk2, n1, n2;
     atomic_int next, done1, done;
+    const uint8_t *rd;   /* read job: buffer, bytes, chunk bytes, sum */
+    size_t rd_bytes, rd_chunk;
+    atomic_uint_fast64_t rd_sum;
 
     float *h; /* [nt][ff] */
     size_t h_cap;
@@ -83,11 +86,36 @@ static void phase1(ec_hostffn *h, int32_t r0, int32_t r1)
     }
 }
 
+/* Sum of the 64-bit words of p[0, n), n a multiple of 8 unless it ends the buffer. */
+static uint64_t sum_words(const uint8_t *p, size_t n)
+{
+    uint64_t s0 = 0, s1 = 0, s2 = 0, s3 = 0, w[4];
+    size_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+        memcpy(w, p + i, 32);
+        s0 += w[0];
+        s1 += w[1];
+        s2 += w[2];
+        s3 += w[3];
+    }
+    for (; i < n; i += 8) {
+        uint64_t v = 0;
+        memcpy(&v, p + i, EC_MIN(8, n - i)); /* little-endian hosts */
+        s0 += v;
+    }
+    return s0 + s1 + s2 + s3;
+}
+
 static void work(ec_hostffn *h)
 {
     for (;;) {
         int i = atomic_fetch_add(&h->next, 1);
-        if (i < h->n1) {
+        if (!h->fn) {
+            if (i >= h->n1)
+                return;
+            size_t a = (size_t)i * h->rd_chunk, n = EC_MIN(h->rd_chunk, h->rd_bytes - a);
+            atomic_fetch_add(&h->rd_sum, sum_words(h->rd + a, n));
+        } else if (i < h->n1) {
             int32_t r0 = i * h->chunk1;
             phase1(h, r0, EC_MIN(h->ff, r0 + h->chunk1));
             if (atomic_fetch_add(&h->done1, 1) + 1 == h->n1) {
@@ -212,6 +240,8 @@ void ec_hostffn_destroy(ec_hostffn *h)
     ec_free(h);
 }
 
+static void dispatch(ec_hostffn *h);
+
 static int32_t chunk_rows(int32_t rows, int32_t threads)
 {
     int32_t per = (rows + threads * 16 - 1) / (threads * 16); /* ~16 chunks per thread */
@@ -255,6 +285,14 @@ ec_status ec_hostffn_run(ec_hostffn *h, ec_dtype dt, const void *w, const float 
     h->chunk2 = chunk_rows(d_model, h->threads);
     h->n1 = (d_ff + h->chunk1 - 1) / h->chunk1;
     h->n2 = (d_model + h->chunk2 - 1) / h->chunk2;
+    dispatch(h);
+    h->errmsg[0] = '\0';
+    return EC_OK;
+}
+
+/* Runs the job set up in h on every thread and returns when it is done. */
+static void dispatch(ec_hostffn *h)
+{
     atomic_store(&h->next, 0);
     atomic_store(&h->done1, 0);
     atomic_store(&h->done, 0);
@@ -274,6 +312,26 @@ ec_status ec_hostffn_run(ec_hostffn *h, ec_dtype dt, const void *w, const float 
         h->open = 0;
         pthread_mutex_unlock(&h->mu);
     }
+}
+
+ec_status ec_hostffn_read(ec_hostffn *h, const void *p, size_t bytes, uint64_t *sum)
+{
+    if (!h)
+        return EC_ERR_INVALID;
+    if ((!p && bytes) || !sum)
+        return fail(h, EC_ERR_INVALID, "ec_hostffn_read: NULL buffer");
+    size_t chunk = (size_t)1 << 20; /* 1 MiB, a multiple of 8 */
+    if (bytes / chunk >= (size_t)INT32_MAX / 2)
+        return fail(h, EC_ERR_RANGE, "ec_hostffn_read: %zu bytes is too large", bytes);
+    h->fn = NULL;
+    h->rd = p;
+    h->rd_bytes = bytes;
+    h->rd_chunk = chunk;
+    h->n1 = (int32_t)((bytes + chunk - 1) / chunk);
+    h->n2 = 0;
+    atomic_store(&h->rd_sum, 0);
+    dispatch(h);
+    *sum = atomic_load(&h->rd_sum);
     h->errmsg[0] = '\0';
     return EC_OK;
 }

@@ -21,8 +21,7 @@ static inline float half_to_float_fast(uint16_t h)
     memcpy(&f, &u, sizeof f);
     f *= 0x1p112f;
     memcpy(&u, &f, sizeof u);
-    if ((h & 0x7c00u) == 0x7c00u)
-        u |= 0x7f800000u;
+    u |= (uint32_t)((h & 0x7c00u) == 0x7c00u) * 0x7f800000u;
     u |= (uint32_t)(h & 0x8000u) << 16;
     memcpy(&f, &u, sizeof f);
     return f;
@@ -45,16 +44,17 @@ static void rows_f16(const uint8_t *mat, int32_t n_cols, int32_t r0, int32_t r1,
                      size_t x_stride, int32_t nt, float *out, size_t out_stride)
 {
     float wbuf[PIECE];
+    uint16_t hbuf[PIECE];
     for (int32_t r = r0; r < r1; r++) {
         const uint8_t *row = mat + (size_t)r * (size_t)n_cols * 2;
         float acc[EC_HOSTFFN_MAX_BATCH][LANES] = {{0}}, tail[EC_HOSTFFN_MAX_BATCH] = {0};
         for (int32_t c0 = 0; c0 < n_cols; c0 += PIECE) {
             int32_t n = EC_MIN(PIECE, n_cols - c0), nv = n / LANES * LANES;
-            for (int32_t k = 0; k < n; k++) {
-                uint16_t h;
-                memcpy(&h, row + 2 * (size_t)(c0 + k), 2);
-                wbuf[k] = half_to_float_fast(h);
-            }
+            memcpy(hbuf, row + 2 * (size_t)c0, 2 * (size_t)n);
+            if (n < PIECE)
+                memset(hbuf + n, 0, 2 * (size_t)(PIECE - n));
+            for (int k = 0; k < PIECE; k++) /* a fixed count the compiler vectorises */
+                wbuf[k] = half_to_float_fast(hbuf[k]);
             for (int32_t t = 0; t < nt; t++) {
                 const float *xt = x + (size_t)t * x_stride + c0;
                 dot_lanes(wbuf, xt, nv, acc[t]);

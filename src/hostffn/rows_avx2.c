@@ -18,6 +18,8 @@
 
 #define AVX2_FN __attribute__((target("avx2,fma,f16c")))
 #define TILE 4
+/* Token loops fully unrolled, so that the accumulators live in registers. */
+#define UNROLL _Pragma("GCC unroll 4")
 
 static inline AVX2_FN float hsum256(__m256 v)
 {
@@ -39,13 +41,13 @@ static inline __attribute__((always_inline)) AVX2_FN void
 f16_tile(const uint8_t *row, int32_t n, const float *x, size_t xs, float *res, const int NT)
 {
     __m256 a0[TILE], a1[TILE];
-    for (int t = 0; t < NT; t++)
+    UNROLL for (int t = 0; t < NT; t++)
         a0[t] = a1[t] = _mm256_setzero_ps();
     int32_t c = 0;
     for (; c + 16 <= n; c += 16) {
         __m256 w0 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(row + 2 * (size_t)c)));
         __m256 w1 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(row + 2 * (size_t)c + 16)));
-        for (int t = 0; t < NT; t++) {
+        UNROLL for (int t = 0; t < NT; t++) {
             const float *xt = x + (size_t)t * xs + c;
             a0[t] = _mm256_fmadd_ps(w0, _mm256_loadu_ps(xt), a0[t]);
             a1[t] = _mm256_fmadd_ps(w1, _mm256_loadu_ps(xt + 8), a1[t]);
@@ -53,15 +55,15 @@ f16_tile(const uint8_t *row, int32_t n, const float *x, size_t xs, float *res, c
     }
     if (c + 8 <= n) {
         __m256 w0 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(row + 2 * (size_t)c)));
-        for (int t = 0; t < NT; t++)
+        UNROLL for (int t = 0; t < NT; t++)
             a0[t] = _mm256_fmadd_ps(w0, _mm256_loadu_ps(x + (size_t)t * xs + c), a0[t]);
         c += 8;
     }
-    for (int t = 0; t < NT; t++)
+    UNROLL for (int t = 0; t < NT; t++)
         res[t] = hsum256(_mm256_add_ps(a0[t], a1[t]));
     for (; c < n; c++) {
         float w = half1(row + 2 * (size_t)c);
-        for (int t = 0; t < NT; t++)
+        UNROLL for (int t = 0; t < NT; t++)
             res[t] += w * x[(size_t)t * xs + c];
     }
 }
@@ -71,7 +73,7 @@ q4_tile(const uint8_t *blk, int32_t groups, const float *x, size_t xs, float *re
 {
     const __m128i m4 = _mm_set1_epi8(15), m8 = _mm_set1_epi8(8);
     __m256 acc[TILE];
-    for (int t = 0; t < NT; t++)
+    UNROLL for (int t = 0; t < NT; t++)
         acc[t] = _mm256_setzero_ps();
     for (int32_t g = 0; g < groups; g++, blk += EC_Q4_BLOCK_BYTES) {
         __m256 d = _mm256_set1_ps(half1(blk));
@@ -82,7 +84,7 @@ q4_tile(const uint8_t *blk, int32_t groups, const float *x, size_t xs, float *re
         __m256 q1 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_unpackhi_epi64(lo, lo)));
         __m256 q2 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(hi));
         __m256 q3 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_unpackhi_epi64(hi, hi)));
-        for (int t = 0; t < NT; t++) {
+        UNROLL for (int t = 0; t < NT; t++) {
             const float *xt = x + (size_t)t * xs + (size_t)g * EC_Q4_GROUP;
             __m256 v = _mm256_mul_ps(q0, _mm256_loadu_ps(xt));
             __m256 u = _mm256_mul_ps(q1, _mm256_loadu_ps(xt + 8));
@@ -91,7 +93,7 @@ q4_tile(const uint8_t *blk, int32_t groups, const float *x, size_t xs, float *re
             acc[t] = _mm256_fmadd_ps(_mm256_add_ps(v, u), d, acc[t]);
         }
     }
-    for (int t = 0; t < NT; t++)
+    UNROLL for (int t = 0; t < NT; t++)
         res[t] = hsum256(acc[t]);
 }
 
