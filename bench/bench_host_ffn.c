@@ -218,25 +218,29 @@ int main(int argc, char **argv)
         fprintf(stderr, "bench_host_ffn: out of memory\n");
         return 1;
     }
+    /* one expert of random weights (|w| < 2^-5, random signs) and its q4
+     * quantization, copied into every slot of the pools: distinct addresses,
+     * so no slot is served from cache by another */
     uint64_t seed = 1;
+    for (size_t i = 0; i < n_w; i++) {
+        seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+        w16[i] = (uint16_t)((seed >> 33) & 0x83ffu) | 0x2400u;
+    }
+    uint8_t *q4 = malloc(bytes[1]);
+    if (!q4 || ec_expert_quantize_q4_f16(w16, d_model, d_ff, q4, &err)) {
+        fprintf(stderr, "bench_host_ffn: %s\n", q4 ? err.message : "out of memory");
+        return 1;
+    }
     for (int k = 0; k < 2; k++) {
         for (size_t e = 0; e < n_pool[k]; e++) {
             if (!(pool[k][e] = malloc(bytes[k]))) {
                 fprintf(stderr, "bench_host_ffn: out of memory for the expert pool\n");
                 return 1;
             }
-            for (size_t i = 0; i < n_w; i++) { /* |w| < 2^-5, random signs */
-                seed = seed * 6364136223846793005ull + 1442695040888963407ull;
-                w16[i] = (uint16_t)((seed >> 33) & 0x83ffu) | 0x2400u;
-            }
-            if (dts[k] == EC_DTYPE_F16)
-                memcpy(pool[k][e], w16, bytes[k]);
-            else if (ec_expert_quantize_q4_f16(w16, d_model, d_ff, pool[k][e], &err)) {
-                fprintf(stderr, "bench_host_ffn: %s\n", err.message);
-                return 1;
-            }
+            memcpy(pool[k][e], k ? (const void *)q4 : (const void *)w16, bytes[k]);
         }
     }
+    free(q4);
     free(w16);
 
     char load_before[64], load_after[64];
