@@ -76,7 +76,9 @@ q4_tile(const uint8_t *blk, int32_t groups, const float *x, size_t xs, float *re
     UNROLL for (int t = 0; t < NT; t++)
         acc[t] = _mm256_setzero_ps();
     for (int32_t g = 0; g < groups; g++, blk += EC_Q4_BLOCK_BYTES) {
-        __m256 d = _mm256_set1_ps(half1(blk));
+        uint16_t hd;
+        memcpy(&hd, blk, 2);
+        __m256 d = _mm256_cvtph_ps(_mm_set1_epi16((short)hd));
         __m128i qs = _mm_loadu_si128((const __m128i *)(blk + 2));
         __m128i lo = _mm_sub_epi8(_mm_and_si128(qs, m4), m8);                     /* 0..15 */
         __m128i hi = _mm_sub_epi8(_mm_and_si128(_mm_srli_epi16(qs, 4), m4), m8); /* 16..31 */
@@ -87,10 +89,10 @@ q4_tile(const uint8_t *blk, int32_t groups, const float *x, size_t xs, float *re
         UNROLL for (int t = 0; t < NT; t++) {
             const float *xt = x + (size_t)t * xs + (size_t)g * EC_Q4_GROUP;
             __m256 v = _mm256_mul_ps(q0, _mm256_loadu_ps(xt));
-            __m256 u = _mm256_mul_ps(q1, _mm256_loadu_ps(xt + 8));
+            v = _mm256_fmadd_ps(q1, _mm256_loadu_ps(xt + 8), v);
             v = _mm256_fmadd_ps(q2, _mm256_loadu_ps(xt + 16), v);
-            u = _mm256_fmadd_ps(q3, _mm256_loadu_ps(xt + 24), u);
-            acc[t] = _mm256_fmadd_ps(_mm256_add_ps(v, u), d, acc[t]);
+            v = _mm256_fmadd_ps(q3, _mm256_loadu_ps(xt + 24), v);
+            acc[t] = _mm256_fmadd_ps(v, d, acc[t]);
         }
     }
     UNROLL for (int t = 0; t < NT; t++)
