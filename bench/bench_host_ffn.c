@@ -299,7 +299,10 @@ int main(int argc, char **argv)
     snprintf(flags_note, sizeof flags_note, "%s", ec_hostffn_isa(h));
     long l2, l3;
     cache_sizes(&l2, &l3);
-    printf("{\n  \"bench\": \"host_ffn\",\n");
+    printf("{\n  \"bench\": \"host_ffn\",\n  \"command\": \"");
+    for (int i = 0; i < argc; i++) /* arguments are plain words and numbers */
+        printf("%s%s", i ? " " : "", argv[i]);
+    printf("\",\n");
     printf("  \"machine\": {\"cpu\": \"%s\", \"online_cpus\": %ld, \"l2_bytes\": %ld, "
            "\"l3_bytes\": %ld, \"loadavg_before\": \"%s\", \"loadavg_after\": \"%s\"},\n",
            model, sysconf(_SC_NPROCESSORS_ONLN), l2, l3, load_before, load_after);
