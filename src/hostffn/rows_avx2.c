@@ -13,6 +13,7 @@
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 
+#include <cpuid.h>
 #include <immintrin.h>
 #include <string.h>
 
@@ -140,13 +141,28 @@ static AVX2_FN void rows_q4(const uint8_t *mat, int32_t n_cols, int32_t r0, int3
 
 static const ec_rows_kernels avx2 = {.isa = "avx2", .f16 = rows_f16, .q4 = rows_q4};
 
+/* AVX2, FMA and F16C from CPUID, and YMM state enabled by the OS (XGETBV). */
+static int cpu_has_avx2_fma_f16c(void)
+{
+    unsigned a, b, c, d;
+    if (!__get_cpuid(1, &a, &b, &c, &d))
+        return 0;
+    int fma = (c >> 12) & 1, osxsave = (c >> 27) & 1, avx = (c >> 28) & 1, f16c = (c >> 29) & 1;
+    if (!(fma && osxsave && avx && f16c))
+        return 0;
+    unsigned lo, hi;
+    __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+    if ((lo & 6u) != 6u) /* XMM and YMM state */
+        return 0;
+    if (__get_cpuid_max(0, NULL) < 7)
+        return 0;
+    __cpuid_count(7, 0, a, b, c, d);
+    return (b >> 5) & 1; /* AVX2 */
+}
+
 const ec_rows_kernels *ec_rows_avx2(void)
 {
-    __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-        __builtin_cpu_supports("f16c"))
-        return &avx2;
-    return NULL;
+    return cpu_has_avx2_fma_f16c() ? &avx2 : NULL;
 }
 
 #else
