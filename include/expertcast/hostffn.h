@@ -42,8 +42,9 @@
  *                 be negative); a NaN or infinite scale is bad data
  *                 (ec_expert_validate). Quantizing (ec_expert_quantize_q4)
  *                 takes per group the weight m of largest magnitude, d =
- *                 m / -8 and q = min(15, floor(w / d + 8.5)), as ggml's
- *                 reference quantizer does, so m itself is exact (q = 0).
+ *                 m / -8 and q = min(15, (int)(w * (1 / d) + 8.5)) (q = 8
+ *                 when d = 0), as ggml's reference quantizer does, so m
+ *                 itself is exact (q = 0).
  *
  * The host kernel (ec_hostffn) runs one expert for a batch of 1 to
  * EC_HOSTFFN_MAX_BATCH tokens on a small pool of threads the handle owns
