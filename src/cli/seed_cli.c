@@ -298,7 +298,7 @@ int seed_run_evaluate(const char *rules_path, char *const *tests, size_t n, cons
     if (s)
         return cli_fail(s, &err);
     if (ec_seed_rules_experts_source(r) == EC_SEED_SHAPE_DEFAULT && n_experts == 0)
-        cli_warn("%s: metadata has no n_experts (a seed-made file?): assuming %d, the seed's "
+        cli_warn("%s: metadata has no n_experts (the seed's layout): assuming %d, the seed's "
                  "Mixtral; set it with --experts",
                  rules_path, ec_seed_rules_n_experts(r));
     ec_seed_eval *e;
