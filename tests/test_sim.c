@@ -562,3 +562,34 @@ Test(sim, every_allocation_failure_is_reported_cleanly)
     }
     ec_trace_destroy(t);
 }
+
+/* The text table says how many prefetches each policy started and the gap
+ * against both references. */
+Test(cli, simulate_table_counts_prefetches_and_both_gaps)
+{
+    const char *d = tu_tmpdir();
+    cr_assert_eq(tu_cli(NULL, NULL, "synth --layers 32 --experts 8 --sequences 2 --tokens 8 -o %s/s.jsonl", d), 0);
+    char *out = NULL, *err = NULL;
+    cr_assert_eq(tu_cli(&out, &err,
+                        "simulate %s/s.jsonl --model mixtral-8x7b-int4 --hardware gh200-c2c "
+                        "--policy lru,oracle --cache-experts 4",
+                        d),
+                 0, "%s", err);
+    cr_expect_not_null(strstr(out, "pf/tok"), "%s", out);
+    cr_expect_not_null(strstr(out, "oracle   bound"), "%s", out);
+    cr_expect_not_null(strstr(out, "a reference, not a bound"), "%s", out);
+    /* lru starts no prefetch; the oracle does */
+    double v[12];
+    const char *lru = strstr(out, "\nlru "), *orc = strstr(out, "\noracle ");
+    cr_assert(lru && orc, "%s", out);
+    cr_assert_eq(sscanf(lru, " lru %*s %*s %lf %lf %lf %lf (%lf) %lf", &v[0], &v[1], &v[2], &v[3],
+                        &v[4], &v[5]),
+                 6, "%s", lru);
+    cr_expect_eq(v[5], 0.0, "lru pf/tok");
+    cr_assert_eq(sscanf(orc, " oracle %*s %*s %lf %lf %lf %lf (%lf) %lf", &v[0], &v[1], &v[2],
+                        &v[3], &v[4], &v[5]),
+                 6, "%s", orc);
+    cr_expect_gt(v[5], 0.0, "oracle pf/tok");
+    free(out);
+    free(err);
+}
