@@ -191,7 +191,8 @@ ec_status sim_write_csv(FILE *f, void *ctx, ec_error *err)
     const sim_report *rep = ctx;
     fputs("model,dtype,hardware,policy,cache_experts,cache_global,horizon,tpot_ms,"
           "stall_ms_per_token,hit_rate,bytes_per_token,wasted_bytes_per_token,"
-          "prefetch_precision,vs_lru,gap_closed,gap_closed_bound,lower_bound_ms_per_token\n",
+          "prefetch_precision,vs_lru,gap_closed,gap_closed_bound,lower_bound_ms_per_token,"
+          "transfers_per_token,prefetches_per_token\n",
           f);
     for (size_t i = 0; i < rep->n_rows; i++) {
         const sim_row *w = &rep->rows[i];
@@ -201,7 +202,8 @@ ec_status sim_write_csv(FILE *f, void *ctx, ec_error *err)
                 uses_horizon(r->kind) ? r->horizon : 0);
         double v[] = {r->tpot_ms, r->stall_ms_per_token, r->hit_rate, r->bytes_per_token,
                       r->wasted_bytes_per_token, r->prefetch_precision, w->vs_lru, w->gap_closed,
-                      w->gap_closed_bound, r->lower_bound_ms_per_token};
+                      w->gap_closed_bound, r->lower_bound_ms_per_token, r->transfers_per_token,
+                      r->n_tokens ? (double)r->stats.prefetches / (double)r->n_tokens : 0.0};
         for (size_t j = 0; j < sizeof v / sizeof v[0]; j++) {
             if (isfinite(v[j]))
                 fprintf(f, ",%.10g", v[j]);
