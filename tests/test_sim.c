@@ -486,7 +486,8 @@ Test(cli, simulate_errors_are_usage_or_data_and_write_nothing)
     free(err);
     cr_assert_eq(tu_cli(NULL, &err, "simulate %s/s.jsonl --model mixtral-8x7b --hardware rtx4090-pcie4 --policy belady", d), 2);
     free(err);
-    cr_assert_eq(tu_cli(NULL, &err, "simulate %s/s.jsonl --model mixtral-8x7b --hardware rtx4090-pcie4 --csv x.csv", d), 2);
+    cr_assert_eq(tu_cli(NULL, &err, "simulate %s/s.jsonl --model mixtral-8x7b --hardware rtx4090-pcie4 --plot x.png", d), 2);
+    cr_expect_not_null(strstr(err, "--plot needs --sweep"), "%s", err);
     free(err);
     /* 4 layers in the trace, 32 in the profile: a data error naming the file */
     cr_assert_eq(tu_cli(NULL, &err, "simulate %s/s.jsonl --model mixtral-8x7b --hardware rtx4090-pcie4 --json %s/o.json", d, d), 1);
