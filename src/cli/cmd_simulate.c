@@ -187,10 +187,19 @@ int cmd_simulate(int argc, char **argv)
         free(a.traces);
         return CLI_USAGE;
     }
+    /* profiles given by name are checked once found, below */
+    const char *outputs[] = {a.json, a.csv, a.plot}, *more[] = {a.predictor, a.model, a.hardware};
+    if ((rc = cli_check_outputs(outputs, 3, a.traces, a.n_traces)) ||
+        (rc = cli_check_outputs(outputs, 3, more, 3))) {
+        free(a.traces);
+        return rc;
+    }
     char mpath[PATH_MAX];
     ec_model_profile model;
     ec_hw_profile hw;
-    if ((rc = sim_load_profiles("simulate", a.model, a.hardware, &model, &hw, mpath))) {
+    const char *mp[1] = {mpath};
+    if ((rc = sim_load_profiles("simulate", a.model, a.hardware, &model, &hw, mpath)) ||
+        (rc = cli_check_outputs(outputs, 3, mp, 1))) {
         free(a.traces);
         return rc;
     }
@@ -287,8 +296,10 @@ int cmd_simulate(int argc, char **argv)
         goto out;
     if (a.csv && (rc = cli_write_file(a.csv, sim_write_csv, &rep)))
         goto out;
-    if (a.plot)
-        sim_plot(&rep, a.plot);
+    if (a.plot && sim_plot(&rep, a.plot) == -2) {
+        rc = CLI_DATA;
+        goto out;
+    }
     rc = CLI_OK;
 out:
     sim_report_clear_rows(&rep);

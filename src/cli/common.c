@@ -116,17 +116,27 @@ const char *cli_value(const char *cmd, int argc, char **argv, int *i)
     return argv[++*i];
 }
 
+int cli_check_outputs(const char *const *outputs, size_t n_out, const char *const *inputs,
+                      size_t n_in)
+{
+    size_t to_stdout = 0;
+    for (size_t i = 0; i < n_out; i++)
+        to_stdout += outputs[i] && strcmp(outputs[i], "-") == 0;
+    if (to_stdout > 1) {
+        cli_error("'-' (standard output) is given for %zu outputs: at most one can go there",
+                  to_stdout);
+        return CLI_USAGE;
+    }
+    ec_error err = {0};
+    ec_status s = ec_outputs_check(outputs, n_out, inputs, n_in, &err);
+    return s ? cli_fail(s, &err) : CLI_OK;
+}
+
 int cli_write_file(const char *path, ec_status (*write_fn)(FILE *f, void *ctx, ec_error *err),
                    void *ctx)
 {
     ec_error err = {0};
     ec_status s;
-    if (strcmp(path, "-") == 0) {
-        s = write_fn(stdout, ctx, &err);
-        if (s == EC_OK && fflush(stdout) != 0)
-            s = EC_ERR_IO;
-        return s ? cli_fail(s, &err) : CLI_OK;
-    }
     ec_outfile *o;
     FILE *f;
     if ((s = ec_outfile_open(path, &o, &f, &err)))
@@ -142,6 +152,24 @@ int cli_write_file(const char *path, ec_status (*write_fn)(FILE *f, void *ctx, e
     if ((s = ec_outfile_commit(o, &err)))
         return cli_fail(s, &err);
     return CLI_OK;
+}
+
+int cli_finish_stdout(int rc)
+{
+    errno = 0;
+    int bad = fflush(stdout) != 0 || ferror(stdout);
+    int e = errno;
+    if (fclose(stdout) != 0 && !bad) {
+        e = errno;
+        bad = 1;
+    }
+    if (!bad)
+        return rc;
+    if (e)
+        cli_error("standard output: write error: %s", strerror(e));
+    else
+        cli_error("standard output: write error");
+    return rc ? rc : CLI_DATA;
 }
 
 ec_trace *cli_load_trace(const char *const *paths, size_t n, int *rc)

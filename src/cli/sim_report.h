@@ -79,7 +79,9 @@ void sim_print_table(FILE *f, const sim_report *rep);
 ec_status sim_write_json(FILE *f, void *rep, ec_error *err);
 ec_status sim_write_csv(FILE *f, void *rep, ec_error *err);
 /* Plots TPOT vs cache size per policy (and horizon) with gnuplot into png
- * (written beside and renamed). Returns 0, or -1 after a warning. */
+ * (drawn in a private directory, then written as any output). Returns 0,
+ * -1 after a warning (no gnuplot, or it failed), -2 after an error writing
+ * png. */
 int sim_plot(const sim_report *rep, const char *png);
 
 #endif

@@ -3,6 +3,7 @@
 #include "../trace/jsonl.h"
 #include "expertcast/seed.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -172,6 +173,46 @@ static ec_status check_dir(const char *dir, ec_error *err)
     return EC_OK;
 }
 
+/*
+ * Refuses a run that could write over its input: a journey file name of
+ * this problem and token range in dir that is the input file (device and
+ * inode, so hard and symbolic links count). Looks at the directory's
+ * entries, not at every name of the range, which may be huge.
+ */
+static ec_status check_not_input(const char *dir, const char *raw_path, const ec_extract_opts *o,
+                                 ec_error *err)
+{
+    struct stat in, sb;
+    if (stat(raw_path, &in) != 0 || !S_ISREG(in.st_mode))
+        return EC_OK; /* reading it reports the problem */
+    DIR *d = opendir(dir);
+    if (!d)
+        return EC_OK;
+    char prefix[48];
+    snprintf(prefix, sizeof prefix, "p%lld_token_", (long long)o->problem_id);
+    size_t pn = strlen(prefix);
+    ec_status s = EC_OK;
+    struct dirent *e;
+    while (!s && (e = readdir(d))) {
+        if (strncmp(e->d_name, prefix, pn) != 0)
+            continue;
+        char *end;
+        errno = 0;
+        long long tok = strtoll(e->d_name + pn, &end, 10);
+        if (errno || end == e->d_name + pn || strcmp(end, ".jsonl") != 0 ||
+            tok < o->token_begin || tok >= o->token_end)
+            continue;
+        if (fstatat(dirfd(d), e->d_name, &sb, 0) == 0 && sb.st_dev == in.st_dev &&
+            sb.st_ino == in.st_ino)
+            s = ec_error_set(err, EC_ERR_INVALID,
+                             "output %s/%s is the input %s (the same file): refusing to "
+                             "overwrite an input",
+                             dir, e->d_name, raw_path);
+    }
+    closedir(d);
+    return s;
+}
+
 ec_status ec_seed_extract(const char *raw_path, const ec_extract_opts *o,
                           ec_extract_report **out, ec_error *err)
 {
@@ -186,6 +227,8 @@ ec_status ec_seed_extract(const char *raw_path, const ec_extract_opts *o,
                             (long long)o->token_begin, (long long)o->token_end);
     const char *dir = o->output_dir && o->output_dir[0] ? o->output_dir : ".";
     ec_status s = check_dir(dir, err);
+    if (!s)
+        s = check_not_input(dir, raw_path, o, err);
     if (s)
         return s;
 
