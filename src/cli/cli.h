@@ -78,6 +78,12 @@ int cli_check_outputs(const char *const *outputs, size_t n_out, const char *cons
  * a message. Returns the exit status. */
 int cli_finish_stdout(int rc);
 
+/* s made safe to print on a terminal: control characters (below 0x20,
+ * 0x7f, and U+0080..U+009F in UTF-8) as \xNN, a backslash as \\; the
+ * rest (UTF-8 text) as it is. Cut to fit cap with "..." at the end.
+ * Returns buf. */
+const char *cli_printable(const char *s, char *buf, size_t cap);
+
 /* Loads traces, printing the error; NULL on failure (*rc set). */
 ec_trace *cli_load_trace(const char *const *paths, size_t n, int *rc);
 

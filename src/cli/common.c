@@ -172,6 +172,30 @@ int cli_finish_stdout(int rc)
     return rc ? rc : CLI_DATA;
 }
 
+const char *cli_printable(const char *s, char *buf, size_t cap)
+{
+    size_t n = 0;
+    const unsigned char *u = (const unsigned char *)s;
+    for (; *u && n + 8 < cap; u++) {
+        int c1 = u[0] == 0xc2 && u[1] >= 0x80 && u[1] <= 0x9f; /* a C1 control */
+        if (*u < 0x20 || *u == 0x7f || c1) {
+            if (c1)
+                n += (size_t)snprintf(buf + n, cap - n, "\\xc2");
+            u += c1;
+            n += (size_t)snprintf(buf + n, cap - n, "\\x%02x", *u);
+        } else if (*u == '\\') {
+            buf[n++] = '\\';
+            buf[n++] = '\\';
+        } else
+            buf[n++] = (char)*u;
+    }
+    if (*u && cap >= 4)
+        strcpy(buf + (n + 4 <= cap ? n : cap - 4), "...");
+    else
+        buf[n < cap ? n : cap - 1] = '\0';
+    return buf;
+}
+
 ec_trace *cli_load_trace(const char *const *paths, size_t n, int *rc)
 {
     ec_trace *t = NULL;

@@ -32,6 +32,32 @@ typedef struct extract_ctx {
     size_t n_other;
 } extract_ctx;
 
+/* Offset of the first byte of s that does not begin a valid UTF-8
+ * sequence (overlong forms, surrogates and code points past U+10FFFF
+ * included), or len when all of s is valid. */
+static size_t utf8_invalid_at(const char *s, size_t len)
+{
+    const unsigned char *u = (const unsigned char *)s;
+    for (size_t i = 0; i < len;) {
+        unsigned c = u[i];
+        size_t n = c < 0x80 ? 1 : (c & 0xe0) == 0xc0 ? 2 : (c & 0xf0) == 0xe0 ? 3
+                 : (c & 0xf8) == 0xf0 ? 4 : 0;
+        if (n == 0 || i + n > len)
+            return i;
+        uint32_t cp = n == 1 ? c : n == 2 ? c & 0x1f : n == 3 ? c & 0x0f : c & 0x07;
+        for (size_t j = 1; j < n; j++) {
+            if ((u[i + j] & 0xc0) != 0x80)
+                return i;
+            cp = cp << 6 | (u[i + j] & 0x3f);
+        }
+        static const uint32_t min[5] = {0, 0, 0x80, 0x800, 0x10000};
+        if (cp < min[n] || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+            return i;
+        i += n;
+    }
+    return len;
+}
+
 static ec_status on_record(void *vctx, const ec_record *rec, ec_error *err)
 {
     extract_ctx *c = vctx;
@@ -66,9 +92,18 @@ static ec_status on_record(void *vctx, const ec_record *rec, ec_error *err)
     ec_status s = ec_json_pyrepr(rec->text, rec->text_len, &py, &py_len);
     if (s == EC_ERR_NOMEM)
         return ec_error_set(err, s, "%s:%zu: out of memory", c->path, rec->line);
-    if (s)
-        return ec_error_set(err, s, "%s:%zu: cannot re-serialise the record", c->path,
-                            rec->line);
+    if (s) {
+        size_t bad = utf8_invalid_at(rec->text, rec->text_len);
+        if (bad < rec->text_len)
+            return ec_error_set(err, s,
+                                "%s:%zu: not valid UTF-8 (byte 0x%02x near byte %zu): the "
+                                "journey files are written as Python's json.dumps would, "
+                                "which needs text",
+                                c->path, rec->line, (unsigned char)rec->text[bad], bad);
+        return ec_error_set(err, s, "%s:%zu: cannot re-serialise the record as Python's "
+                                    "json.dumps would",
+                            c->path, rec->line);
+    }
     if (ec_grow((void **)&c->recs, &c->cap_recs, c->n_recs + 1, sizeof *c->recs) ||
         ec_grow((void **)&c->pool, &c->cap_pool, c->pool_len + py_len + 1, 1)) {
         ec_free(py);
