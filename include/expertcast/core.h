@@ -96,8 +96,9 @@ void ec_set_allocator(const ec_allocator *a);
  *     error (/dev/full fails), abort cannot take back what was written.
  *   - "-" is standard output: flushed (errors reported) but not closed.
  *   - A directory, block device or socket is refused.
- * Open first removes this PATH's temporaries left by killed writers: those
- * whose process is gone, owned by this user, untouched for a minute.
+ * The first open in a directory (per process) removes the temporaries of
+ * this naming left there by killed writers: those whose process is gone,
+ * owned by this user, untouched for a minute.
  */
 typedef struct ec_outfile ec_outfile;
 ec_status ec_outfile_open(const char *path, ec_outfile **out, FILE **fp, ec_error *err);

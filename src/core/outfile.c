@@ -90,13 +90,15 @@ static size_t stem_len(const char *base)
     return EC_MIN(n, NAME_MAX - TMP_SUFFIX_MAX);
 }
 
-/* Whether name is STEM.ectmp.PID.XXXXXX; *pid receives PID. */
-static bool is_temp_of(const char *name, const char *stem, size_t stem_n, long *pid)
+/* Whether name is STEM.ectmp.PID.XXXXXX (STEM not empty); *pid receives PID. */
+static bool is_temp_name(const char *name, long *pid)
 {
-    if (strncmp(name, stem, stem_n) != 0 ||
-        strncmp(name + stem_n, TMP_TAG, sizeof TMP_TAG - 1) != 0)
+    const char *tag = NULL;
+    for (const char *p = strstr(name, TMP_TAG); p; p = strstr(p + 1, TMP_TAG))
+        tag = p;
+    if (!tag || tag == name)
         return false;
-    const char *p = name + stem_n + sizeof TMP_TAG - 1;
+    const char *p = tag + sizeof TMP_TAG - 1;
     char *end;
     if (*p < '0' || *p > '9')
         return false;
@@ -112,13 +114,16 @@ static bool is_temp_of(const char *name, const char *stem, size_t stem_n, long *
 }
 
 /*
- * Removes the temporaries of this target left by writers that were killed:
- * names of this target's pattern whose process no longer exists, regular
- * files owned by this user and not modified for STALE_SECONDS (a writer in
- * another process namespace, whose pid means nothing here, keeps writing).
+ * Removes the temporaries left in the target's directory by writers that
+ * were killed: names of this pattern whose process no longer exists,
+ * regular files owned by this user and not modified for STALE_SECONDS (a
+ * writer in another process namespace, whose pid means nothing here, keeps
+ * writing). Once per directory per process: writing many files into one
+ * directory (extract) does not read it again for each.
  */
 static void sweep_stale(const char *target)
 {
+    static _Atomic uint64_t last_dev, last_ino;
     size_t dl = dir_len(target);
     char *dir = ec_malloc(dl + 2);
     if (!dir)
@@ -127,19 +132,25 @@ static void sweep_stale(const char *target)
         memcpy(dir, target, dl), dir[dl] = '\0';
     else
         strcpy(dir, ".");
-    const char *base = target + dl;
-    size_t stem_n = stem_len(base);
     DIR *d = opendir(dir);
     ec_free(dir);
+    struct stat ds;
     if (!d)
         return;
+    if (fstat(dirfd(d), &ds) != 0 ||
+        (atomic_load(&last_dev) == (uint64_t)ds.st_dev &&
+         atomic_load(&last_ino) == (uint64_t)ds.st_ino)) {
+        closedir(d);
+        return;
+    }
+    atomic_store(&last_dev, (uint64_t)ds.st_dev);
+    atomic_store(&last_ino, (uint64_t)ds.st_ino);
     time_t now = time(NULL);
     struct dirent *e;
     long pid;
     while ((e = readdir(d))) {
         struct stat sb;
-        if (!is_temp_of(e->d_name, base, stem_n, &pid) || pid == (long)getpid() ||
-            pid > INT_MAX)
+        if (!is_temp_name(e->d_name, &pid) || pid == (long)getpid() || pid > INT_MAX)
             continue;
         if (kill((pid_t)pid, 0) == 0 || errno != ESRCH)
             continue;
