@@ -165,6 +165,23 @@ Test(output_paths, an_output_naming_an_input_in_any_spelling_is_refused_and_the_
     cr_assert_eq(count_temps(d), 0);
 }
 
+Test(output_paths, a_profile_found_by_name_is_an_input_too)
+{
+    char d[256];
+    workdir(d, sizeof d);
+    const char *hw = tu_profile_path("rtx4090-pcie4");
+    char before[65], after[65], *err = NULL;
+    cr_assert_eq(tu_sha256(hw, before), 0);
+    int rc = run_in(d, NULL, &err,
+                    "simulate in32.jsonl --model mixtral-8x7b --hardware rtx4090-pcie4 --json '%s'",
+                    hw);
+    cr_assert_eq(rc, 2, "exit %d: %s", rc, err);
+    cr_assert(strstr(err, "rtx4090-pcie4.json (the same file)"), "%s", err);
+    free(err);
+    cr_assert_eq(tu_sha256(hw, after), 0);
+    cr_assert_str_eq(before, after);
+}
+
 Test(output_paths, two_outputs_naming_one_file_or_two_dashes_are_refused)
 {
     char d[256];

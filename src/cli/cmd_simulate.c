@@ -187,19 +187,19 @@ int cmd_simulate(int argc, char **argv)
         free(a.traces);
         return CLI_USAGE;
     }
-    /* profiles given by name are checked once found, below */
-    const char *outputs[] = {a.json, a.csv, a.plot}, *more[] = {a.predictor, a.model, a.hardware};
+    /* profiles as found by name or path, before anything is read */
+    char mpath[PATH_MAX], hpath[PATH_MAX];
+    const char *outputs[] = {a.json, a.csv, a.plot};
+    const char *more[] = {a.predictor, sim_profile_path(a.model, 1, mpath) ? mpath : NULL,
+                          sim_profile_path(a.hardware, 0, hpath) ? hpath : NULL};
     if ((rc = cli_check_outputs(outputs, 3, a.traces, a.n_traces)) ||
         (rc = cli_check_outputs(outputs, 3, more, 3))) {
         free(a.traces);
         return rc;
     }
-    char mpath[PATH_MAX];
     ec_model_profile model;
     ec_hw_profile hw;
-    const char *mp[1] = {mpath};
-    if ((rc = sim_load_profiles("simulate", a.model, a.hardware, &model, &hw, mpath)) ||
-        (rc = cli_check_outputs(outputs, 3, mp, 1))) {
+    if ((rc = sim_load_profiles("simulate", a.model, a.hardware, &model, &hw, mpath))) {
         free(a.traces);
         return rc;
     }

@@ -41,6 +41,9 @@ int sim_predicts(int kind);
  * receives the model file's path (for messages). Returns CLI_OK, or an
  * exit code after printing the error (naming cmd for unknown names).
  */
+/* The file a profile name or path resolves to (PATH_MAX bytes), as
+ * sim_load_profiles finds it; 0 when there is none. */
+int sim_profile_path(const char *name, int model, char *path);
 int sim_load_profiles(const char *cmd, const char *model, const char *hardware,
                       ec_model_profile *m, ec_hw_profile *h, char *mpath);
 
