@@ -555,3 +555,17 @@ Test(bad_input, info_escapes_control_characters_in_dataset_names)
                   (unsigned char)*p);
     free(out);
 }
+
+Test(bad_input, the_simulator_reports_no_complete_token_as_no_data)
+{
+    const char *path = MSG_DIR "/no_complete_token.jsonl";
+    ec_trace *t = NULL;
+    ec_sim *s = NULL;
+    ec_error err = {0};
+    cr_assert_eq(ec_trace_load(&path, 1, NULL, &t, &err), EC_OK, "%s", err.message);
+    cr_assert_eq(ec_sim_create(t, 1, &s, &err), EC_ERR_NO_DATA, "%s", err.message);
+    cr_assert_null(s);
+    cr_assert_str_eq(err.message, "simulate: the trace has no complete token");
+    cr_assert_str_eq(ec_status_str(EC_ERR_NO_DATA), "no usable data");
+    ec_trace_destroy(t);
+}

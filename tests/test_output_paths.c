@@ -420,7 +420,7 @@ Test(output_paths, a_hard_linked_output_is_rewritten_in_place_for_every_link)
 
 /* ---- 6. '-' is stdout; write errors on stdout fail the run ------------------ */
 
-Test(output_paths, dash_is_stdout_for_fit_and_replay_record)
+Test(output_paths, dash_is_stdout_for_fit_replay_record_and_simulate_csv)
 {
     char d[256];
     workdir(d, sizeof d);
@@ -435,6 +435,14 @@ Test(output_paths, dash_is_stdout_for_fit_and_replay_record)
                  0, "%s", err);
     cr_assert(STARTS(out, "{\"dataset\": \"synth\", \"problem_id\": 0, \"layer\": 0,"), "%s", out);
     cr_assert(strstr(err, "hit%"), "the table should go to stderr: %s", err);
+    free(out);
+    free(err);
+    cr_assert_eq(run_in(d, &out, &err, "simulate in32.jsonl --model mixtral-8x7b --hardware "
+                                       "rtx4090-pcie4 --sweep --policy lru --cache-experts 2,4 "
+                                       "--csv -"),
+                 0, "%s", err);
+    cr_assert(STARTS(out, "model,dtype,hardware,policy,"), "the CSV alone on stdout: %s", out);
+    cr_assert_eq(strstr(out, "\n\n"), NULL, "a table was mixed in: %s", out);
     free(out);
     free(err);
     char p[600];

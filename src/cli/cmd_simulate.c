@@ -34,9 +34,9 @@ static const char *USAGE =
     "  --json FILE              write the results as JSON ('-' for stdout, then no table)\n"
     "  --sweep                  run every cache size x horizon x policy (lists above; default\n"
     "                           caches: top-k .. experts, horizons 1,2,4); progress on stderr\n"
-    "  --csv FILE               with --sweep: write every run as CSV\n"
+    "  --csv FILE               with --sweep: write every run as CSV ('-': stdout, no table)\n"
     "  --plot FILE.png          with --sweep: TPOT vs cache size per policy (gnuplot; skipped\n"
-    "                           with a warning when gnuplot is absent)\n"
+    "                           with a warning when gnuplot is absent; '-': stdout, no table)\n"
     "  -h, --help               this text\n\n"
     "gap closed = (lru - policy) / (lru - oracle) on TPOT; the JSON adds gap_closed_bound, the\n"
     "same against the analytic lower bound max(compute, Belady loads x transfer time).\n";
@@ -290,7 +290,10 @@ int cmd_simulate(int argc, char **argv)
     rep.n_skipped = ec_sim_n_skipped(sim);
     rep.n_seqs = t->n_seqs;
     rep.batch = a.batch;
-    if (!(a.json && strcmp(a.json, "-") == 0))
+    int to_stdout = 0; /* an output on stdout replaces the table */
+    for (int i = 0; i < 3; i++)
+        to_stdout |= outputs[i] && strcmp(outputs[i], "-") == 0;
+    if (!to_stdout)
         sim_print_table(stdout, &rep);
     if (a.json && (rc = cli_write_file(a.json, sim_write_json, &rep)))
         goto out;
