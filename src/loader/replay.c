@@ -119,7 +119,7 @@ static ec_status setup(rp *r, const ec_predictor *pred, ec_error *err)
         }
     }
     if (r->n_rows == 0)
-        return ec_error_set(err, EC_ERR_INVALID, "replay: no complete token to replay");
+        return ec_error_set(err, EC_ERR_NO_DATA, "replay: no complete token to replay");
 
     ec_loader_config lc = o->loader;
     lc.k = t->k;
