@@ -158,7 +158,8 @@ int replay_execute(const replay_args *o, const ec_trace *t, const ec_policy_kind
     for (size_t i = 0; i < t->n_seqs && rep->n_seqs < (size_t)o->replay_seqs; i++, rep->n_seqs++)
         replayed[i] = 1;
     for (int i = 0; i < n_kinds; i++)
-        if ((kinds[i] == EC_POLICY_PREDICT || kinds[i] == EC_POLICY_GATED) && !pred &&
+        if ((kinds[i] == EC_POLICY_PREDICT || kinds[i] == EC_POLICY_GATED ||
+             kinds[i] == EC_POLICY_HYBRID) && !pred &&
             !(pred = fit_predictor(o, t, replayed, &rep->predictor_split, &rc)))
             goto done;
     if ((st = open_backend(o->backend, &b))) {
