@@ -152,10 +152,12 @@ typedef struct ec_policy_config {
     double compute_ms;   /* one step: router overhead + layer compute (ms), the lead
                             time one step of horizon buys */
     /* Host execution, for hybrid (from the hardware profile's host facts). */
-    double host_ms;      /* one expert run on the host for one step of the batch: the
-                            token's activations moved to the host and back, and the
-                            expert's weights streamed once (ms); 0: the host runs no
-                            expert, and hybrid decides exactly as gated */
+    double host_ms;      /* one expert run on the host for one step of the batch: its
+                            weights streamed once through the host's memory (ms);
+                            0: the host runs no expert, and hybrid decides exactly
+                            as gated */
+    double host_act_ms;  /* the step's activations to the host and the host experts'
+                            summed output back, once per step that runs any (ms) */
     int32_t copy_engines; /* transfers in flight at once, sharing the link (0: 1) */
 } ec_policy_config;
 

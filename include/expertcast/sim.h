@@ -20,8 +20,9 @@
  *   fixed + per_expert * (experts used);
  *   stall = compute start - router time.
  * With host lanes (hybrid only): an expert the policy runs on the host
- * starts on the earliest free lane at the router time and takes
- * ec_sim_host_ms; the device computes only the experts on the device; the
+ * starts on the earliest free lane once the activations are on the host
+ * (router time + host_d2h_ms) and takes ec_sim_host_ms; the output
+ * returns host_h2d_ms after the step's last host expert is done. The device computes only the experts on the device; the
  * step ends when both are done, and its stall is the time beyond the
  * device's own compute.
  * Everything is deterministic: the same inputs give bit-identical results.
@@ -92,18 +93,22 @@ typedef struct ec_sim_timing {
     double predictor_ms;       /* delays the transfers that wait for a prediction */
     double expert_bytes;
     /* host execution (hybrid): an expert used by b tokens of a step runs on
-     * a host lane in host_act_ms + ceil(b / EC_SIM_HOST_BATCH) *
-     * host_stream_ms (the kernel streams the weights once for up to that
-     * many tokens). host_lanes 0: no host execution. */
+     * a host lane in ceil(b / EC_SIM_HOST_BATCH) * host_stream_ms (the
+     * kernel streams the weights once for up to that many tokens); a step
+     * that runs any expert on the host also moves its activations there and
+     * the summed output back once (host_d2h_ms, host_h2d_ms). host_lanes 0: no host
+     * execution. */
     int32_t host_lanes;        /* concurrent host experts (they share the memory bandwidth) */
     double host_stream_ms;     /* one expert's weights read once at the host's read bandwidth */
-    double host_act_ms;        /* activations to the host and the output back */
+    double host_d2h_ms;        /* the step's activations device -> host */
+    double host_h2d_ms;        /* the host experts' output host -> device */
 } ec_sim_timing;
 
 /* Tokens one pass of the host kernel serves while streaming an expert once. */
 #define EC_SIM_HOST_BATCH 8
 
-/* Host time (ms) of one expert used by b >= 1 tokens; 0 without host lanes. */
+/* Host lane time (ms) of one expert used by b >= 1 tokens (activations
+ * not included); 0 without host lanes. */
 double ec_sim_host_ms(const ec_sim_timing *tm, int32_t b);
 
 void ec_sim_timing_derive(const ec_model_profile *m, const ec_hw_profile *h, ec_sim_timing *out);

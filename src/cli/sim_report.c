@@ -32,7 +32,7 @@ void sim_print_table(FILE *f, const sim_report *rep)
         fprintf(f, "host: %d cores, %.1f GB/s streaming read, activations %.1f + %.1f us: "
                    "%.3f ms per expert on the host (hybrid)\n",
                 rep->hw->host_cores, rep->hw->host_read_gbs, rep->hw->host_act_d2h_us,
-                rep->hw->host_act_h2d_us, ec_sim_host_ms(tm, 1));
+                rep->hw->host_act_h2d_us, ec_sim_host_ms(tm, 1) + tm->host_d2h_ms + tm->host_h2d_ms);
     else
         fprintf(f, "host: no host facts in the profile: host execution unavailable (hybrid "
                    "decides as gated)\n");

@@ -2,12 +2,17 @@
  * hybrid: gated, plus a second place to run a miss - the host.
  *
  * Placement. The experts of a step that have no slot (misses) are taken in
- * the router's order. Each runs where the cost model says it finishes
- * sooner, given what the step has already put on each lane:
- *   copy: the link's wait + transfer_ms (the copy engines share the link:
- *         each copy chosen moves the link's finish by transfer_ms / engines);
- *   host: the host's wait + host_ms (activations to the host and back, and
- *         the expert's weights streamed once through the host's memory).
+ * the router's order. Each goes where the step, as planned so far, ends
+ * sooner:
+ *   copied: its copy is in after the link's wait + transfer_ms (the copy
+ *         engines share the link: each copy chosen moves the link's finish
+ *         by transfer_ms / engines), and the device computes the layer
+ *         (compute_ms) once its last copy is in;
+ *   host: the host's wait + host_ms per expert (its weights streamed once
+ *         through the host's memory) + host_act_ms once per step (the
+ *         activations to the host and the summed output back), in parallel
+ *         with the device.
+ * A tie goes to the copy.
  * The lanes' waits at the router's decision come from the caller
  * (ec_policy_set_lanes); the policy keeps no clock. A hit always runs on
  * the device; a copy goes to a slot chosen by gated's demand rule (reuse.c),
@@ -53,18 +58,32 @@ void hybrid_begin_step(ec_policy *p)
 {
     p->hy_link = p->lane_link;
     p->hy_host = p->lane_host;
+    p->hy_dev = 0;
+    p->hy_n_host = 0;
 }
+
+static inline double max2(double a, double b) { return a > b ? a : b; }
 
 int hybrid_place(ec_policy *p, int32_t layer, int32_t expert)
 {
-    double transfer = p->cfg.transfer_ms, host = p->cfg.host_ms;
-    double copy_done = p->hy_link + transfer, host_done = p->hy_host + host;
-    if (host > 0 && host_done < copy_done) {
-        p->hy_host = host_done;
+    double transfer = p->cfg.transfer_ms, host = p->cfg.host_ms, dev = p->cfg.compute_ms;
+    if (!(host > 0))
+        return 0;
+    /* the step's end either way: the device computes once its copies are
+     * in, the host in parallel (activations moved once for all its experts);
+     * a tie goes to the copy, which warms the cache */
+    double act = p->cfg.host_act_ms, host_end = p->hy_n_host ? p->hy_host + act : 0;
+    double copy_ready = p->hy_link + transfer;
+    double end_host = max2(p->hy_dev + dev, p->hy_host + host + act);
+    double end_copy = max2(max2(p->hy_dev, copy_ready) + dev, host_end);
+    if (end_host < end_copy) {
+        p->hy_host += host;
+        p->hy_n_host++;
         p->host_at[cache_key(p->c, layer, expert)] = p->serial;
         p->c->stats.host_runs++;
         return 1;
     }
+    p->hy_dev = max2(p->hy_dev, copy_ready);
     p->hy_link += transfer / p->cfg.copy_engines;
     return 0;
 }

@@ -149,6 +149,8 @@ struct ec_policy {
     double lane_link, lane_host; /* the caller's lane waits for the next step (ms) */
     double hy_link, hy_host;     /* when the step's copies / host runs chosen so far
                                     finish, ms after its router decision */
+    double hy_dev;               /* when the last copy the step waits for is in (0: none) */
+    int32_t hy_n_host;           /* experts the step runs on the host so far */
     int64_t *host_at;            /* [L*E] serial of the observation that runs it on
                                     the host, -1 */
 };

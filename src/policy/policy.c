@@ -68,9 +68,10 @@ ec_status ec_policy_create(const ec_policy_config *cfg, ec_cache *cache, ec_queu
         return ec_error_set(err, EC_ERR_INVALID, "policy: prefetch_k %d is out of range [0, %d]",
                             c.prefetch_k, cache->E);
     if (!isfinite(c.transfer_ms) || c.transfer_ms < 0 || !isfinite(c.compute_ms) ||
-        c.compute_ms < 0 || !isfinite(c.host_ms) || c.host_ms < 0)
-        return ec_error_set(err, EC_ERR_INVALID,
-                            "policy: transfer_ms, compute_ms and host_ms must be finite and >= 0");
+        c.compute_ms < 0 || !isfinite(c.host_ms) || c.host_ms < 0 || !isfinite(c.host_act_ms) ||
+        c.host_act_ms < 0)
+        return ec_error_set(err, EC_ERR_INVALID, "policy: transfer_ms, compute_ms, host_ms and "
+                                                 "host_act_ms must be finite and >= 0");
     if (c.copy_engines == 0)
         c.copy_engines = 1;
     if (c.copy_engines < 1 || c.copy_engines > 64)

@@ -242,7 +242,8 @@ void ec_sim_timing_derive(const ec_model_profile *m, const ec_hw_profile *h, ec_
          * concurrent experts would share the same memory bandwidth */
         out->host_lanes = 1;
         out->host_stream_ms = m->expert_bytes / (h->host_read_gbs * 1e9) * 1e3;
-        out->host_act_ms = (h->host_act_d2h_us + h->host_act_h2d_us) / 1e3;
+        out->host_d2h_ms = h->host_act_d2h_us / 1e3;
+        out->host_h2d_ms = h->host_act_h2d_us / 1e3;
     }
 }
 
@@ -251,7 +252,7 @@ double ec_sim_host_ms(const ec_sim_timing *tm, int32_t b)
     if (!tm || tm->host_lanes < 1)
         return 0;
     int32_t passes = b < 1 ? 1 : (b + EC_SIM_HOST_BATCH - 1) / EC_SIM_HOST_BATCH;
-    return tm->host_act_ms + passes * tm->host_stream_ms;
+    return passes * tm->host_stream_ms;
 }
 
 int32_t ec_sim_default_cache(const ec_model_profile *m, const ec_hw_profile *h)

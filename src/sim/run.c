@@ -156,7 +156,8 @@ static ec_status check_config(const ec_sim *s, const ec_sim_config *cfg, ec_erro
         !(tm->compute_fixed_ms >= 0) || !(tm->compute_per_expert_ms >= 0) ||
         !(tm->router_ms >= 0) || !(tm->predictor_ms >= 0) || !(tm->expert_bytes >= 0) ||
         tm->host_lanes < 0 || tm->host_lanes > 4096 || !(tm->host_stream_ms >= 0) ||
-        !isfinite(tm->host_stream_ms) || !(tm->host_act_ms >= 0) || !isfinite(tm->host_act_ms))
+        !isfinite(tm->host_stream_ms) || !(tm->host_d2h_ms >= 0) || !isfinite(tm->host_d2h_ms) ||
+        !(tm->host_h2d_ms >= 0) || !isfinite(tm->host_h2d_ms))
         return ec_error_set(err, EC_ERR_INVALID, "simulate: timing values must be >= 0 and "
                                                  "finite, engines >= 1, host lanes >= 0");
     if (cfg->kind == EC_POLICY_RESIDENT)
@@ -201,6 +202,7 @@ static ec_status setup(ec_sim *s, const ec_sim_config *cfg, run_state *r, ec_err
         .compute_ms = tm->router_ms +
                       tm->compute_fixed_ms + tm->compute_per_expert_ms * s->mean_union,
         .host_ms = ec_sim_host_ms(tm, 1),
+        .host_act_ms = tm->host_lanes > 0 ? tm->host_d2h_ms + tm->host_h2d_ms : 0,
         .copy_engines = tm->engines,
     };
     ec_future fut = {fut_next_use, fut_experts_at, s};
@@ -319,17 +321,17 @@ static ec_status replay(ec_sim *s, const ec_sim_config *cfg, run_state *r, doubl
             return ec_error_set(err, o, "simulate: step %lld: observe failed: %s", (long long)st,
                                 ec_status_str(o));
         /* the experts run on the host: each on the earliest free lane */
-        double host_end = now;
+        double host_end = now, act_in = now + tm->host_d2h_ms;
         int32_t n_dev = n;
         for (int32_t i = 0; hybrid && i < n; i++) {
             if (!ec_policy_on_host(r->p, l, ex[i]))
                 continue;
             int32_t lane = earliest_lane(r, tm);
-            double start = r->host_free[lane] > now ? r->host_free[lane] : now;
+            double start = r->host_free[lane] > act_in ? r->host_free[lane] : act_in;
             double ms = ec_sim_host_ms(tm, tokens_using(s, rows, l, ex[i]));
             r->host_free[lane] = start + ms;
-            if (r->host_free[lane] > host_end)
-                host_end = r->host_free[lane];
+            if (r->host_free[lane] + tm->host_h2d_ms > host_end)
+                host_end = r->host_free[lane] + tm->host_h2d_ms;
             r->host_runs++;
             r->host_busy += ms;
             n_dev--;
