@@ -21,8 +21,10 @@
  *   stall = compute start - router time.
  * With host lanes (hybrid only): an expert the policy runs on the host
  * starts on the earliest free lane once the activations are on the host
- * (router time + host_d2h_ms) and takes ec_sim_host_ms; the output
- * returns host_h2d_ms after the step's last host expert is done. The device computes only the experts on the device; the
+ * and takes ec_sim_host_ms; the output returns host_h2d_ms after the
+ * step's last host expert is done. The activations leave for the host
+ * when the router starts (they are its input), so they arrive
+ * max(0, host_d2h_ms - router_ms) after the router's decision. The device computes only the experts on the device; the
  * step ends when both are done, and its stall is the time beyond the
  * device's own compute.
  * Everything is deterministic: the same inputs give bit-identical results.

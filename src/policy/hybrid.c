@@ -22,16 +22,19 @@
  *
  * Copy behind. An expert run on the host takes no slot, so a cache that
  * only ever admits copies would stop warming once the host takes the misses
- * (every use would run on the host). After the prefetch plan, each expert
- * the step ran on the host is queued for a background copy into its pool
- * when its calibrated reuse - the rate at which experts with its predicted
- * reuse and age were used at their next occurrence, measured on the stream
- * (reuse.c) - exceeds the value of the slot it would take: the victim's
- * calibrated reuse, or the regret rate of this cache's evictions, whichever
- * is higher (0 for an empty slot; the same value gated's prefetch gate puts
- * on a victim). The copy is queued behind every demand and prefetch and
- * taken back at the next observation if it has not started: it only uses
- * link time the step leaves idle. A miss whose copy is already on its way
+ * (every use would run on the host). After the prefetch plan, the experts
+ * the step ran on the host are considered for a background copy into their
+ * pool, highest calibrated reuse first - the rate at which experts with
+ * that predicted reuse and age were used at their next occurrence, measured
+ * on the stream (reuse.c). The victim is the one gated would evict for a
+ * demand (reuse_victim: recency, unless calibrated reuse clearly says
+ * otherwise): a copy behind is a demand deferred. It is queued only when
+ * the expert's calibrated reuse exceeds the victim's value: the victim's
+ * calibrated reuse or the regret rate of this cache's evictions, whichever
+ * is higher (0 for an empty slot; the value gated's prefetch gate puts on a
+ * victim). The copy is queued behind every demand and prefetch and taken
+ * back at the next observation if it has not started: it only uses link
+ * time the step leaves idle. A miss whose copy is already on its way
  * (LOADING) waits for it on the device.
  *
  * Never allocates.
@@ -91,6 +94,9 @@ int hybrid_place(ec_policy *p, int32_t layer, int32_t expert)
 void hybrid_copy_behind(ec_policy *p, const int16_t *experts, int32_t k)
 {
     ec_cache *c = p->c;
+    /* the step's host experts with no slot, highest calibrated reuse first
+     * (insertion sort into p->rank: the planners are done with it) */
+    int32_t n = 0;
     for (int32_t i = 0; i < k; i++) {
         int32_t key = cache_key(c, p->layer, experts[i]);
         if (p->host_at[key] != p->serial || c->where[key] >= 0)
@@ -98,7 +104,17 @@ void hybrid_copy_behind(ec_policy *p, const int16_t *experts, int32_t k)
         double q = reuse_calibrated(p, p->layer, experts[i]);
         if (!(q > 0))
             continue;
-        int32_t v = victim_prefetch(p, p->layer);
+        int32_t j = n++;
+        while (j > 0 && reuse_calibrated(p, p->layer, p->rank[j - 1]) < q) {
+            p->rank[j] = p->rank[j - 1];
+            j--;
+        }
+        p->rank[j] = experts[i];
+    }
+    for (int32_t i = 0; i < n; i++) {
+        int32_t e = p->rank[i];
+        double q = reuse_calibrated(p, p->layer, e);
+        int32_t v = reuse_victim(p, p->layer); /* as gated admits a demand */
         if (v < 0)
             continue;
         const ec_slot *vs = &c->slots[v];
@@ -113,7 +129,7 @@ void hybrid_copy_behind(ec_policy *p, const int16_t *experts, int32_t k)
             value = qv > r ? qv : r;
         }
         if (q > value) {
-            plan_queue(p, v, p->layer, experts[i], p->step + p->L, q);
+            plan_queue(p, v, p->layer, e, p->step + p->L, q);
             c->stats.copy_behinds++;
         }
     }

@@ -185,6 +185,14 @@ static ec_status check_config(const ec_sim *s, const ec_sim_config *cfg, ec_erro
     return EC_OK;
 }
 
+/* The activations leave for the host when the router starts (they are its
+ * input): only the part of their transfer longer than the router delays a
+ * host expert. */
+static double host_d2h_wait(const ec_sim_timing *tm)
+{
+    return tm->host_d2h_ms > tm->router_ms ? tm->host_d2h_ms - tm->router_ms : 0;
+}
+
 static ec_status setup(ec_sim *s, const ec_sim_config *cfg, run_state *r, ec_error *err)
 {
     int32_t per_layer = cfg->kind == EC_POLICY_RESIDENT ? s->E : cfg->cache_per_layer;
@@ -202,7 +210,7 @@ static ec_status setup(ec_sim *s, const ec_sim_config *cfg, run_state *r, ec_err
         .compute_ms = tm->router_ms +
                       tm->compute_fixed_ms + tm->compute_per_expert_ms * s->mean_union,
         .host_ms = ec_sim_host_ms(tm, 1),
-        .host_act_ms = tm->host_lanes > 0 ? tm->host_d2h_ms + tm->host_h2d_ms : 0,
+        .host_act_ms = tm->host_lanes > 0 ? host_d2h_wait(tm) + tm->host_h2d_ms : 0,
         .copy_engines = tm->engines,
     };
     ec_future fut = {fut_next_use, fut_experts_at, s};
@@ -321,7 +329,7 @@ static ec_status replay(ec_sim *s, const ec_sim_config *cfg, run_state *r, doubl
             return ec_error_set(err, o, "simulate: step %lld: observe failed: %s", (long long)st,
                                 ec_status_str(o));
         /* the experts run on the host: each on the earliest free lane */
-        double host_end = now, act_in = now + tm->host_d2h_ms;
+        double host_end = now, act_in = router + host_d2h_wait(tm);
         int32_t n_dev = n;
         for (int32_t i = 0; hybrid && i < n; i++) {
             if (!ec_policy_on_host(r->p, l, ex[i]))
