@@ -228,3 +228,43 @@ Test(hybrid_decode, the_plain_acquire_refuses_a_host_expert)
     ec_store_destroy(store);
     ec_backend_destroy(b);
 }
+
+Test(hybrid_decode, the_replay_driver_runs_host_experts_on_the_host)
+{
+    ec_backend *b;
+    ec_store *store;
+    cr_assert_eq(ec_backend_create("cpu", NULL, &b, NULL), EC_OK);
+    cr_assert_eq(ec_store_create(b, L, E, ec_ffn_bytes(D, FF), &store, NULL), EC_OK);
+    cr_assert_eq(ec_store_fill_synthetic(store, 9, 1), EC_OK);
+    ec_trace *t = trace();
+    ec_predictor *pred;
+    cr_assert_eq(ec_predictor_create("temporal", NULL, &pred, NULL), EC_OK);
+    cr_assert_eq(ec_predictor_fit(pred, t, NULL), EC_OK);
+    ec_replay_opts o = {0};
+    ec_loader_config_default(&o.loader);
+    o.loader.cache_per_layer = 3;
+    o.loader.policy.kind = EC_POLICY_HYBRID;
+    o.loader.policy.transfer_ms = 3.7;
+    o.loader.policy.compute_ms = 0.3;
+    o.loader.policy.host_ms = 2.5;
+    o.loader.policy.host_act_ms = 0.02;
+    o.d_model = D;
+    o.d_ff = FF;
+    o.verify = 1;
+    o.max_tokens = 16;
+    o.warmup_tokens = 2;
+    ec_replay_result res;
+    ec_error err = {0};
+    cr_assert_eq(ec_replay_run(b, store, t, pred, &o, &res, &err), EC_OK, "%s", err.message);
+    cr_assert_gt(res.host_runs, 0);
+    cr_assert_eq(res.host_runs, res.measured.host_acquires);
+    cr_assert_eq(res.measured.cache.host_runs, res.host_runs);
+    /* every device acquisition was checksummed and held its expert */
+    cr_assert_gt(res.verified, 0);
+    cr_assert_eq(res.verify_failures, 0);
+    cr_assert_eq(res.verified + res.total.host_acquires, (int64_t)res.tokens * L * K);
+    ec_predictor_destroy(pred);
+    ec_trace_destroy(t);
+    ec_store_destroy(store);
+    ec_backend_destroy(b);
+}

@@ -8,7 +8,9 @@
 #   3. runs test_backend and test_loader (the CUDA cases, the 1M-operation integrity
 #      stress on CUDA included), and the README's decode-loop example;
 #   4. runs gpu_replay: 88 MB fp16 experts, 32 layers, 4 of 8 experts per layer, every
-#      policy, then a short replay that checksums every acquired slot on the device;
+#      policy (hybrid included: its host runs the library's reference FFN, timed in the
+#      run, so the host takes a miss only where that reference beats a copy), then a short
+#      replay that checksums every acquired slot on the device;
 #   5. time allowing, compute-sanitizer (memcheck, racecheck) over short loader tests.
 #
 # Everything goes under OUT ($1, else $OUT, else out/gpu): the JSON results, summary.txt,
