@@ -130,8 +130,8 @@ int demo_simulate(const demo_ctx *d)
         return cli_fail(s, &err);
     sim_report rep = {.n_tokens = ec_sim_n_tokens(sim), .n_steps = ec_sim_n_steps(sim),
                       .n_skipped = ec_sim_n_skipped(sim), .n_seqs = t->n_seqs, .batch = 1};
-    char note[512] = "none: predict and gated left out (one sequence: no held-out data to fit "
-                     "a predictor on)";
+    char note[512] = "none: predict, gated and hybrid left out (one sequence: no held-out data "
+                     "to fit a predictor on)";
     if (t->n_seqs >= 2 && (rc = sim_fit_heldout(sim, "temporal", 1, t->n_seqs, note,
                                                 sizeof note))) {
         ec_sim_destroy(sim);
