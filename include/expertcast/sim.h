@@ -168,14 +168,14 @@ typedef struct ec_sim_result {
     double transfers_per_token, wasted_transfers_per_token;
     double bytes_per_token, wasted_bytes_per_token; /* total, and spent on unused prefetches */
     double prefetch_precision;  /* used prefetches / started ones; NaN with none */
-    double host_runs_per_token; /* hybrid: expert uses run on the host */
-    double host_busy_ms_per_token; /* hybrid: host lane time spent on them */
     ec_cache_stats stats;       /* raw counters; wasted includes unused at the end */
     int64_t unused_at_end;      /* prefetched, never used, still cached at the end */
     double lower_bound_ms_per_token; /* analytic: max(sum compute, Belady loads x transfer / engines) */
     int32_t n_layers;
     double *stall_per_layer;    /* [n_layers] ms per token, owned: ec_sim_result_clear */
     double *bound_per_layer;    /* [n_layers] ms per token: max(compute, Belady loads x transfer) */
+    double host_runs_per_token; /* hybrid: expert uses run on the host */
+    double host_busy_ms_per_token; /* hybrid: host lane time spent on them */
 } ec_sim_result;
 
 /*

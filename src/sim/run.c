@@ -369,9 +369,14 @@ static ec_status replay(ec_sim *s, const ec_sim_config *cfg, run_state *r, doubl
             g->reader_end[slot] = end;
             ec_policy_release(r->p, slot);
         }
-        if (host_end > end) /* the layer ends when its host experts are done too */
+        /* stall: the time beyond the device's own compute; the layer ends
+         * when its host experts are done too */
+        double stall = ready - router;
+        if (host_end > end) {
+            stall += host_end - end;
             end = host_end;
-        r->stall_l[l] += end - compute - router;
+        }
+        r->stall_l[l] += stall;
         /* what the device would compute with every expert on it: the same
          * for every policy (the analytic bound's compute) */
         r->compute_l[l] += tm->compute_fixed_ms + tm->compute_per_expert_ms * n + overhead;
