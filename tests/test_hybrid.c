@@ -6,6 +6,7 @@
 
 #include "expertcast/sim.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 /* ---- the policy on its own ---------------------------------------------- */
@@ -450,4 +451,36 @@ Test(qwen3, hybrid_beats_the_copy_only_oracle_on_q4_rtx4090, .timeout = 900)
         cr_expect_lt(h, o, "%d per layer: hybrid %.4f, oracle %.4f ms", c, h, o);
         cr_log_info("qwen3 q4_k_m rtx4090, %d per layer: hybrid %.3f oracle %.3f ms", c, h, o);
     }
+}
+
+/* ---- the command line ------------------------------------------------------ */
+
+Test(hybrid_cli, policy_all_json_has_a_hybrid_row_with_host_figures)
+{
+    char *out = NULL, *err = NULL;
+    int rc = tu_cli(&out, &err,
+                    "simulate %s/data/sample_trace.jsonl --model mixtral-8x7b-int4 --hardware "
+                    "rtx4090-pcie4 --cache-experts 4 --policy all --json -",
+                    EC_SOURCE_DIR);
+    cr_assert_eq(rc, 0, "%s", err);
+    cr_assert(strstr(out, "\"policy\": \"hybrid\""), "%s", out);
+    cr_assert(strstr(out, "\"host\": {\"cores\": 16"), "%s", out);
+    cr_assert(strstr(out, "\"host_runs_per_token\""), "%s", out);
+    free(out);
+    free(err);
+}
+
+Test(hybrid_cli, a_profile_without_host_facts_is_announced)
+{
+    const char *hw = hw_file("nohost.json", "");
+    char *out = NULL, *err = NULL;
+    int rc = tu_cli(&out, &err,
+                    "simulate %s/data/sample_trace.jsonl --model mixtral-8x7b-int4 --hardware %s "
+                    "--cache-experts 4 --policy hybrid",
+                    EC_SOURCE_DIR, hw);
+    cr_assert_eq(rc, 0, "%s", err);
+    cr_assert(strstr(err, "no host facts") && strstr(err, "hybrid decides as gated"), "%s", err);
+    cr_assert(strstr(out, "host execution unavailable"), "%s", out);
+    free(out);
+    free(err);
 }
