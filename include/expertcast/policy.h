@@ -11,7 +11,8 @@
  *     of prefetches, so that a demand can overtake and a stale prefetch can
  *     be cancelled before it spends bandwidth;
  *   - ec_policy: the rules (on-demand, lru, lfu, predict, gated, oracle,
- *     resident) that fill the queue and choose victims.
+ *     resident, hybrid) that fill the queue, choose victims and (hybrid)
+ *     say which misses run on the host instead of being copied.
  *
  * Time is counted in "steps": step = token * n_layers + layer, the position
  * of one layer of one token in the decode stream. The caller (loader or
