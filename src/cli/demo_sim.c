@@ -153,8 +153,12 @@ int demo_simulate(const demo_ctx *d)
     if (rc == CLI_OK)
         printf("TPOT and stall per decode step of a modeled run over all %lld steps; hit %% = "
                "experts resident or already loading\nwhen the router asked; gap closed = (lru - "
-               "policy) / (lru - oracle) on TPOT at the same cache size.\n\n",
-               (long long)rep.n_tokens);
+               "policy) / (lru - oracle) on TPOT at the same cache size.%s\n\n",
+               (long long)rep.n_tokens,
+               want[EC_POLICY_HYBRID] ? "\nhybrid runs some misses on the host CPU instead of "
+                                        "copying them (the profiles' host facts): the oracle, "
+                                        "which only copies,\nis not its floor."
+                                      : "");
     ec_sim_destroy(sim);
     return rc;
 }
