@@ -94,8 +94,8 @@ void sim_print_table(FILE *f, const sim_report *rep)
     fprintf(f, ".\n");
     if (any_hybrid)
         fprintf(f, "hybrid runs misses on the host instead of copying them (host N/tok: expert "
-                   "uses run there): the oracle and the\nanalytic bound hold for policies that "
-                   "only copy, not for hybrid.\n");
+                   "uses run there per token); the oracle\nand the analytic bound describe "
+                   "policies that only copy.\n");
 }
 
 static ec_status write_error(ec_error *err)
