@@ -10,9 +10,11 @@
 #      4-bit kernel against the host kernel), test_hostffn, and the README's decode-loop
 #      example;
 #   4. runs gpu_replay: 88 MB fp16 experts, 32 layers, 4 of 8 experts per layer, every
-#      policy, then a short replay that checksums every acquired slot on the device, then
-#      real 4-bit Mixtral-sized experts (q4_0, 4096 x 14336, 99 MB; 8 layers) with every
-#      acquired slot checksummed and the q4 kernel timed;
+#      policy (hybrid included: its host runs the FFN on the host, timed in the run, so
+#      the host takes a miss only where that beats a copy), then a short replay that
+#      checksums every acquired slot on the device, then real 4-bit Mixtral-sized experts
+#      (q4_0, 4096 x 14336, 99 MB; 8 layers) with every acquired slot checksummed and the
+#      q4 kernel timed;
 #   5. bench_host_ffn: the host kernel's weight GB/s against the host's read bandwidth;
 #   6. time allowing, compute-sanitizer (memcheck, racecheck) over short loader tests.
 #

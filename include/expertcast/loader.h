@@ -23,6 +23,10 @@
  *       known complete, `stream` waits on the slot's ready event (device
  *       side: the host never blocks). The slot is pinned until release.
  *   expert kernels on `stream` read w
+ *   (policy hybrid: ec_loader_acquire_where(l, N, e, stream, &ref) instead
+ *   says where the expert runs: ref.where == EC_WHERE_DEVICE, ref.dev as
+ *   above; or EC_WHERE_HOST, ref.host the expert's weights in the store,
+ *   for the runtime's host kernel - no slot, no copy)
  *   ec_loader_release(l, N, e, stream)
  *       records the slot's released event on `stream` and unpins it. A
  *       copy that later overwrites the slot waits on that event on the copy
@@ -124,8 +128,40 @@ ec_status ec_loader_observe(ec_loader *l, int32_t layer, const int16_t *experts)
 ec_status ec_loader_acquire(ec_loader *l, int32_t layer, int32_t expert, ec_stream *stream,
                             void **dev_ptr);
 
+/* Where an expert of the current observation runs. */
+typedef enum ec_expert_where {
+    EC_WHERE_DEVICE = 0, /* in a device slot: run the device kernel on `dev` */
+    EC_WHERE_HOST = 1    /* on the host: run the host kernel on `host` */
+} ec_expert_where;
+
+typedef struct ec_expert_ref {
+    ec_expert_where where;
+    void *dev;          /* EC_WHERE_DEVICE: the slot's device address, ordered after its
+                           copy for kernels on the acquiring stream; else NULL */
+    const void *host;   /* EC_WHERE_HOST: the expert's weights in the store (host
+                           memory, ec_store_expert); else NULL */
+    size_t bytes;       /* the expert's bytes */
+} ec_expert_ref;
+
+/*
+ * Like ec_loader_acquire, and tells where the expert runs. The policy
+ * hybrid runs some misses on the host (ec_policy_on_host): those get
+ * EC_WHERE_HOST and the store's host copy of the weights; the runtime
+ * computes them with its host kernel (the activations go to the host and
+ * the output comes back on its own streams). Every other expert gets
+ * EC_WHERE_DEVICE exactly as ec_loader_acquire gives it. Either way release
+ * it with ec_loader_release once its work is submitted (for a host expert:
+ * once the host kernel has read the weights; nothing is recorded on the
+ * stream). ec_loader_acquire refuses a host expert (EC_ERR_STATE), so a
+ * runtime unaware of hosts never computes one from a wrong slot.
+ */
+ec_status ec_loader_acquire_where(ec_loader *l, int32_t layer, int32_t expert, ec_stream *stream,
+                                  ec_expert_ref *out);
+
 /* The kernels on `stream` that read (layer, expert) are all submitted:
- * records the slot's released event on stream and unpins it. */
+ * records the slot's released event on stream and unpins it. A host
+ * expert (ec_loader_acquire_where) has no slot: only its acquire is
+ * closed. */
 ec_status ec_loader_release(ec_loader *l, int32_t layer, int32_t expert, ec_stream *stream);
 
 /*
@@ -157,6 +193,7 @@ typedef struct ec_loader_stats {
     int64_t waits;           /* acquires that made the stream wait on a copy */
     int64_t waits_timed;     /* waits measured so far */
     double stall_ms;         /* measured time reader streams sat waiting (ms) */
+    int64_t host_acquires;   /* hybrid: experts handed to the host kernel */
 } ec_loader_stats;
 
 /* Copies the statistics gathered so far (call ec_loader_sync first for

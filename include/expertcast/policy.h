@@ -11,7 +11,8 @@
  *     of prefetches, so that a demand can overtake and a stale prefetch can
  *     be cancelled before it spends bandwidth;
  *   - ec_policy: the rules (on-demand, lru, lfu, predict, gated, oracle,
- *     resident) that fill the queue and choose victims.
+ *     resident, hybrid) that fill the queue, choose victims and (hybrid)
+ *     say which misses run on the host instead of being copied.
  *
  * Time is counted in "steps": step = token * n_layers + layer, the position
  * of one layer of one token in the decode stream. The caller (loader or
@@ -66,6 +67,10 @@ typedef struct ec_cache_stats {
     int64_t evictions;       /* occupants dropped (a transfer into their slot started,
                                 or on-demand's release) */
     int64_t loads;           /* transfers started (demand + prefetch) */
+    int64_t host_runs;       /* hybrid: misses run on the host instead of copied
+                                (counted in misses too) */
+    int64_t copy_behinds;    /* hybrid: host-run experts queued for a background copy
+                                (started ones count as prefetches) */
 } ec_cache_stats;
 
 typedef struct ec_cache ec_cache;
@@ -121,8 +126,16 @@ typedef enum ec_policy_kind {
                                 victims by recency unless calibrated predicted
                                 reuse clearly says otherwise (plan.c, reuse.c) */
     EC_POLICY_ORACLE,        /* perfect knowledge: Belady eviction, perfect prefetch */
-    EC_POLICY_RESIDENT       /* every expert on the device */
+    EC_POLICY_RESIDENT,      /* every expert on the device */
+    EC_POLICY_HYBRID         /* gated, and a miss runs on the host instead of being
+                                copied when the cost model says that finishes
+                                sooner; an expert run on the host is copied behind,
+                                for later reuse, only when its calibrated reuse pays
+                                for the slot (hybrid.c) */
 } ec_policy_kind;
+
+/* Number of policy kinds (one past the last). */
+#define EC_POLICY_N_KINDS (EC_POLICY_HYBRID + 1)
 
 const char *ec_policy_kind_name(ec_policy_kind k);
 /* Parses "on-demand", "lru", ... EC_ERR_NOT_FOUND for an unknown name. */
@@ -139,6 +152,14 @@ typedef struct ec_policy_config {
     double transfer_ms;  /* one expert over the link, latency included (ms) */
     double compute_ms;   /* one step: router overhead + layer compute (ms), the lead
                             time one step of horizon buys */
+    /* Host execution, for hybrid (from the hardware profile's host facts). */
+    double host_ms;      /* one expert run on the host for one step of the batch: its
+                            weights streamed once through the host's memory (ms);
+                            0: the host runs no expert, and hybrid decides exactly
+                            as gated */
+    double host_act_ms;  /* the step's activations to the host and the host experts'
+                            summed output back, once per step that runs any (ms) */
+    int32_t copy_engines; /* transfers in flight at once, sharing the link (0: 1) */
 } ec_policy_config;
 
 /*
@@ -210,6 +231,24 @@ ec_status ec_policy_observe(ec_policy *p, int64_t step, int32_t layer, const int
 ec_status ec_policy_observe_batch(ec_policy *p, int64_t step, int32_t layer,
                                   const int16_t *experts, int32_t k,
                                   const ec_history *const *hs, int32_t n_hist);
+
+/*
+ * hybrid: how busy the lanes are when the next observation's router has
+ * decided - the wait (ms) until the link can start a new copy and until the
+ * host can start a new expert. The caller (the simulator knows them; a
+ * loader estimates them) sets them before each observe of a new step; they
+ * stay 0 until set. Other kinds ignore them. The policy itself keeps no
+ * clock: these are its only view of time besides the config's costs.
+ */
+void ec_policy_set_lanes(ec_policy *p, double link_wait_ms, double host_wait_ms);
+
+/*
+ * hybrid: 1 when the current observation runs (layer, expert) on the host:
+ * it has no slot (do not acquire it); the caller computes it from the host
+ * copy of the weights. 0 otherwise (acquire it on the device), and always
+ * for other kinds.
+ */
+int ec_policy_on_host(const ec_policy *p, int32_t layer, int32_t expert);
 
 /* The caller started transfer t (popped from the queue): slot LOADING, the
  * slot's previous occupant is gone for good. */

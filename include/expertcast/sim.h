@@ -19,6 +19,14 @@
  *   compute starts once every needed expert is READY, and takes
  *   fixed + per_expert * (experts used);
  *   stall = compute start - router time.
+ * With host lanes (hybrid only): an expert the policy runs on the host
+ * starts on the earliest free lane once the activations are on the host
+ * and takes ec_sim_host_ms; the output returns host_h2d_ms after the
+ * step's last host expert is done. The activations leave for the host
+ * when the router starts (they are its input), so they arrive
+ * max(0, host_d2h_ms - router_ms) after the router's decision. The device computes only the experts on the device; the
+ * step ends when both are done, and its stall is the time beyond the
+ * device's own compute.
  * Everything is deterministic: the same inputs give bit-identical results.
  */
 #ifndef EXPERTCAST_SIM_H
@@ -58,6 +66,14 @@ typedef struct ec_hw_profile {
     double predictor_us;       /* one prediction round (us), for predicting policies */
     double compute_fixed_ms;   /* < 0: derived from the model's bytes and hbm_gbs */
     double compute_per_expert_ms; /* < 0: derived */
+    /* The host's facts, for running experts on the host (policy hybrid).
+     * Optional as a group: a profile without them loads with has_host 0
+     * (host execution unavailable); one that gives some must give all. */
+    int has_host;
+    int32_t host_cores;        /* cores the host kernel spreads an expert over */
+    double host_read_gbs;      /* host memory read bandwidth a streaming GEMV reaches (1e9 B/s) */
+    double host_act_d2h_us;    /* one token's activations device -> host (us) */
+    double host_act_h2d_us;    /* the expert's output host -> device (us) */
 } ec_hw_profile;
 
 /*
@@ -78,7 +94,24 @@ typedef struct ec_sim_timing {
     double router_ms;
     double predictor_ms;       /* delays the transfers that wait for a prediction */
     double expert_bytes;
+    /* host execution (hybrid): an expert used by b tokens of a step runs on
+     * a host lane in ceil(b / EC_SIM_HOST_BATCH) * host_stream_ms (the
+     * kernel streams the weights once for up to that many tokens); a step
+     * that runs any expert on the host also moves its activations there and
+     * the summed output back once (host_d2h_ms, host_h2d_ms). host_lanes 0: no host
+     * execution. */
+    int32_t host_lanes;        /* concurrent host experts (they share the memory bandwidth) */
+    double host_stream_ms;     /* one expert's weights read once at the host's read bandwidth */
+    double host_d2h_ms;        /* the step's activations device -> host */
+    double host_h2d_ms;        /* the host experts' output host -> device */
 } ec_sim_timing;
+
+/* Tokens one pass of the host kernel serves while streaming an expert once. */
+#define EC_SIM_HOST_BATCH 8
+
+/* Host lane time (ms) of one expert used by b >= 1 tokens (activations
+ * not included); 0 without host lanes. */
+double ec_sim_host_ms(const ec_sim_timing *tm, int32_t b);
 
 void ec_sim_timing_derive(const ec_model_profile *m, const ec_hw_profile *h, ec_sim_timing *out);
 
@@ -141,6 +174,8 @@ typedef struct ec_sim_result {
     int32_t n_layers;
     double *stall_per_layer;    /* [n_layers] ms per token, owned: ec_sim_result_clear */
     double *bound_per_layer;    /* [n_layers] ms per token: max(compute, Belady loads x transfer) */
+    double host_runs_per_token; /* hybrid: expert uses run on the host */
+    double host_busy_ms_per_token; /* hybrid: host lane time spent on them */
 } ec_sim_result;
 
 /*

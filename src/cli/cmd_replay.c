@@ -34,6 +34,9 @@ static const char *USAGE =
     "  --warmup N               first tokens left out of the figures (default 4)\n"
     "  --replay-seqs N          sequences replayed, from the first (default 1)\n"
     "  --transfer-ms MS         gated's cost of one expert copy (default: measured here)\n"
+    "  --host-ffn-us US         hybrid: host time of an expert run on the host, spent by the\n"
+    "                           replaying thread (default 0: no host execution, hybrid replays\n"
+    "                           as gated)\n"
     "  --verify                 checksum every acquired slot against the host store\n"
     "  --record FILE            write what the first policy's loader observed as raw JSONL\n"
     "                           ('-' for stdout, then the table goes to stderr)\n"
@@ -131,6 +134,8 @@ static int parse(int argc, char **argv, opts *o)
             if (!cli_double("replay", a, val, 0, 1e6, &o->r.ffn_us)) return CLI_USAGE;
         } else if (cli_is(a, "--transfer-ms", NULL)) {
             if (!cli_double("replay", a, val, 0, 1e6, &o->r.transfer_ms)) return CLI_USAGE;
+        } else if (cli_is(a, "--host-ffn-us", NULL)) {
+            if (!cli_double("replay", a, val, 0, 1e6, &o->r.host_ffn_us)) return CLI_USAGE;
         } else
             return cli_usage_error("replay", "unknown option '%s'", a);
     }

@@ -19,10 +19,12 @@ static const char *USAGE =
     "  --model PROFILE          model profile (layers, experts, top-k, bytes; required)\n"
     "  --hardware PROFILE       hardware profile (bandwidth, latency, engines, memory; required)\n"
     "  --policy LIST|all        comma list of on-demand, lru, lfu, predict, gated, oracle,\n"
-    "                           resident (default all); lru and oracle always run as references\n"
+    "                           resident, hybrid (default all); lru and oracle always run as\n"
+    "                           references. hybrid runs a miss on the host when the hardware\n"
+    "                           profile's host facts say that finishes sooner than its copy\n"
     "  --cache-experts N[,N..]  slots per layer (default: what fits the hardware's memory)\n"
     "  --cache-global N[,N..]   one pool of N slots shared by all layers instead\n"
-    "  --horizon H[,H..]        steps (layers) ahead that predict and gated prefetch for\n"
+    "  --horizon H[,H..]        steps (layers) ahead that predict, gated and hybrid prefetch for\n"
     "                           (default 1; the oracle looks max(H, layers) ahead)\n"
     "  --prefetch-k N           experts per target layer the planners consider (default: the\n"
     "                           step's experts, k x batch at most)\n"
@@ -166,7 +168,7 @@ static int parse_policies(const char *s, int want[SIM_N_POLICIES])
         ec_policy_kind k;
         if (ec_policy_kind_parse(tok, &k)) {
             cli_usage_error("simulate", "--policy: unknown policy '%s' (on-demand, lru, lfu, "
-                                        "predict, gated, oracle, resident, all)",
+                                        "predict, gated, oracle, resident, hybrid, all)",
                             tok);
             return 0;
         }
@@ -228,7 +230,12 @@ int cmd_simulate(int argc, char **argv)
         rc = cli_fail(s, &err);
         goto out;
     }
-    if (want[EC_POLICY_PREDICT] || want[EC_POLICY_GATED]) {
+    if (want[EC_POLICY_HYBRID] && !hw.has_host)
+        cli_warn("hardware profile '%s' has no host facts (host_cores, host_read_gbs, "
+                 "host_act_d2h_us, host_act_h2d_us): host execution unavailable, hybrid decides "
+                 "as gated",
+                 hw.name);
+    if (want[EC_POLICY_PREDICT] || want[EC_POLICY_GATED] || want[EC_POLICY_HYBRID]) {
         if (a.predictor) {
             if ((s = ec_predictor_load(a.predictor, &loaded, &err)) ||
                 (s = ec_sim_set_predictor(sim, loaded, &err))) {

@@ -141,8 +141,8 @@ int demo_simulate(const demo_ctx *d)
         return cli_fail(s, &err);
     sim_report rep = {.n_tokens = ec_sim_n_tokens(sim), .n_steps = ec_sim_n_steps(sim),
                       .n_skipped = ec_sim_n_skipped(sim), .n_seqs = t->n_seqs, .batch = 1};
-    char note[512] = "none: predict and gated left out (one sequence: no held-out data to fit "
-                     "a predictor on)";
+    char note[512] = "none: predict, gated and hybrid left out (one sequence: no held-out data "
+                     "to fit a predictor on)";
     if (t->n_seqs >= 2 && (rc = sim_fit_heldout(sim, "temporal", 1, t->n_seqs, note,
                                                 sizeof note))) {
         ec_sim_destroy(sim);
@@ -164,10 +164,14 @@ int demo_simulate(const demo_ctx *d)
     if (rc == CLI_OK)
         printf("TPOT and stall per decode step of a modeled run over all %lld steps; hit %% = "
                "experts resident or already loading\nwhen the router asked; gap closed = (lru - "
-               "policy) / (lru - oracle) on TPOT at the same cache size.%s\n\n",
+               "policy) / (lru - oracle) on TPOT at the same cache size.%s%s\n\n",
                (long long)rep.n_tokens,
                d->synthetic ? "\nOn the synthetic trace each layer's expert popularity is "
-                              "fixed (a Zipf law), which suits lfu's counts." : "");
+                              "fixed (a Zipf law), which suits lfu's counts." : "",
+               want[EC_POLICY_HYBRID] ? "\nhybrid runs some misses on the host CPU instead of "
+                                        "copying them (the profiles' host facts): the oracle, "
+                                        "which only copies,\nis not its floor."
+                                      : "");
     ec_sim_destroy(sim);
     return rc;
 }

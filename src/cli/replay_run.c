@@ -101,6 +101,8 @@ static ec_status run_on(ec_backend *b, const replay_args *o, const ec_trace *t,
         ro.loader.policy.horizon = o->horizon;
         ro.loader.policy.transfer_ms = o->transfer_ms > 0 ? o->transfer_ms : *copy_ms;
         ro.loader.policy.compute_ms = (o->attn_us + t->k * o->ffn_us) / 1e3;
+        ro.loader.policy.host_ms = o->host_ffn_us / 1e3;
+        ro.host_ffn_us = o->host_ffn_us;
         ro.loader.cache_per_layer =
             kinds[i] == EC_POLICY_RESIDENT ? t->n_experts : o->cache_experts;
         ro.loader.cache_global = kinds[i] == EC_POLICY_RESIDENT ? 0 : o->cache_global;
@@ -158,7 +160,8 @@ int replay_execute(const replay_args *o, const ec_trace *t, const ec_policy_kind
     for (size_t i = 0; i < t->n_seqs && rep->n_seqs < (size_t)o->replay_seqs; i++, rep->n_seqs++)
         replayed[i] = 1;
     for (int i = 0; i < n_kinds; i++)
-        if ((kinds[i] == EC_POLICY_PREDICT || kinds[i] == EC_POLICY_GATED) && !pred &&
+        if ((kinds[i] == EC_POLICY_PREDICT || kinds[i] == EC_POLICY_GATED ||
+             kinds[i] == EC_POLICY_HYBRID) && !pred &&
             !(pred = fit_predictor(o, t, replayed, &rep->predictor_split, &rc)))
             goto done;
     if ((st = open_backend(o->backend, &b))) {

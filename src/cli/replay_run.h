@@ -16,6 +16,7 @@ typedef struct replay_args {
     long long expert_bytes;
     double attn_us, ffn_us; /* compute stand-ins (us per layer, per expert) */
     double transfer_ms;     /* gated's cost of one copy; 0: the measured copy time */
+    double host_ffn_us;     /* hybrid: host time of one expert run on the host (0: none) */
     long long tokens, warmup, replay_seqs;
     int verify;
 } replay_args;

@@ -19,10 +19,7 @@ static const char *cache_str(const ec_sim_result *r, char *buf, size_t n)
     return buf;
 }
 
-static int uses_horizon(ec_policy_kind k)
-{
-    return k == EC_POLICY_PREDICT || k == EC_POLICY_GATED;
-}
+static int uses_horizon(ec_policy_kind k) { return sim_predicts(k); }
 
 void sim_print_table(FILE *f, const sim_report *rep)
 {
@@ -32,6 +29,14 @@ void sim_print_table(FILE *f, const sim_report *rep)
             rep->model->k, rep->model->expert_bytes / 1e6);
     fprintf(f, "hardware %s: %.1f GB/s host-to-device, %d copy engine(s)\n", rep->hw->name,
             rep->hw->h2d_gbs, rep->hw->copy_engines);
+    if (rep->hw->has_host)
+        fprintf(f, "host: %d cores, %.1f GB/s streaming read, activations %.1f + %.1f us: "
+                   "%.3f ms per expert on the host (hybrid)\n",
+                rep->hw->host_cores, rep->hw->host_read_gbs, rep->hw->host_act_d2h_us,
+                rep->hw->host_act_h2d_us, ec_sim_host_ms(tm, 1) + tm->host_d2h_ms + tm->host_h2d_ms);
+    else
+        fprintf(f, "host: no host facts in the profile: host execution unavailable (hybrid "
+                   "decides as gated)\n");
     fprintf(f, "timing: transfer %.3f ms/expert, compute %.3f ms/layer + %.3f ms/expert, "
                "router %.3f ms, predictor %.3f ms\n",
             tm->transfer_ms, tm->compute_fixed_ms, tm->compute_per_expert_ms, tm->router_ms,
@@ -47,6 +52,7 @@ void sim_print_table(FILE *f, const sim_report *rep)
     fprintf(f, "%-10s %-11s %2s %9s %9s %6s %12s %6s %13s %6s %7s %7s %7s\n", "", "", "", "",
             "/token", "", "(wasted)", "", "(wasted)", "", "", "oracle", "bound");
     double bound = NAN;
+    int any_hybrid = 0;
     for (size_t i = 0; i < rep->n_rows; i++) {
         const sim_row *w = &rep->rows[i];
         const ec_sim_result *r = &w->r;
@@ -67,10 +73,15 @@ void sim_print_table(FILE *f, const sim_report *rep)
         double pf = r->n_tokens ? (double)r->stats.prefetches / (double)r->n_tokens : 0.0;
         if (r->kind == EC_POLICY_LRU)
             bound = r->lower_bound_ms_per_token;
-        fprintf(f, "%-10s %-11s %2s %9.3f %9.3f %6.1f %12s %6.2f %13s %6s %7s %7s %7s%s\n",
+        char host[48] = "";
+        if (r->kind == EC_POLICY_HYBRID) {
+            snprintf(host, sizeof host, "  host %.2f/tok", r->host_runs_per_token);
+            any_hybrid = 1;
+        }
+        fprintf(f, "%-10s %-11s %2s %9.3f %9.3f %6.1f %12s %6.2f %13s %6s %7s %7s %7s%s%s\n",
                 ec_policy_kind_name(r->kind), cache_str(r, c, sizeof c), h, r->tpot_ms,
                 r->stall_ms_per_token, 100 * r->hit_rate, xf, pf, gb, prec, vs, gap, gapb,
-                w->beats_oracle ? "  < oracle" : "");
+                w->beats_oracle ? "  < oracle" : "", host);
     }
     fprintf(f, "\nTPOT and stall per decode step of the batch; n = %lld steps. hit %% = experts "
                "resident or already loading when the router asked;\npf/tok = prefetches started "
@@ -82,6 +93,10 @@ void sim_print_table(FILE *f, const sim_report *rep)
     if (!isnan(bound))
         fprintf(f, " = %.3f ms/token at lru's cache size", bound);
     fprintf(f, ".\n");
+    if (any_hybrid)
+        fprintf(f, "hybrid runs misses on the host instead of copying them (host N/tok: expert "
+                   "uses run there per token); the oracle\nand the analytic bound describe "
+                   "policies that only copy.\n");
 }
 
 static ec_status write_error(ec_error *err)
@@ -153,7 +168,18 @@ ec_status sim_write_json(FILE *f, void *ctx, ec_error *err)
     jfield(f, "router_ms", tm->router_ms);
     jfield(f, "predictor_ms", tm->predictor_ms);
     jfield(f, "expert_bytes", tm->expert_bytes);
-    fputs("}, \"gap_closed_uses\": \"oracle\", \"results\": [", f);
+    fprintf(f, ", \"host_lanes\": %d", tm->host_lanes);
+    jfield(f, "host_ms", ec_sim_host_ms(tm, 1));
+    fputs("}, \"host\": ", f);
+    if (rep->hw->has_host) {
+        fprintf(f, "{\"cores\": %d", rep->hw->host_cores);
+        jfield(f, "read_gbs", rep->hw->host_read_gbs);
+        jfield(f, "act_d2h_us", rep->hw->host_act_d2h_us);
+        jfield(f, "act_h2d_us", rep->hw->host_act_h2d_us);
+        fputs("}", f);
+    } else
+        fputs("null", f);
+    fputs(", \"gap_closed_uses\": \"oracle\", \"results\": [", f);
     for (size_t i = 0; i < rep->n_rows; i++) {
         const sim_row *w = &rep->rows[i];
         const ec_sim_result *r = &w->r;
@@ -173,6 +199,8 @@ ec_status sim_write_json(FILE *f, void *ctx, ec_error *err)
         jfield(f, "useful_bytes_per_token", r->bytes_per_token - r->wasted_bytes_per_token);
         jfield(f, "wasted_bytes_per_token", r->wasted_bytes_per_token);
         jfield(f, "prefetch_precision", r->prefetch_precision);
+        jfield(f, "host_runs_per_token", r->host_runs_per_token);
+        jfield(f, "host_busy_ms_per_token", r->host_busy_ms_per_token);
         jfield(f, "vs_lru", w->vs_lru);
         jfield(f, "gap_closed", w->gap_closed);
         jfield(f, "gap_closed_bound", w->gap_closed_bound);
@@ -181,11 +209,12 @@ ec_status sim_write_json(FILE *f, void *ctx, ec_error *err)
         fprintf(f, ", \"counts\": {\"uses\": %lld, \"hits\": %lld, \"inflight_hits\": %lld, "
                    "\"misses\": %lld, \"loads\": %lld, \"prefetches\": %lld, "
                    "\"prefetch_hits\": %lld, \"wasted\": %lld, \"cancelled\": %lld, "
-                   "\"evictions\": %lld}",
+                   "\"evictions\": %lld, \"host_runs\": %lld, \"copy_behinds\": %lld}",
                 (long long)s->acquires, (long long)s->hits, (long long)s->inflight_hits,
                 (long long)s->misses, (long long)s->loads, (long long)s->prefetches,
                 (long long)s->prefetch_hits, (long long)s->wasted, (long long)s->cancelled,
-                (long long)s->evictions);
+                (long long)s->evictions, (long long)s->host_runs,
+                (long long)s->copy_behinds);
         jarray(f, "stall_per_layer_ms", r->stall_per_layer, r->n_layers);
         jarray(f, "bound_per_layer_ms", r->bound_per_layer, r->n_layers);
         fputs("}", f);

@@ -28,9 +28,9 @@ typedef struct sim_report {
 } sim_report;
 
 /* Policies the simulator knows: the values of ec_policy_kind. */
-#define SIM_N_POLICIES (EC_POLICY_RESIDENT + 1)
+#define SIM_N_POLICIES EC_POLICY_N_KINDS
 
-/* predict and gated: the policies that read a predictor and a horizon. */
+/* predict, gated and hybrid: the policies that read a predictor and a horizon. */
 int sim_predicts(int kind);
 
 /*

@@ -6,7 +6,10 @@
 #include <stdlib.h>
 #include <unistd.h>
 
-int sim_predicts(int k) { return k == EC_POLICY_PREDICT || k == EC_POLICY_GATED; }
+int sim_predicts(int k)
+{
+    return k == EC_POLICY_PREDICT || k == EC_POLICY_GATED || k == EC_POLICY_HYBRID;
+}
 
 typedef struct runner {
     ec_sim *sim;

@@ -76,6 +76,8 @@ struct ec_loader {
 
     /* the last successful observation: its layer, experts, which were acquired */
 
+    int64_t *host_acq;  /* [L*E] step of an open host acquire (hybrid), -1 */
+
     ec_loader_stats stats;
     ec_status broken;   /* first backend failure; later calls refuse */
     int finished;
@@ -170,6 +172,7 @@ static void free_all(ec_loader *l)
     ec_free(l->rt);
     ec_free(l->fl);
     ec_free(l->dataset);
+    ec_free(l->host_acq);
     ec_free(l);
 }
 
@@ -269,7 +272,11 @@ ec_status ec_loader_create(ec_backend *b, ec_store *s, const ec_predictor *predi
     l->fl_cap = 2 * l->n_slots + 8;
     l->fl = ec_calloc((size_t)l->fl_cap, sizeof *l->fl);
     l->dataset = ec_strdup("loader");
-    if (!l->rt || !l->fl || !l->dataset) {
+    l->host_acq = ec_malloc((size_t)l->L * (size_t)l->E * sizeof *l->host_acq);
+    if (l->host_acq)
+        for (size_t i = 0; i < (size_t)l->L * (size_t)l->E; i++)
+            l->host_acq[i] = -1;
+    if (!l->rt || !l->fl || !l->dataset || !l->host_acq) {
         st = ec_error_set(err, EC_ERR_NOMEM, "loader: out of memory");
         goto fail;
     }
@@ -495,6 +502,8 @@ ec_status ec_loader_observe(ec_loader *l, int32_t layer, const int16_t *experts)
         ec_history_observe(l->hist, layer, experts);
     }
     l->pending = 0;
+    if (!retry) /* hybrid: the link is busy with the copies in flight (each counted whole) */
+        ec_policy_set_lanes(l->policy, l->fl_len * l->cfg.policy.transfer_ms, 0);
     for (;;) {
         s = ec_policy_observe(l->policy, token * l->L + layer, layer, experts, l->k, l->hist);
         if (s != EC_ERR_BUSY)
@@ -550,6 +559,11 @@ ec_status ec_loader_acquire(ec_loader *l, int32_t layer, int32_t expert, ec_stre
                      (int)layer, (int)expert, (int)l->L, (int)l->E);
     if (l->token < 0)
         return lfail(l, EC_ERR_STATE, "acquire: nothing observed yet");
+    if (ec_policy_on_host(l->policy, layer, expert))
+        return lfail(l, EC_ERR_STATE,
+                     "acquire: layer %d expert %d runs on the host this step: use "
+                     "ec_loader_acquire_where",
+                     (int)layer, (int)expert);
     int32_t slot = ec_policy_acquire(l->policy, ec_loader_step(l, layer), layer, expert);
     if (slot < 0)
         return lfail(l, EC_ERR_STATE,
@@ -602,6 +616,35 @@ ec_status ec_loader_acquire(ec_loader *l, int32_t layer, int32_t expert, ec_stre
     return EC_OK;
 }
 
+ec_status ec_loader_acquire_where(ec_loader *l, int32_t layer, int32_t expert, ec_stream *stream,
+                                  ec_expert_ref *out)
+{
+    if (!l || !out)
+        return l ? lfail(l, EC_ERR_INVALID, "acquire: NULL out") : EC_ERR_INVALID;
+    memset(out, 0, sizeof *out);
+    ec_status s = usable(l);
+    if (s || (s = check_stream(l, stream, "acquire")))
+        return s;
+    if (layer < 0 || layer >= l->L || expert < 0 || expert >= l->E)
+        return lfail(l, EC_ERR_INVALID, "acquire: layer %d expert %d outside %d x %d",
+                     (int)layer, (int)expert, (int)l->L, (int)l->E);
+    if (l->token >= 0 && ec_policy_on_host(l->policy, layer, expert)) {
+        l->host_acq[(size_t)layer * (size_t)l->E + (size_t)expert] = ec_loader_step(l, layer);
+        l->stats.host_acquires++;
+        out->where = EC_WHERE_HOST;
+        out->host = ec_store_expert(l->store, layer, expert);
+        out->bytes = l->bytes;
+        return EC_OK;
+    }
+    void *dev = NULL;
+    if ((s = ec_loader_acquire(l, layer, expert, stream, &dev)))
+        return s;
+    out->where = EC_WHERE_DEVICE;
+    out->dev = dev;
+    out->bytes = l->bytes;
+    return EC_OK;
+}
+
 ec_status ec_loader_release(ec_loader *l, int32_t layer, int32_t expert, ec_stream *stream)
 {
     if (!l)
@@ -609,6 +652,13 @@ ec_status ec_loader_release(ec_loader *l, int32_t layer, int32_t expert, ec_stre
     ec_status s = usable(l);
     if (s || (s = check_stream(l, stream, "release")))
         return s;
+    if (layer >= 0 && layer < l->L && expert >= 0 && expert < l->E) {
+        int64_t *h = &l->host_acq[(size_t)layer * (size_t)l->E + (size_t)expert];
+        if (*h >= 0 && *h == ec_loader_step(l, layer)) { /* a host expert: no slot */
+            *h = -1;
+            return EC_OK;
+        }
+    }
     int32_t slot = ec_cache_find(l->cache, layer, expert);
     if (slot < 0 || ec_cache_slot(l->cache, slot)->pins <= 0)
         return lfail(l, EC_ERR_STATE, "release: layer %d expert %d is not acquired",

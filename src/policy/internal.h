@@ -144,7 +144,22 @@ struct ec_policy {
     /* transfers started per step (moving average): how busy the link is */
     double load_rate;
     int64_t loads_seen;
+
+    /* hybrid (hybrid.c) */
+    double lane_link, lane_host; /* the caller's lane waits for the next step (ms) */
+    double hy_link, hy_host;     /* when the step's copies / host runs chosen so far
+                                    finish, ms after its router decision */
+    double hy_dev;               /* when the last copy the step waits for is in (0: none) */
+    int32_t hy_n_host;           /* experts the step runs on the host so far */
+    int64_t *host_at;            /* [L*E] serial of the observation that runs it on
+                                    the host, -1 */
 };
+
+/* gated and hybrid share gated's victims, reuse rows and prefetch plan. */
+static inline int policy_gated_rules(const ec_policy *p)
+{
+    return p->cfg.kind == EC_POLICY_GATED || p->cfg.kind == EC_POLICY_HYBRID;
+}
 
 /* Realised over predicted use of resolved prefetches, add-one smoothed
  * (1 before any: the predictor is trusted until its prefetches resolve;
@@ -194,6 +209,16 @@ static inline const float *reuse_row(const ec_policy *p, int32_t layer)
 }
 /* Oracle: next use of slot's expert after the current step (memoised). */
 int64_t policy_next_use(ec_policy *p, int32_t slot);
+
+/* hybrid (hybrid.c). At a new step: starts the lanes from the caller's
+ * waits. For an expert of the step with no slot: 1 when it runs on the host
+ * (marked, counted), 0 when it is to be copied (the link's finish time
+ * advances). hybrid_copy_behind, after the prefetch plan: queues a
+ * background copy of the experts run on the host whose reuse pays for the
+ * slot. */
+void hybrid_begin_step(ec_policy *p);
+int hybrid_place(ec_policy *p, int32_t layer, int32_t expert);
+void hybrid_copy_behind(ec_policy *p, const int16_t *experts, int32_t k);
 
 /* Planners (plan.c): queue prefetches for the steps after p->step. */
 void plan_predict(ec_policy *p);

@@ -5,7 +5,7 @@
 #include <string.h>
 
 static const char *const kind_names[] = {"on-demand", "lru",    "lfu",     "predict",
-                                         "gated",     "oracle", "resident"};
+                                         "gated",     "oracle", "resident", "hybrid"};
 
 const char *ec_policy_kind_name(ec_policy_kind k)
 {
@@ -22,7 +22,10 @@ ec_status ec_policy_kind_parse(const char *name, ec_policy_kind *out)
     return EC_ERR_NOT_FOUND;
 }
 
-static int needs_predictor(ec_policy_kind k) { return k == EC_POLICY_PREDICT || k == EC_POLICY_GATED; }
+static int needs_predictor(ec_policy_kind k)
+{
+    return k == EC_POLICY_PREDICT || k == EC_POLICY_GATED || k == EC_POLICY_HYBRID;
+}
 
 static ec_status check_predictor(const ec_policy *p, const ec_predictor *pred, ec_error *err)
 {
@@ -65,9 +68,15 @@ ec_status ec_policy_create(const ec_policy_config *cfg, ec_cache *cache, ec_queu
         return ec_error_set(err, EC_ERR_INVALID, "policy: prefetch_k %d is out of range [0, %d]",
                             c.prefetch_k, cache->E);
     if (!isfinite(c.transfer_ms) || c.transfer_ms < 0 || !isfinite(c.compute_ms) ||
-        c.compute_ms < 0)
-        return ec_error_set(err, EC_ERR_INVALID,
-                            "policy: transfer_ms and compute_ms must be finite and >= 0");
+        c.compute_ms < 0 || !isfinite(c.host_ms) || c.host_ms < 0 || !isfinite(c.host_act_ms) ||
+        c.host_act_ms < 0)
+        return ec_error_set(err, EC_ERR_INVALID, "policy: transfer_ms, compute_ms, host_ms and "
+                                                 "host_act_ms must be finite and >= 0");
+    if (c.copy_engines == 0)
+        c.copy_engines = 1;
+    if (c.copy_engines < 1 || c.copy_engines > 64)
+        return ec_error_set(err, EC_ERR_INVALID, "policy: copy_engines %d is out of range [1, 64]",
+                            c.copy_engines);
     if (c.kind == EC_POLICY_ORACLE && (!future || !future->next_use || !future->experts_at))
         return ec_error_set(err, EC_ERR_INVALID, "policy 'oracle' needs the future (ec_future)");
     if (c.kind == EC_POLICY_RESIDENT &&
@@ -108,14 +117,15 @@ ec_status ec_policy_create(const ec_policy_config *cfg, ec_cache *cache, ec_queu
     p->evicted_at = ec_malloc(LE * sizeof *p->evicted_at);
     p->pool_full = ec_malloc((size_t)p->L * sizeof *p->pool_full);
     p->pf_prob = ec_calloc(ns, sizeof *p->pf_prob);
-    if (!p->taken || !p->plan_keep || !p->probs || !p->qrow || !p->qstamp || !p->rank ||
+    p->host_at = ec_malloc(LE * sizeof *p->host_at);
+    if (!p->host_at || !p->taken || !p->plan_keep || !p->probs || !p->qrow || !p->qstamp || !p->rank ||
         !p->reuse || !p->reuse_at || !p->last_tok || !p->row_tok || !p->fut_ex ||
         !p->nu || !p->nu_stamp || !p->evicted_at || !p->pool_full || !p->pf_prob) {
         ec_policy_destroy(p);
         return ec_error_set(err, EC_ERR_NOMEM, "out of memory creating policy");
     }
     for (size_t i = 0; i < LE; i++)
-        p->taken[i] = -1;
+        p->taken[i] = p->host_at[i] = -1;
     for (size_t i = 0; i < ns; i++)
         p->plan_keep[i] = p->nu_stamp[i] = -1;
     for (int32_t l = 0; l < p->L; l++)
@@ -145,6 +155,7 @@ void ec_policy_destroy(ec_policy *p)
     ec_free(p->evicted_at);
     ec_free(p->pool_full);
     ec_free(p->pf_prob);
+    ec_free(p->host_at);
     ec_free(p);
 }
 
@@ -180,6 +191,7 @@ void ec_policy_reset(ec_policy *p)
     p->pf_predicted = p->pf_used = 0;
     p->load_rate = -1; /* unknown until the first step */
     p->loads_seen = 0;
+    p->lane_link = p->lane_host = 0;
 }
 
 /* Step 1 of observe: every queued prefetch comes back, newest first, so
@@ -242,6 +254,8 @@ ec_status ec_policy_observe_batch(ec_policy *p, int64_t step, int32_t layer,
         if (p->cfg.kind == EC_POLICY_ON_DEMAND)
             for (int32_t i = 0; i < c->n_slots; i++)
                 od_drop_if_done(p, i);
+        if (p->cfg.kind == EC_POLICY_HYBRID)
+            hybrid_begin_step(p);
     }
     p->layer = layer;
     p->hs = hs;
@@ -250,7 +264,7 @@ ec_status ec_policy_observe_batch(ec_policy *p, int64_t step, int32_t layer,
 
     take_back_prefetches(p);
     if (!p->counted) {
-        if (p->cfg.kind == EC_POLICY_GATED)
+        if (policy_gated_rules(p))
             reuse_observe(p, experts, k);
         count_uses(p, experts, k);
         p->counted = 1;
@@ -265,6 +279,9 @@ ec_status ec_policy_observe_batch(ec_policy *p, int64_t step, int32_t layer,
         int32_t key = cache_key(c, layer, experts[i]);
         if (c->where[key] >= 0)
             continue;
+        if (p->cfg.kind == EC_POLICY_HYBRID &&
+            (p->host_at[key] == p->serial || hybrid_place(p, layer, experts[i])))
+            continue; /* runs on the host: no slot */
         int32_t v = victim_demand(p, layer);
         if (v < 0) {
             p->hs = NULL;
@@ -283,6 +300,10 @@ ec_status ec_policy_observe_batch(ec_policy *p, int64_t step, int32_t layer,
     switch (p->cfg.kind) {
     case EC_POLICY_PREDICT: plan_predict(p); break;
     case EC_POLICY_GATED: plan_gated(p); break;
+    case EC_POLICY_HYBRID:
+        plan_gated(p);
+        hybrid_copy_behind(p, experts, k);
+        break;
     case EC_POLICY_ORACLE: plan_oracle(p); break;
     default: break;
     }

@@ -7,7 +7,7 @@
  * slot comes first, then the policy's rule:
  *   on-demand, lru, predict: least recently used (slot_recency);
  *   lfu: fewest uses of (layer, expert) since reset, LRU tie-break;
- *   gated: for a prefetch, the lowest predicted probability of use at the
+ *   gated (and hybrid): for a prefetch, the lowest predicted probability of use at the
  *     expert's next occurrence, LRU tie-break (the gate has already priced
  *     that victim, plan.c); for a demand, the least recently used unless
  *     the expert with the lowest predicted reuse is clearly less likely to
@@ -104,6 +104,7 @@ static int32_t pick(ec_policy *p, int32_t layer, int for_prefetch)
             key = (double)c->freq[cache_key(c, s->layer, s->expert)];
             break;
         case EC_POLICY_GATED:
+        case EC_POLICY_HYBRID:
             if (s->layer != row_layer) {
                 row = policy_qrow(p, s->layer);
                 row_layer = s->layer;
@@ -130,7 +131,7 @@ static int32_t pick(ec_policy *p, int32_t layer, int for_prefetch)
 
 int32_t victim_demand(ec_policy *p, int32_t layer)
 {
-    return p->cfg.kind == EC_POLICY_GATED ? reuse_victim(p, layer) : pick(p, layer, 0);
+    return policy_gated_rules(p) ? reuse_victim(p, layer) : pick(p, layer, 0);
 }
 int32_t victim_prefetch(ec_policy *p, int32_t layer) { return pick(p, layer, 1); }
 

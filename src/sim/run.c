@@ -111,6 +111,9 @@ typedef struct run_state {
     const ec_history **hs;     /* [B] active ones for the current step */
     engines g;
     double *stall_l, *compute_l;
+    double *host_free;         /* [host_lanes] when each host lane finishes its expert */
+    int64_t host_runs;
+    double host_busy;          /* host lane time spent (ms) */
 } run_state;
 
 static void run_free(run_state *r, int32_t B)
@@ -129,6 +132,7 @@ static void run_free(run_state *r, int32_t B)
     ec_free(r->g.reader_end);
     ec_free(r->stall_l);
     ec_free(r->compute_l);
+    ec_free(r->host_free);
 }
 
 void ec_sim_result_clear(ec_sim_result *r)
@@ -140,16 +144,22 @@ void ec_sim_result_clear(ec_sim_result *r)
     memset(r, 0, sizeof *r);
 }
 
-static int predicts(ec_policy_kind k) { return k == EC_POLICY_PREDICT || k == EC_POLICY_GATED; }
+static int predicts(ec_policy_kind k)
+{
+    return k == EC_POLICY_PREDICT || k == EC_POLICY_GATED || k == EC_POLICY_HYBRID;
+}
 
 static ec_status check_config(const ec_sim *s, const ec_sim_config *cfg, ec_error *err)
 {
     const ec_sim_timing *tm = &cfg->timing;
     if (!(tm->transfer_ms >= 0) || !isfinite(tm->transfer_ms) || tm->engines < 1 ||
         !(tm->compute_fixed_ms >= 0) || !(tm->compute_per_expert_ms >= 0) ||
-        !(tm->router_ms >= 0) || !(tm->predictor_ms >= 0) || !(tm->expert_bytes >= 0))
+        !(tm->router_ms >= 0) || !(tm->predictor_ms >= 0) || !(tm->expert_bytes >= 0) ||
+        tm->host_lanes < 0 || tm->host_lanes > 4096 || !(tm->host_stream_ms >= 0) ||
+        !isfinite(tm->host_stream_ms) || !(tm->host_d2h_ms >= 0) || !isfinite(tm->host_d2h_ms) ||
+        !(tm->host_h2d_ms >= 0) || !isfinite(tm->host_h2d_ms))
         return ec_error_set(err, EC_ERR_INVALID, "simulate: timing values must be >= 0 and "
-                                                 "finite, engines >= 1");
+                                                 "finite, engines >= 1, host lanes >= 0");
     if (cfg->kind == EC_POLICY_RESIDENT)
         return EC_OK;
     if (cfg->cache_per_layer > 0) {
@@ -175,6 +185,14 @@ static ec_status check_config(const ec_sim *s, const ec_sim_config *cfg, ec_erro
     return EC_OK;
 }
 
+/* The activations leave for the host when the router starts (they are its
+ * input): only the part of their transfer longer than the router delays a
+ * host expert. */
+static double host_d2h_wait(const ec_sim_timing *tm)
+{
+    return tm->host_d2h_ms > tm->router_ms ? tm->host_d2h_ms - tm->router_ms : 0;
+}
+
 static ec_status setup(ec_sim *s, const ec_sim_config *cfg, run_state *r, ec_error *err)
 {
     int32_t per_layer = cfg->kind == EC_POLICY_RESIDENT ? s->E : cfg->cache_per_layer;
@@ -191,6 +209,9 @@ static ec_status setup(ec_sim *s, const ec_sim_config *cfg, run_state *r, ec_err
         .transfer_ms = tm->transfer_ms,
         .compute_ms = tm->router_ms +
                       tm->compute_fixed_ms + tm->compute_per_expert_ms * s->mean_union,
+        .host_ms = ec_sim_host_ms(tm, 1),
+        .host_act_ms = tm->host_lanes > 0 ? host_d2h_wait(tm) + tm->host_h2d_ms : 0,
+        .copy_engines = tm->engines,
     };
     ec_future fut = {fut_next_use, fut_experts_at, s};
     if ((st = ec_policy_create(&pc, r->c, r->q, s->pred[0], &fut, &r->p, err)))
@@ -205,7 +226,9 @@ static ec_status setup(ec_sim *s, const ec_sim_config *cfg, run_state *r, ec_err
     r->g.reader_end = ec_calloc((size_t)ns, sizeof *r->g.reader_end);
     r->stall_l = ec_calloc((size_t)s->L, sizeof *r->stall_l);
     r->compute_l = ec_calloc((size_t)s->L, sizeof *r->compute_l);
-    if (!r->h || !r->hs || !r->g.free_at || !r->g.cur || !r->g.ready_at || !r->g.reader_end ||
+    r->host_free = ec_calloc((size_t)(tm->host_lanes > 0 ? tm->host_lanes : 1),
+                             sizeof *r->host_free);
+    if (!r->host_free || !r->h || !r->hs || !r->g.free_at || !r->g.cur || !r->g.ready_at || !r->g.reader_end ||
         !r->stall_l || !r->compute_l)
         return ec_error_set(err, EC_ERR_NOMEM, "out of memory");
     /* as deep as the deepest predictor reads, so it sees what its fit saw */
@@ -224,6 +247,32 @@ static ec_status setup(ec_sim *s, const ec_sim_config *cfg, run_state *r, ec_err
     return EC_OK;
 }
 
+static int32_t earliest_lane(const run_state *r, const ec_sim_timing *tm)
+{
+    int32_t best = 0;
+    for (int32_t i = 1; i < tm->host_lanes; i++)
+        if (r->host_free[i] < r->host_free[best])
+            best = i;
+    return best;
+}
+
+/* Sequences of the batch (trace rows, -1 absent) whose layer l uses expert e. */
+static int32_t tokens_using(const ec_sim *s, const int64_t *rows, int32_t l, int32_t e)
+{
+    int32_t b = 0;
+    for (int32_t i = 0; i < s->B; i++) {
+        if (rows[i] < 0)
+            continue;
+        const int16_t *x = ec_trace_experts(s->t, (size_t)rows[i], l);
+        for (int32_t j = 0; j < s->t->k; j++)
+            if (x[j] == e) {
+                b++;
+                break;
+            }
+    }
+    return b;
+}
+
 static ec_status replay(ec_sim *s, const ec_sim_config *cfg, run_state *r, double *total,
                         ec_error *err)
 {
@@ -235,6 +284,7 @@ static ec_status replay(ec_sim *s, const ec_sim_config *cfg, run_state *r, doubl
     int32_t group = -1, n_act = 0;
     engines *g = &r->g;
     const ec_slot *slots = ec_cache_slot(r->c, 0); /* the slot table, [n_slots] */
+    int hybrid = cfg->kind == EC_POLICY_HYBRID && tm->host_lanes > 0;
     for (int64_t st = 0; st < s->S; st++) {
         int64_t j = st / s->L;
         int32_t l = (int32_t)(st % s->L);
@@ -260,6 +310,10 @@ static ec_status replay(ec_sim *s, const ec_sim_config *cfg, run_state *r, doubl
         advance(g, now);
         g->obs_time = now;
         g->prefetch_delay = predicts(cfg->kind) ? tm->predictor_ms : 0;
+        if (hybrid) { /* the lanes' waits at the router's decision */
+            double link = g->free_at[earliest_engine(g)] - now;
+            ec_policy_set_lanes(r->p, link, r->host_free[earliest_lane(r, tm)] - now);
+        }
         ec_status o;
         while ((o = ec_policy_observe_batch(r->p, st, l, ex, n, r->hs, n_act)) == EC_ERR_BUSY) {
             double next = next_completion(g);
@@ -274,10 +328,28 @@ static ec_status replay(ec_sim *s, const ec_sim_config *cfg, run_state *r, doubl
         if (o)
             return ec_error_set(err, o, "simulate: step %lld: observe failed: %s", (long long)st,
                                 ec_status_str(o));
-        /* wait for every needed expert */
+        /* the experts run on the host: each on the earliest free lane */
+        double host_end = now, act_in = router + host_d2h_wait(tm);
+        int32_t n_dev = n;
+        for (int32_t i = 0; hybrid && i < n; i++) {
+            if (!ec_policy_on_host(r->p, l, ex[i]))
+                continue;
+            int32_t lane = earliest_lane(r, tm);
+            double start = r->host_free[lane] > act_in ? r->host_free[lane] : act_in;
+            double ms = ec_sim_host_ms(tm, tokens_using(s, rows, l, ex[i]));
+            r->host_free[lane] = start + ms;
+            if (r->host_free[lane] + tm->host_h2d_ms > host_end)
+                host_end = r->host_free[lane] + tm->host_h2d_ms;
+            r->host_runs++;
+            r->host_busy += ms;
+            n_dev--;
+        }
+        /* wait for every needed expert on the device */
         double ready = now;
         int busy = ec_queue_len(r->q) > 0;
         for (int32_t i = 0; i < n; i++) {
+            if (hybrid && ec_policy_on_host(r->p, l, ex[i]))
+                continue;
             const ec_slot *sl = slots + ec_cache_find(r->c, l, ex[i]);
             while (sl->state == EC_SLOT_QUEUED)
                 if (!start_next(g, INFINITY))
@@ -288,15 +360,26 @@ static ec_status replay(ec_sim *s, const ec_sim_config *cfg, run_state *r, doubl
         }
         if (busy || ready > now)
             advance(g, ready);
-        double compute = tm->compute_fixed_ms + tm->compute_per_expert_ms * n;
+        double compute = tm->compute_fixed_ms + tm->compute_per_expert_ms * n_dev;
         double end = ready + compute;
         for (int32_t i = 0; i < n; i++) {
+            if (hybrid && ec_policy_on_host(r->p, l, ex[i]))
+                continue;
             int32_t slot = ec_policy_acquire(r->p, st, l, ex[i]);
             g->reader_end[slot] = end;
             ec_policy_release(r->p, slot);
         }
-        r->stall_l[l] += ready - router;
-        r->compute_l[l] += compute + overhead;
+        /* stall: the time beyond the device's own compute; the layer ends
+         * when its host experts are done too */
+        double stall = ready - router;
+        if (host_end > end) {
+            stall += host_end - end;
+            end = host_end;
+        }
+        r->stall_l[l] += stall;
+        /* what the device would compute with every expert on it: the same
+         * for every policy (the analytic bound's compute) */
+        r->compute_l[l] += tm->compute_fixed_ms + tm->compute_per_expert_ms * n + overhead;
         t = end;
     }
     *total = t;
@@ -372,6 +455,8 @@ ec_status ec_sim_run(ec_sim *s, const ec_sim_config *cfg, ec_sim_result *res, ec
     res->bytes_per_token = res->transfers_per_token * tm->expert_bytes;
     res->wasted_bytes_per_token = res->wasted_transfers_per_token * tm->expert_bytes;
     res->prefetch_precision = cs->prefetches ? (double)cs->prefetch_hits / (double)cs->prefetches : NAN;
+    res->host_runs_per_token = (double)r.host_runs / ntok;
+    res->host_busy_ms_per_token = r.host_busy / ntok;
     run_free(&r, s->B);
     return EC_OK;
 }
