@@ -125,6 +125,9 @@ typedef enum ec_policy_kind {
 } ec_policy_kind;
 
 const char *ec_policy_kind_name(ec_policy_kind k);
+/* 1 for the policies that read a predictor and a horizon (predict, gated),
+ * else 0. */
+int ec_policy_kind_predicts(ec_policy_kind k);
 /* Parses "on-demand", "lru", ... EC_ERR_NOT_FOUND for an unknown name. */
 ec_status ec_policy_kind_parse(const char *name, ec_policy_kind *out);
 
