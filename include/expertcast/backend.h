@@ -23,7 +23,9 @@
  *            (timing disabled unless asked), host buffers cudaHostAlloc'd,
  *            device buffers cudaMalloc'd. Available when the library was
  *            built with CUDA (EC_HAVE_CUDA) and a device exists.
- *   "auto" - cuda when it can be created, else cpu.
+ *   "auto" - cuda when it can be created, else cpu; the reason cuda was not
+ *            used is kept (ec_backend_fallback_reason) to be announced.
+ *            An explicit "cuda" never falls back: it fails with the reason.
  *
  * Errors: every call returns an ec_status; the backend keeps the message
  * of its last failure (ec_backend_errmsg), which for CUDA names the failing
@@ -69,6 +71,10 @@ const char *ec_backend_name(const ec_backend *b);
 const char *ec_backend_device_name(const ec_backend *b);
 /* Message of the last failed call on this backend or its objects ("" if none). */
 const char *ec_backend_errmsg(const ec_backend *b);
+/* For a backend created as "auto" that is cpu: why cuda was not used (the
+ * message cuda's creation gave, e.g. "backend cuda: no CUDA device: ..."),
+ * for the caller to announce the fallback. "" otherwise. */
+const char *ec_backend_fallback_reason(const ec_backend *b);
 
 /* ---- memory --------------------------------------------------------------- */
 

@@ -53,9 +53,14 @@ ec_status ec_backend_create(const char *name, const ec_backend_opts *opts, ec_ba
     if (!name)
         name = "auto";
     if (strcmp(name, "auto") == 0) {
-        if (create_one("cuda", &o, out, NULL) == EC_OK)
+        ec_error why = {0};
+        ec_status s = create_one("cuda", &o, out, &why);
+        if (s == EC_OK)
             return EC_OK;
-        return create_one("cpu", &o, out, err);
+        if ((s = create_one("cpu", &o, out, err)))
+            return s;
+        snprintf((*out)->fallback, sizeof (*out)->fallback, "%s", why.message);
+        return EC_OK;
     }
     if (strcmp(name, "cpu") != 0 && strcmp(name, "cuda") != 0)
         return ec_error_set(err, EC_ERR_NOT_FOUND,
@@ -74,6 +79,7 @@ void ec_backend_destroy(ec_backend *b)
 const char *ec_backend_name(const ec_backend *b) { return b->iface->name; }
 const char *ec_backend_device_name(const ec_backend *b) { return b->device_name; }
 const char *ec_backend_errmsg(const ec_backend *b) { return b->errmsg; }
+const char *ec_backend_fallback_reason(const ec_backend *b) { return b->fallback; }
 
 /* ---- memory ---------------------------------------------------------------- */
 

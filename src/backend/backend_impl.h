@@ -50,6 +50,7 @@ struct ec_backend {
     void *context;
     char device_name[128];
     char errmsg[EC_ERROR_MAX];
+    char fallback[EC_ERROR_MAX]; /* "auto" on cpu: why cuda was not used */
 };
 
 struct ec_stream {
