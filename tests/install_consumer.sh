@@ -14,13 +14,14 @@ set -euo pipefail
 cmake=$1
 build=$2
 cc=${CC:-cc}
-command -v pkg-config >/dev/null || { echo "pkg-config is not installed: skipped"; exit 77; }
-command -v "$cc" >/dev/null || { echo "no C compiler ($cc): skipped"; exit 77; }
+skip() { echo "$*: skipped"; echo "cases: 0 passed, 0 failed, 1 skipped"; exit 77; }
+command -v pkg-config >/dev/null || skip "pkg-config is not installed"
+command -v "$cc" >/dev/null || skip "no C compiler ($cc)"
 
 tmp=$(mktemp -d /tmp/expertcast-install.XXXXXX)
 trap 'rm -rf "$tmp"' EXIT
 prefix=$tmp/prefix
-fail() { echo "install_consumer: $*" >&2; exit 1; }
+fail() { echo "install_consumer: $*" >&2; echo "cases: 0 passed, 1 failed, 0 skipped"; exit 1; }
 
 "$cmake" --install "$build" --prefix "$prefix" >"$tmp/install.log" ||
   { cat "$tmp/install.log"; fail "cmake --install failed"; }
@@ -87,3 +88,4 @@ esac
    "$prefix/share/expertcast/sample_trace.jsonl" --model mixtral-8x7b-int4 \
    --hardware h100-pcie5 --cache-experts 4 >/dev/null) || fail "the installed CLI's simulate failed"
 echo "install_consumer: pkg-config and find_package consumers run from $prefix without ldconfig"
+echo "cases: 1 passed, 0 failed, 0 skipped"

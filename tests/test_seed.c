@@ -449,7 +449,7 @@ Test(seed, extract_needs_a_dataset_when_a_problem_is_in_several)
 
 /* ---- the seed's acceptance numbers on the Mixtral trace ----------------------- */
 
-Test(seed, mixtral_extract_is_byte_identical_to_the_input_lines)
+Test(seed_real, mixtral_extract_is_byte_identical_to_the_input_lines)
 {
     const char *raw = TU_SHARED_OR_SKIP(MIXTRAL);
     const char *out = tu_tmpdir();
@@ -501,7 +501,7 @@ Test(seed, mixtral_extract_is_byte_identical_to_the_input_lines)
     free(all);
 }
 
-Test(seed, mixtral_acceptance_numbers)
+Test(seed_real, mixtral_acceptance_numbers)
 {
     const char *raw = TU_SHARED_OR_SKIP(MIXTRAL);
     const char *out = tu_tmpdir();
@@ -553,7 +553,7 @@ Test(seed, mixtral_acceptance_numbers)
     ec_seed_rules_destroy(r);
 }
 
-Test(seed, mixtral_results_json_matches_the_seeds_format)
+Test(seed_real, mixtral_results_json_matches_the_seeds_format)
 {
     const char *raw = TU_SHARED_OR_SKIP(MIXTRAL);
     const char *out = tu_tmpdir();
@@ -591,7 +591,7 @@ Test(seed, mixtral_results_json_matches_the_seeds_format)
 
 /* ---- FLAME: 64 experts, top-6, 8 layers ----------------------------------------- */
 
-Test(seed, flame_runs_with_its_own_shape)
+Test(seed_real, flame_runs_with_its_own_shape)
 {
     const char *raw = TU_SHARED_OR_SKIP(FLAME);
     const char *out = tu_tmpdir();
