@@ -227,3 +227,32 @@ Test(backend_choice, auto_says_why_it_is_not_cuda_and_cuda_never_falls_back)
     cr_expect_str_eq(ec_backend_fallback_reason(b), "", "asked for cpu: no fallback");
     ec_backend_destroy(b);
 }
+
+/* ---- the CLI from any directory ------------------------------------------------ */
+
+Test(cli_anywhere, profiles_and_the_sample_are_found_from_another_directory)
+{
+    unsetenv("EXPERTCAST_DATA");
+    unsetenv("EXPERTCAST_PROFILES");
+    const char *d = tu_tmpdir();
+    cr_assert_eq(chdir(d), 0);
+    char sample[4096];
+    cr_assert_eq(ec_data_find("sample_trace.jsonl", sample, sizeof sample, NULL), EC_OK);
+    char *out = NULL, *err = NULL;
+    int rc = tu_cli(&out, &err,
+                    "simulate %s --model mixtral-8x7b-int4 --hardware h100-pcie5 "
+                    "--cache-experts 4 --policy lru",
+                    sample);
+    cr_expect_eq(rc, 0, "%s", err);
+    cr_expect(out && strstr(out, "hardware h100-pcie5"), "%s", out);
+    free(out);
+    free(err);
+    /* the demo's default trace, and its profiles, with no data/ below the
+     * current directory */
+    rc = tu_cli(&out, &err, "demo --backend cpu --tokens 8 -o %s/demo", d);
+    cr_expect_eq(rc, 0, "%s", err);
+    cr_expect(out && strstr(out, "sample_trace.jsonl") && strstr(out, "rtx4090-pcie4"), "%s",
+              out);
+    free(out);
+    free(err);
+}

@@ -79,6 +79,7 @@ struct ec_loader {
     ec_loader_stats stats;
     ec_status broken;   /* first backend failure; later calls refuse */
     int finished;
+    int keep_slots;     /* a wait failed: a kernel may still read the slots, never free them */
     char broken_msg[EC_ERROR_MAX];
     char errmsg[EC_ERROR_MAX];
 };
@@ -161,7 +162,9 @@ static void free_all(ec_loader *l)
         ec_event_destroy(l->stall[i].t1);
     }
     ec_stream_destroy(l->copy);
-    ec_backend_dev_free(l->b, l->dev);
+    if (!l->keep_slots)
+        ec_backend_dev_free(l->b, l->dev);
+    /* else the slot memory is leaked on purpose (ec_loader_finish says so) */
     ec_recorder_abort(l->rec);
     ec_policy_destroy(l->policy);
     ec_queue_destroy(l->queue);
@@ -656,10 +659,25 @@ ec_status ec_loader_finish(ec_loader *l)
     if (l->finished)
         return EC_OK;
     ec_status s = l->broken ? usable(l) : ec_loader_sync(l);
-    /* Readers of the slots must be done before the memory can go. */
-    for (int32_t i = 0; i < l->n_slots; i++)
-        if (!l->broken)
-            ec_event_sync(l->rt[i].released);
+    /* Readers of the slots must be done before the memory can go. A wait
+     * that failed (now or earlier) proves nothing: a kernel may still read
+     * a slot, so the slot memory is kept (leaked) rather than freed. */
+    for (int32_t i = 0; i < l->n_slots && !l->broken; i++) {
+        ec_status w = ec_event_sync(l->rt[i].released);
+        if (w) {
+            broke(l, w, "waiting for the readers of the slots");
+            if (!s)
+                s = w;
+        }
+    }
+    if (l->broken) {
+        l->keep_slots = 1;
+        size_t n = strlen(l->broken_msg);
+        snprintf(l->broken_msg + n, sizeof l->broken_msg - n, "%s",
+                 "; the slot memory is not freed (a kernel may still read it)");
+        if (s)
+            lfail(l, s, "%s", l->broken_msg);
+    }
     if (l->rec) {
         ec_error err = {0};
         ec_status c = ec_recorder_commit(l->rec, &err);
