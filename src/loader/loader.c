@@ -108,6 +108,14 @@ static ec_status broke(ec_loader *l, ec_status s, const char *what)
     return s;
 }
 
+/* A wait on the device failed: as broke, and the slots' readers may still
+ * be running, so their memory must never be freed. */
+static ec_status wait_broke(ec_loader *l, ec_status s, const char *what)
+{
+    l->keep_slots = 1;
+    return broke(l, s, what);
+}
+
 static ec_status usable(ec_loader *l)
 {
     if (l->broken)
@@ -374,7 +382,7 @@ static ec_status start_transfer(ec_loader *l, const ec_transfer *t)
     ec_status s;
     if (l->fl_len == l->fl_cap) { /* cannot happen with a sane policy; stay bounded */
         if ((s = ec_event_sync(l->rt[l->fl[l->fl_head].slot].ready)))
-            return broke(l, s, "waiting for a copy");
+            return wait_broke(l, s, "waiting for a copy");
         complete_oldest(l);
     }
     slot_rt *r = &l->rt[t->slot];
@@ -515,7 +523,7 @@ ec_status ec_loader_observe(ec_loader *l, int32_t layer, const int16_t *experts)
         }
         /* Slots still loading are not evictable: wait for the oldest copy. */
         if ((s = ec_event_sync(l->rt[l->fl[l->fl_head].slot].ready)))
-            return broke(l, s, "waiting for a copy");
+            return wait_broke(l, s, "waiting for a copy");
         complete_oldest(l);
     }
     if (s)
@@ -645,7 +653,7 @@ ec_status ec_loader_sync(ec_loader *l)
         if (l->fl_len == 0)
             break; /* the window is free, so pump emptied the queue */
         if ((s = ec_event_sync(l->rt[l->fl[l->fl_head].slot].ready)))
-            return broke(l, s, "waiting for a copy");
+            return wait_broke(l, s, "waiting for a copy");
         complete_oldest(l);
     }
     harvest_stalls(l, 1);
@@ -659,19 +667,19 @@ ec_status ec_loader_finish(ec_loader *l)
     if (l->finished)
         return EC_OK;
     ec_status s = l->broken ? usable(l) : ec_loader_sync(l);
-    /* Readers of the slots must be done before the memory can go. A wait
-     * that failed (now or earlier) proves nothing: a kernel may still read
-     * a slot, so the slot memory is kept (leaked) rather than freed. */
-    for (int32_t i = 0; i < l->n_slots && !l->broken; i++) {
+    /* Readers of the slots must be done before the memory can go (also
+     * after a host-side failure). A wait that failed, now or earlier, proves
+     * nothing: a kernel may still read a slot, so its memory is kept (leaked)
+     * rather than freed. */
+    for (int32_t i = 0; i < l->n_slots && !l->keep_slots; i++) {
         ec_status w = ec_event_sync(l->rt[i].released);
         if (w) {
-            broke(l, w, "waiting for the readers of the slots");
+            wait_broke(l, w, "waiting for the readers of the slots");
             if (!s)
                 s = w;
         }
     }
-    if (l->broken) {
-        l->keep_slots = 1;
+    if (l->keep_slots) {
         size_t n = strlen(l->broken_msg);
         snprintf(l->broken_msg + n, sizeof l->broken_msg - n, "%s",
                  "; the slot memory is not freed (a kernel may still read it)");
