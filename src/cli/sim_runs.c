@@ -4,6 +4,7 @@
 
 #include <math.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 typedef struct runner {
     ec_sim *sim;
@@ -12,7 +13,24 @@ typedef struct runner {
     int32_t prefetch_k;
     int done, total;
     int progress;
+    int tty;      /* stderr is a terminal */
 } runner;
+
+/* Counts n finished runs on stderr: a terminal gets one line redrawn, a log
+ * a line per tenth. */
+static void count_runs(runner *rn, int n)
+{
+    if (!rn->progress)
+        return;
+    for (int i = 0; i < n; i++) {
+        rn->done++;
+        if (rn->tty)
+            fprintf(stderr, "\rsimulate: %d/%d runs%s", rn->done, rn->total,
+                    rn->done == rn->total ? "\n" : "");
+        else if (rn->done * 10 / rn->total != (rn->done - 1) * 10 / rn->total)
+            fprintf(stderr, "simulate: %d/%d runs\n", rn->done, rn->total);
+    }
+}
 
 static int run_one(runner *rn, ec_policy_kind k, int32_t cache, int32_t horizon,
                    ec_sim_result *out)
@@ -25,14 +43,9 @@ static int run_one(runner *rn, ec_policy_kind k, int32_t cache, int32_t horizon,
                          .timing = *rn->tm};
     ec_error err = {0};
     ec_status s = ec_sim_run(rn->sim, &cfg, out, &err);
-    if (rn->progress) {
-        rn->done++;
-        fprintf(stderr, "\rsimulate: %d/%d runs", rn->done, rn->total);
-        if (rn->done == rn->total)
-            fputc('\n', stderr);
-    }
+    count_runs(rn, 1);
     if (s) {
-        if (rn->progress)
+        if (rn->progress && rn->tty)
             fputc('\n', stderr);
         return cli_fail(s, &err);
     }
@@ -68,6 +81,7 @@ int sim_run_rows(const sim_plan *p, sim_report *rep)
                         ? (ec_policy_kind_predicts((ec_policy_kind)k) ? p->n_horizons : 1) * p->n_caches
                         : 0;
     rn.progress = p->progress && rn.total > 1;
+    rn.tty = isatty(STDERR_FILENO);
     for (int ci = 0; ci < p->n_caches; ci++) {
         ec_sim_baselines base;
         ec_sim_config bc = {.cache_per_layer = p->global ? 0 : p->caches[ci],
@@ -77,13 +91,12 @@ int sim_run_rows(const sim_plan *p, sim_report *rep)
                             .timing = *p->tm};
         ec_error err = {0};
         ec_status s = ec_sim_run_baselines(p->sim, &bc, &base, &err);
-        if (rn.progress) {
-            rn.done += 2;
-            fprintf(stderr, "\rsimulate: %d/%d runs%s", rn.done, rn.total,
-                    s || rn.done == rn.total ? "\n" : "");
-        }
-        if (s)
+        count_runs(&rn, 2);
+        if (s) {
+            if (rn.progress && rn.tty)
+                fputc('\n', stderr);
             return cli_fail(s, &err);
+        }
         size_t first = rep->n_rows;
         for (int k = 0; k < SIM_N_POLICIES; k++) {
             if (!p->want[k])
