@@ -40,7 +40,7 @@ static const char *USAGE =
     "usage: gpu_replay [options]\n\n"
     "Options:\n"
     "  --backend NAME       cuda, cpu or auto (default cuda)\n"
-    "  --trace PATH         routing trace (raw JSONL); default data/sample_trace.jsonl when\n"
+    "  --trace PATH         routing trace (raw JSONL); default the bundled sample_trace.jsonl when\n"
     "                       present, else a synthetic Mixtral-shaped trace made here\n"
     "  --layers N           layers of the synthetic trace (default 32)\n"
     "  --synth-seqs N       sequences of the synthetic trace (default 4)\n"
@@ -555,8 +555,9 @@ static ec_trace *load_or_synth(const args *a, const char **source)
     ec_trace *t = NULL;
     ec_error err = {0};
     const char *path = a->trace;
-    if (!path && access("data/sample_trace.jsonl", R_OK) == 0)
-        path = "data/sample_trace.jsonl";
+    static char sample[4096]; /* the bundled trace, found from any directory */
+    if (!path && ec_data_find("sample_trace.jsonl", sample, sizeof sample, NULL) == EC_OK)
+        path = sample;
     if (path) {
         *source = path;
         if (ec_trace_load(&path, 1, NULL, &t, &err))

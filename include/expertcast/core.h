@@ -124,6 +124,26 @@ void ec_outfile_cleanup_signal(void);
 ec_status ec_outputs_check(const char *const *outputs, size_t n_out, const char *const *inputs,
                            size_t n_in, ec_error *err);
 
+/*
+ * Data files shipped with expertcast (profiles/, sample_trace.jsonl): finds
+ * `rel` (e.g. "profiles/h100-pcie5.json") in these directories, in order:
+ *   1. $EXPERTCAST_DATA, when set and not empty;
+ *   2. the installation the running executable belongs to:
+ *      <directory of the executable>/../share/expertcast;
+ *   3. the source tree's data/ this library was built from (compiled in, so
+ *      that a build folder anywhere works without installing);
+ *   4. the configured install prefix's share/expertcast (compiled in).
+ * The current directory is not searched. Writes the first existing regular
+ * file's path into path[cap]. EC_ERR_NOT_FOUND (message listing the
+ * directories tried) when none has it.
+ */
+ec_status ec_data_find(const char *rel, char *path, size_t cap, ec_error *err);
+/* The i-th directory of that search order (0 <= i < EC_DATA_DIRS) into
+ * dir[cap]; 0 when there is none (variable unset, nothing compiled in), else
+ * 1. The directory need not exist. */
+#define EC_DATA_DIRS 4
+int ec_data_dir(int i, char *dir, size_t cap);
+
 #ifdef __cplusplus
 }
 #endif

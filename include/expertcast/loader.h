@@ -91,10 +91,13 @@ ec_status ec_loader_create(ec_backend *b, ec_store *s, const ec_predictor *predi
                            const ec_loader_config *cfg, ec_loader **out, ec_error *err);
 
 /*
- * Waits for the copy stream, harvests the timing events and commits the
- * recording (ec_outfile: written beside and renamed into place, or "-" for
- * stdout). Returns the first error met. Idempotent;
- * the loader must not be used afterwards except for stats and destroy.
+ * Waits for the copy stream and for the readers of every slot, harvests
+ * the timing events and commits the recording (ec_outfile: written beside
+ * and renamed into place, or "-" for stdout). Returns the first error met.
+ * Idempotent; the loader must not be used afterwards except for stats and
+ * destroy. When a wait on the device failed (here or earlier), the slots'
+ * device memory is not freed by destroy: a kernel may still read it, so it
+ * is leaked on purpose, and the message says so.
  */
 ec_status ec_loader_finish(ec_loader *l);
 

@@ -138,6 +138,9 @@ typedef enum ec_policy_kind {
 #define EC_POLICY_N_KINDS (EC_POLICY_HYBRID + 1)
 
 const char *ec_policy_kind_name(ec_policy_kind k);
+/* 1 for the policies that read a predictor and a horizon (predict, gated),
+ * else 0. */
+int ec_policy_kind_predicts(ec_policy_kind k);
 /* Parses "on-demand", "lru", ... EC_ERR_NOT_FOUND for an unknown name. */
 ec_status ec_policy_kind_parse(const char *name, ec_policy_kind *out);
 

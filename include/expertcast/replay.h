@@ -92,6 +92,14 @@ ec_status ec_replay_run(ec_backend *b, ec_store *s, const ec_trace *t,
                         const ec_predictor *predictor, const ec_replay_opts *o,
                         ec_replay_result *out, ec_error *err);
 
+/*
+ * Milliseconds to copy one expert of s host -> device on b: the median of 5
+ * timed copies (experts of layer 0 in turn) on a stream of its own. This is
+ * the transfer cost the gated policy weighs when no other is given. On
+ * failure err names the backend call that failed.
+ */
+ec_status ec_replay_measure_copy_ms(ec_backend *b, ec_store *s, double *ms, ec_error *err);
+
 #ifdef __cplusplus
 }
 #endif

@@ -85,6 +85,23 @@ ec_status ec_model_profile_load(const char *path, const char *dtype, ec_model_pr
                                 ec_error *err);
 ec_status ec_hw_profile_load(const char *path, ec_hw_profile *out, ec_error *err);
 
+/*
+ * Finds a profile by path or name. `name` is a file path when it contains a
+ * '/' or names an existing file; otherwise NAME.json is looked up in
+ * $EXPERTCAST_PROFILES (when set), then in profiles/ of the data
+ * directories (ec_data_find: $EXPERTCAST_DATA, the executable's
+ * installation, the source tree, the install prefix). For a model
+ * (is_model 1) NAME-DTYPE also names dtype DTYPE of NAME.json: then
+ * dtype[EC_PROFILE_NAME_MAX] (may be NULL) receives "DTYPE", else "".
+ * path[cap] receives the file. EC_ERR_NOT_FOUND when there is none, with a
+ * message listing the model (or hardware) profiles that are there.
+ */
+ec_status ec_profile_find(const char *name, int is_model, char *path, size_t cap, char *dtype,
+                          ec_error *err);
+/* ec_profile_find for both, then ec_model_profile_load / ec_hw_profile_load. */
+ec_status ec_profiles_load(const char *model, const char *hardware, ec_model_profile *m,
+                           ec_hw_profile *h, ec_error *err);
+
 /* Times (ms) the simulator uses, derived from a model and a hardware profile. */
 typedef struct ec_sim_timing {
     double transfer_ms;        /* one expert on one engine, latency included */
@@ -185,6 +202,39 @@ typedef struct ec_sim_result {
  */
 ec_status ec_sim_run(ec_sim *s, const ec_sim_config *cfg, ec_sim_result *res, ec_error *err);
 void ec_sim_result_clear(ec_sim_result *r);
+
+/* ---- measuring a policy against lru, the oracle and the analytic bound ----- */
+
+/*
+ * The reference runs of one cache size: lru (horizon 1) and the oracle
+ * (Belady eviction with greedy perfect prefetch; it is not a bound, a policy
+ * can beat it). Their results own per-layer arrays: ec_sim_baselines_clear.
+ */
+typedef struct ec_sim_baselines {
+    ec_sim_result lru, oracle;
+} ec_sim_baselines;
+
+/* Runs lru and the oracle with cfg's cache, horizon (the oracle's),
+ * prefetch_k and timing; cfg->kind is ignored. On failure *out is cleared. */
+ec_status ec_sim_run_baselines(ec_sim *s, const ec_sim_config *cfg, ec_sim_baselines *out,
+                               ec_error *err);
+void ec_sim_baselines_clear(ec_sim_baselines *b);
+
+/* Where one result stands against the baselines of its cache size; works
+ * for any policy kind. Every figure is on TPOT. */
+typedef struct ec_sim_comparison {
+    double vs_lru;           /* tpot / lru tpot */
+    double saved_vs_lru_ms;  /* lru tpot - tpot (ms per token; > 0: faster than lru) */
+    double vs_oracle_ms;     /* tpot - oracle tpot (ms per token; < 0: beats the oracle) */
+    double vs_bound_ms;      /* tpot - the analytic bound (ms per token; never < 0) */
+    double gap_closed;       /* (lru - tpot) / (lru - oracle); NaN when lru <= oracle */
+    double gap_closed_bound; /* (lru - tpot) / (lru - bound); NaN when lru <= bound */
+    int beats_oracle;        /* tpot < oracle tpot (resident, which loads nothing, never) */
+} ec_sim_comparison;
+
+/* Fills *out for result r against b (same cache size). The bound is r's own
+ * lower_bound_ms_per_token (it depends on the cache, not on the policy). */
+void ec_sim_compare(const ec_sim_result *r, const ec_sim_baselines *b, ec_sim_comparison *out);
 
 #ifdef __cplusplus
 }

@@ -25,7 +25,7 @@ static void print_rows(const sim_report *rep)
     for (size_t i = 0; i < rep->n_rows; i++) {
         const sim_row *w = &rep->rows[i];
         char gap[16], saved[40];
-        snprintf(gap, sizeof gap, isnan(w->gap_closed) ? "-" : "%.3f", w->gap_closed);
+        snprintf(gap, sizeof gap, isnan(w->c.gap_closed) ? "-" : "%.3f", w->c.gap_closed);
         demo_saved(saved, sizeof saved, lru->stall_ms_per_token, w->r.stall_ms_per_token, 1);
         printf("%-10s %8.3f %13.3f %6.1f %11s %17s\n", ec_policy_kind_name(w->r.kind),
                w->r.tpot_ms, w->r.stall_ms_per_token, 100 * w->r.hit_rate, gap, saved);
@@ -133,7 +133,7 @@ int demo_simulate(const demo_ctx *d)
     }
     int want[SIM_N_POLICIES];
     for (int k = 0; k < SIM_N_POLICIES; k++)
-        want[k] = !sim_predicts(k) || t->n_seqs >= 2;
+        want[k] = !ec_policy_kind_predicts((ec_policy_kind)k) || t->n_seqs >= 2;
     ec_sim *sim = NULL;
     ec_error err = {0};
     ec_status s = ec_sim_create(t, 1, &sim, &err);

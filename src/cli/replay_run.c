@@ -16,64 +16,20 @@ void replay_args_default(replay_args *a)
 
 double replay_per_token(int64_t v, size_t n) { return n ? (double)v / (double)n : 0; }
 
-/* Milliseconds to copy one expert host -> device, median of 5 timed copies. */
-static ec_status measure_copy_ms(ec_backend *b, ec_store *s, double *ms_out)
-{
-    ec_stream *st = NULL;
-    ec_event *e0 = NULL, *e1 = NULL;
-    void *dev = NULL;
-    size_t n = ec_store_expert_bytes(s);
-    ec_status r;
-    float ms[5];
-    if (!(r = ec_stream_create(b, &st)) && !(r = ec_event_create(b, EC_EVENT_TIMING, &e0)) &&
-        !(r = ec_event_create(b, EC_EVENT_TIMING, &e1)) && !(r = ec_backend_dev_alloc(b, n, &dev))) {
-        for (int i = 0; i < 5 && !r; i++) {
-            if (!(r = ec_event_record(e0, st)) &&
-                !(r = ec_stream_copy_h2d(st, dev, ec_store_expert(s, 0, i % ec_store_n_experts(s)), n)) &&
-                !(r = ec_event_record(e1, st)) && !(r = ec_event_sync(e1)))
-                r = ec_event_elapsed(e0, e1, &ms[i]);
-        }
-    }
-    if (!r) {
-        for (int i = 1; i < 5; i++) /* insertion sort of 5 */
-            for (int j = i; j > 0 && ms[j] < ms[j - 1]; j--) {
-                float t = ms[j];
-                ms[j] = ms[j - 1];
-                ms[j - 1] = t;
-            }
-        *ms_out = ms[2];
-    }
-    ec_backend_dev_free(b, dev);
-    ec_event_destroy(e0);
-    ec_event_destroy(e1);
-    ec_stream_destroy(st);
-    return r;
-}
-
 /* Fits the predictor on the sequences not replayed (all when none is left). */
 static ec_predictor *fit_predictor(const replay_args *o, const ec_trace *t,
                                    const uint8_t *replayed, const char **split, int *rc)
 {
     ec_predictor *p = NULL;
     ec_error err = {0};
-    ec_status s = ec_predictor_create(o->predictor, NULL, &p, &err);
+    int in_sample = 0;
+    ec_status s = ec_predictor_create_heldout(o->predictor, NULL, t, replayed, &p, &in_sample,
+                                              &err);
     if (s) {
         *rc = cli_fail(s, &err);
         return NULL;
     }
-    uint8_t *mask = calloc(t->n_seqs, 1);
-    size_t others = 0;
-    for (size_t i = 0; mask && i < t->n_seqs; i++)
-        others += mask[i] = !replayed[i];
-    *split = others ? "fitted on the sequences not replayed" : "in-sample: no other sequence";
-    s = ec_predictor_fit(p, t, others ? mask : NULL);
-    free(mask);
-    if (s) {
-        cli_error("predictor %s: %s", o->predictor, ec_predictor_errmsg(p));
-        ec_predictor_destroy(p);
-        *rc = cli_exit_code(s);
-        return NULL;
-    }
+    *split = in_sample ? "in-sample: no other sequence" : "fitted on the sequences not replayed";
     return p;
 }
 
@@ -88,9 +44,7 @@ static ec_status run_on(ec_backend *b, const replay_args *o, const ec_trace *t,
     if (st)
         return st;
     ec_store_fill_synthetic(s, 1, 4);
-    if ((st = measure_copy_ms(b, s, copy_ms))) {
-        snprintf(err->message, sizeof err->message, "measuring the copy time: %s",
-                 ec_backend_errmsg(b));
+    if ((st = ec_replay_measure_copy_ms(b, s, copy_ms, err))) {
         ec_store_destroy(s);
         return st;
     }
@@ -125,20 +79,24 @@ static ec_status run_on(ec_backend *b, const replay_args *o, const ec_trace *t,
     return st;
 }
 
-static ec_status open_backend(const char *name, ec_backend **b)
+/* Opens backend `name`: an explicit cuda that has no usable device (or no
+ * CUDA in this build) is a usage error (exit 2) naming the reason; auto
+ * falls back to cpu and says why. Returns CLI_OK or an exit code. */
+static int open_backend(const char *name, ec_backend **b)
 {
     ec_error err = {0};
     ec_status st = ec_backend_create(name, NULL, b, &err);
-    if (st && strcmp(name, "cuda") == 0 && (st == EC_ERR_NO_DEVICE || st == EC_ERR_UNSUPPORTED)) {
-        cli_warn("%s; using the cpu backend", err.message);
-        return ec_backend_create("cpu", NULL, b, &err);
+    if (st == EC_ERR_NO_DEVICE || st == EC_ERR_UNSUPPORTED) {
+        cli_error("--backend %s: %s", name, err.message);
+        return CLI_USAGE;
     }
     if (st)
-        cli_fail(st, &err);
-    else if (strcmp(name, "auto") == 0 && strcmp(ec_backend_name(*b), "cpu") == 0)
-        fprintf(stderr, "expertcast: no usable CUDA device: replaying on the cpu backend "
-                        "(copies are memcpy, compute stand-ins sleep)\n");
-    return st;
+        return cli_fail(st, &err);
+    if (ec_backend_fallback_reason(*b)[0])
+        fprintf(stderr, "expertcast: %s: replaying on the cpu backend instead (copies are "
+                        "memcpy, compute stand-ins sleep)\n",
+                ec_backend_fallback_reason(*b));
+    return CLI_OK;
 }
 
 int replay_execute(const replay_args *o, const ec_trace *t, const ec_policy_kind *kinds,
@@ -164,20 +122,17 @@ int replay_execute(const replay_args *o, const ec_trace *t, const ec_policy_kind
              kinds[i] == EC_POLICY_HYBRID) && !pred &&
             !(pred = fit_predictor(o, t, replayed, &rep->predictor_split, &rc)))
             goto done;
-    if ((st = open_backend(o->backend, &b))) {
-        rc = cli_exit_code(st);
+    if ((rc = open_backend(o->backend, &b)))
         goto done;
-    }
     st = run_on(b, o, t, kinds, n_kinds, pred, replayed, rep->rows, &rep->copy_ms, &err);
-    if (st == EC_ERR_NOMEM && strcmp(ec_backend_name(b), "cuda") == 0) {
+    if (st == EC_ERR_NOMEM && strcmp(o->backend, "auto") == 0 &&
+        strcmp(ec_backend_name(b), "cuda") == 0) {
         cli_warn("%s; falling back to the cpu backend", err.message);
         ec_backend_destroy(b);
         b = NULL;
         memset(rep->rows, 0, (size_t)n_kinds * sizeof *rep->rows);
-        if ((st = open_backend("cpu", &b))) {
-            rc = cli_exit_code(st);
+        if ((rc = open_backend("cpu", &b)))
             goto done;
-        }
         st = run_on(b, o, t, kinds, n_kinds, pred, replayed, rep->rows, &rep->copy_ms, &err);
     }
     if (st) {

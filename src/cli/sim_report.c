@@ -19,8 +19,6 @@ static const char *cache_str(const ec_sim_result *r, char *buf, size_t n)
     return buf;
 }
 
-static int uses_horizon(ec_policy_kind k) { return sim_predicts(k); }
-
 void sim_print_table(FILE *f, const sim_report *rep)
 {
     const ec_sim_timing *tm = rep->timing;
@@ -57,7 +55,7 @@ void sim_print_table(FILE *f, const sim_report *rep)
         const sim_row *w = &rep->rows[i];
         const ec_sim_result *r = &w->r;
         char c[32], h[8], xf[32], gb[32], prec[16], vs[16], gap[16], gapb[16];
-        snprintf(h, sizeof h, uses_horizon(r->kind) ? "%d" : "-", r->horizon);
+        snprintf(h, sizeof h, ec_policy_kind_predicts(r->kind) ? "%d" : "-", r->horizon);
         snprintf(xf, sizeof xf, "%.2f (%.2f)", r->transfers_per_token,
                  r->wasted_transfers_per_token);
         snprintf(gb, sizeof gb, "%.3f (%.3f)", r->bytes_per_token / 1e9,
@@ -66,10 +64,10 @@ void sim_print_table(FILE *f, const sim_report *rep)
             snprintf(prec, sizeof prec, "-");
         else
             snprintf(prec, sizeof prec, "%.2f", r->prefetch_precision);
-        snprintf(vs, sizeof vs, isnan(w->vs_lru) ? "-" : "%.3f", w->vs_lru);
-        snprintf(gap, sizeof gap, isnan(w->gap_closed) ? "-" : "%.3f", w->gap_closed);
-        snprintf(gapb, sizeof gapb, isnan(w->gap_closed_bound) ? "-" : "%.3f",
-                 w->gap_closed_bound);
+        snprintf(vs, sizeof vs, isnan(w->c.vs_lru) ? "-" : "%.3f", w->c.vs_lru);
+        snprintf(gap, sizeof gap, isnan(w->c.gap_closed) ? "-" : "%.3f", w->c.gap_closed);
+        snprintf(gapb, sizeof gapb, isnan(w->c.gap_closed_bound) ? "-" : "%.3f",
+                 w->c.gap_closed_bound);
         double pf = r->n_tokens ? (double)r->stats.prefetches / (double)r->n_tokens : 0.0;
         if (r->kind == EC_POLICY_LRU)
             bound = r->lower_bound_ms_per_token;
@@ -81,7 +79,7 @@ void sim_print_table(FILE *f, const sim_report *rep)
         fprintf(f, "%-10s %-11s %2s %9.3f %9.3f %6.1f %12s %6.2f %13s %6s %7s %7s %7s%s%s\n",
                 ec_policy_kind_name(r->kind), cache_str(r, c, sizeof c), h, r->tpot_ms,
                 r->stall_ms_per_token, 100 * r->hit_rate, xf, pf, gb, prec, vs, gap, gapb,
-                w->beats_oracle ? "  < oracle" : "", host);
+                w->c.beats_oracle ? "  < oracle" : "", host);
     }
     fprintf(f, "\nTPOT and stall per decode step of the batch; n = %lld steps. hit %% = experts "
                "resident or already loading when the router asked;\npf/tok = prefetches started "
@@ -201,11 +199,11 @@ ec_status sim_write_json(FILE *f, void *ctx, ec_error *err)
         jfield(f, "prefetch_precision", r->prefetch_precision);
         jfield(f, "host_runs_per_token", r->host_runs_per_token);
         jfield(f, "host_busy_ms_per_token", r->host_busy_ms_per_token);
-        jfield(f, "vs_lru", w->vs_lru);
-        jfield(f, "gap_closed", w->gap_closed);
-        jfield(f, "gap_closed_bound", w->gap_closed_bound);
+        jfield(f, "vs_lru", w->c.vs_lru);
+        jfield(f, "gap_closed", w->c.gap_closed);
+        jfield(f, "gap_closed_bound", w->c.gap_closed_bound);
         jfield(f, "lower_bound_ms_per_token", r->lower_bound_ms_per_token);
-        fprintf(f, ", \"beats_oracle\": %s", w->beats_oracle ? "true" : "false");
+        fprintf(f, ", \"beats_oracle\": %s", w->c.beats_oracle ? "true" : "false");
         fprintf(f, ", \"counts\": {\"uses\": %lld, \"hits\": %lld, \"inflight_hits\": %lld, "
                    "\"misses\": %lld, \"loads\": %lld, \"prefetches\": %lld, "
                    "\"prefetch_hits\": %lld, \"wasted\": %lld, \"cancelled\": %lld, "
@@ -238,10 +236,10 @@ ec_status sim_write_csv(FILE *f, void *ctx, ec_error *err)
         const ec_sim_result *r = &w->r;
         fprintf(f, "%s,%s,%s,%s,%d,%d,%d", rep->model->name, rep->model->dtype, rep->hw->name,
                 ec_policy_kind_name(r->kind), r->cache_per_layer, r->cache_global,
-                uses_horizon(r->kind) ? r->horizon : 0);
+                ec_policy_kind_predicts(r->kind) ? r->horizon : 0);
         double v[] = {r->tpot_ms, r->stall_ms_per_token, r->hit_rate, r->bytes_per_token,
-                      r->wasted_bytes_per_token, r->prefetch_precision, w->vs_lru, w->gap_closed,
-                      w->gap_closed_bound, r->lower_bound_ms_per_token, r->transfers_per_token,
+                      r->wasted_bytes_per_token, r->prefetch_precision, w->c.vs_lru, w->c.gap_closed,
+                      w->c.gap_closed_bound, r->lower_bound_ms_per_token, r->transfers_per_token,
                       r->n_tokens ? (double)r->stats.prefetches / (double)r->n_tokens : 0.0};
         for (size_t j = 0; j < sizeof v / sizeof v[0]; j++) {
             if (isfinite(v[j]))
@@ -310,7 +308,7 @@ int sim_plot(const sim_report *rep, const char *png)
             if (done[i])
                 continue;
             const ec_sim_result *a = &rep->rows[i].r;
-            int hz = uses_horizon(a->kind) ? a->horizon : 0;
+            int hz = ec_policy_kind_predicts(a->kind) ? a->horizon : 0;
             char label[64];
             if (hz)
                 snprintf(label, sizeof label, "%s h=%d", ec_policy_kind_name(a->kind), hz);
@@ -319,7 +317,7 @@ int sim_plot(const sim_report *rep, const char *png)
             fprintf(d, "# %s\n", label);
             for (size_t j = i; j < rep->n_rows; j++) {
                 const ec_sim_result *b = &rep->rows[j].r;
-                if (b->kind == a->kind && (uses_horizon(b->kind) ? b->horizon : 0) == hz) {
+                if (b->kind == a->kind && (ec_policy_kind_predicts(b->kind) ? b->horizon : 0) == hz) {
                     done[j] = 1;
                     fprintf(d, "%d %.10g\n", b->cache_per_layer > 0 ? b->cache_per_layer
                                                                      : b->cache_global,

@@ -5,14 +5,11 @@
 #include "cli.h"
 #include "expertcast/sim.h"
 
-/* One result row with what is measured against lru and oracle at the same
- * cache size (and horizon for predicting policies). */
+/* One result row with where it stands against lru, the oracle and the
+ * analytic bound at the same cache size (ec_sim_compare). */
 typedef struct sim_row {
     ec_sim_result r;
-    double vs_lru;           /* tpot / lru tpot */
-    double gap_closed;       /* (lru - tpot) / (lru - oracle), NaN when lru == oracle */
-    double gap_closed_bound; /* (lru - tpot) / (lru - analytic bound) */
-    int beats_oracle;        /* tpot < oracle tpot */
+    ec_sim_comparison c;
 } sim_row;
 
 typedef struct sim_report {
@@ -30,16 +27,12 @@ typedef struct sim_report {
 /* Policies the simulator knows: the values of ec_policy_kind. */
 #define SIM_N_POLICIES EC_POLICY_N_KINDS
 
-/* predict, gated and hybrid: the policies that read a predictor and a horizon. */
-int sim_predicts(int kind);
-
 /*
- * Loads the profiles named by model and hardware: a file path, or a name
- * looked up in $EXPERTCAST_PROFILES, data/profiles, beside the executable
- * (../data/profiles, ../../data/profiles) and ../share/expertcast/profiles;
- * a model NAME-DTYPE picks dtype DTYPE of NAME.json. mpath[PATH_MAX]
- * receives the model file's path (for messages). Returns CLI_OK, or an
- * exit code after printing the error (naming cmd for unknown names).
+ * Loads the profiles named by model and hardware (ec_profile_find: a file
+ * path, or a name in $EXPERTCAST_PROFILES or profiles/ of the data
+ * directories). mpath[PATH_MAX] receives the model file's path (for
+ * messages). Returns CLI_OK, or an exit code after printing the error
+ * (a usage error naming cmd for unknown names).
  */
 /* The file a profile name or path resolves to (PATH_MAX bytes), as
  * sim_load_profiles finds it; 0 when there is none. */
@@ -71,8 +64,8 @@ typedef struct sim_plan {
 /*
  * Runs the plan into rep->rows / n_rows (allocated here; free with
  * sim_report_clear_rows, also after a failure). Per cache size, lru and the
- * oracle always run (the oracle at the first horizon) and every row gets
- * vs_lru, gap_closed and gap_closed_bound against them. Returns CLI_OK, or
+ * oracle always run (ec_sim_run_baselines, the oracle at the first horizon)
+ * and every row is compared with them (ec_sim_compare). Returns CLI_OK, or
  * an exit code after printing the error.
  */
 int sim_run_rows(const sim_plan *p, sim_report *rep);

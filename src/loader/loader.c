@@ -81,6 +81,7 @@ struct ec_loader {
     ec_loader_stats stats;
     ec_status broken;   /* first backend failure; later calls refuse */
     int finished;
+    int keep_slots;     /* a wait failed: a kernel may still read the slots, never free them */
     char broken_msg[EC_ERROR_MAX];
     char errmsg[EC_ERROR_MAX];
 };
@@ -107,6 +108,14 @@ static ec_status broke(ec_loader *l, ec_status s, const char *what)
         memcpy(l->broken_msg, l->errmsg, sizeof l->broken_msg);
     }
     return s;
+}
+
+/* A wait on the device failed: as broke, and the slots' readers may still
+ * be running, so their memory must never be freed. */
+static ec_status wait_broke(ec_loader *l, ec_status s, const char *what)
+{
+    l->keep_slots = 1;
+    return broke(l, s, what);
 }
 
 static ec_status usable(ec_loader *l)
@@ -163,7 +172,9 @@ static void free_all(ec_loader *l)
         ec_event_destroy(l->stall[i].t1);
     }
     ec_stream_destroy(l->copy);
-    ec_backend_dev_free(l->b, l->dev);
+    if (!l->keep_slots)
+        ec_backend_dev_free(l->b, l->dev);
+    /* else the slot memory is leaked on purpose (ec_loader_finish says so) */
     ec_recorder_abort(l->rec);
     ec_policy_destroy(l->policy);
     ec_queue_destroy(l->queue);
@@ -378,7 +389,7 @@ static ec_status start_transfer(ec_loader *l, const ec_transfer *t)
     ec_status s;
     if (l->fl_len == l->fl_cap) { /* cannot happen with a sane policy; stay bounded */
         if ((s = ec_event_sync(l->rt[l->fl[l->fl_head].slot].ready)))
-            return broke(l, s, "waiting for a copy");
+            return wait_broke(l, s, "waiting for a copy");
         complete_oldest(l);
     }
     slot_rt *r = &l->rt[t->slot];
@@ -521,7 +532,7 @@ ec_status ec_loader_observe(ec_loader *l, int32_t layer, const int16_t *experts)
         }
         /* Slots still loading are not evictable: wait for the oldest copy. */
         if ((s = ec_event_sync(l->rt[l->fl[l->fl_head].slot].ready)))
-            return broke(l, s, "waiting for a copy");
+            return wait_broke(l, s, "waiting for a copy");
         complete_oldest(l);
     }
     if (s)
@@ -692,7 +703,7 @@ ec_status ec_loader_sync(ec_loader *l)
         if (l->fl_len == 0)
             break; /* the window is free, so pump emptied the queue */
         if ((s = ec_event_sync(l->rt[l->fl[l->fl_head].slot].ready)))
-            return broke(l, s, "waiting for a copy");
+            return wait_broke(l, s, "waiting for a copy");
         complete_oldest(l);
     }
     harvest_stalls(l, 1);
@@ -706,10 +717,25 @@ ec_status ec_loader_finish(ec_loader *l)
     if (l->finished)
         return EC_OK;
     ec_status s = l->broken ? usable(l) : ec_loader_sync(l);
-    /* Readers of the slots must be done before the memory can go. */
-    for (int32_t i = 0; i < l->n_slots; i++)
-        if (!l->broken)
-            ec_event_sync(l->rt[i].released);
+    /* Readers of the slots must be done before the memory can go (also
+     * after a host-side failure). A wait that failed, now or earlier, proves
+     * nothing: a kernel may still read a slot, so its memory is kept (leaked)
+     * rather than freed. */
+    for (int32_t i = 0; i < l->n_slots && !l->keep_slots; i++) {
+        ec_status w = ec_event_sync(l->rt[i].released);
+        if (w) {
+            wait_broke(l, w, "waiting for the readers of the slots");
+            if (!s)
+                s = w;
+        }
+    }
+    if (l->keep_slots) {
+        size_t n = strlen(l->broken_msg);
+        snprintf(l->broken_msg + n, sizeof l->broken_msg - n, "%s",
+                 "; the slot memory is not freed (a kernel may still read it)");
+        if (s)
+            lfail(l, s, "%s", l->broken_msg);
+    }
     if (l->rec) {
         ec_error err = {0};
         ec_status c = ec_recorder_commit(l->rec, &err);

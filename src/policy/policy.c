@@ -22,7 +22,7 @@ ec_status ec_policy_kind_parse(const char *name, ec_policy_kind *out)
     return EC_ERR_NOT_FOUND;
 }
 
-static int needs_predictor(ec_policy_kind k)
+int ec_policy_kind_predicts(ec_policy_kind k)
 {
     return k == EC_POLICY_PREDICT || k == EC_POLICY_GATED || k == EC_POLICY_HYBRID;
 }
@@ -30,7 +30,7 @@ static int needs_predictor(ec_policy_kind k)
 static ec_status check_predictor(const ec_policy *p, const ec_predictor *pred, ec_error *err)
 {
     if (!pred)
-        return needs_predictor(p->cfg.kind)
+        return ec_policy_kind_predicts(p->cfg.kind)
                    ? ec_error_set(err, EC_ERR_INVALID, "policy '%s' needs a predictor",
                                   ec_policy_kind_name(p->cfg.kind))
                    : EC_OK;

@@ -1,7 +1,6 @@
 /* The predictor interface: registry, common fit (layer prior), save/load. */
 #include "predictor.h"
 #include "../core/json.h"
-#include "expertcast/seed.h"
 
 #include <errno.h>
 #include <float.h>

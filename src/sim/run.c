@@ -144,10 +144,6 @@ void ec_sim_result_clear(ec_sim_result *r)
     memset(r, 0, sizeof *r);
 }
 
-static int predicts(ec_policy_kind k)
-{
-    return k == EC_POLICY_PREDICT || k == EC_POLICY_GATED || k == EC_POLICY_HYBRID;
-}
 
 static ec_status check_config(const ec_sim *s, const ec_sim_config *cfg, ec_error *err)
 {
@@ -176,7 +172,7 @@ static ec_status check_config(const ec_sim *s, const ec_sim_config *cfg, ec_erro
                                 cfg->cache_global, s->max_union);
     } else
         return ec_error_set(err, EC_ERR_INVALID, "simulate: no cache size given");
-    if (predicts(cfg->kind))
+    if (ec_policy_kind_predicts(cfg->kind))
         for (int32_t g = 0; g < s->n_groups; g++)
             if (!s->pred[g])
                 return ec_error_set(err, EC_ERR_INVALID,
@@ -292,11 +288,11 @@ static ec_status replay(ec_sim *s, const ec_sim_config *cfg, run_state *r, doubl
             group = s->tok_group[j];
             for (int32_t b = 0; b < s->B; b++)
                 ec_history_reset(r->h[b]);
-            if (predicts(cfg->kind) && ec_policy_set_predictor(r->p, s->pred[group]))
+            if (ec_policy_kind_predicts(cfg->kind) && ec_policy_set_predictor(r->p, s->pred[group]))
                 return ec_error_set(err, EC_ERR_INVALID, "simulate: predictor shape mismatch");
         }
         const int64_t *rows = s->tok_rows + (size_t)j * s->B;
-        if (predicts(cfg->kind)) { /* only predictors read the histories */
+        if (ec_policy_kind_predicts(cfg->kind)) { /* only predictors read the histories */
             n_act = 0;
             for (int32_t b = 0; b < s->B; b++)
                 if (rows[b] >= 0) {
@@ -309,7 +305,7 @@ static ec_status replay(ec_sim *s, const ec_sim_config *cfg, run_state *r, doubl
         double router = t + overhead, now = router;
         advance(g, now);
         g->obs_time = now;
-        g->prefetch_delay = predicts(cfg->kind) ? tm->predictor_ms : 0;
+        g->prefetch_delay = ec_policy_kind_predicts(cfg->kind) ? tm->predictor_ms : 0;
         if (hybrid) { /* the lanes' waits at the router's decision */
             double link = g->free_at[earliest_engine(g)] - now;
             ec_policy_set_lanes(r->p, link, r->host_free[earliest_lane(r, tm)] - now);
