@@ -192,6 +192,8 @@ static ec_status setup(ec_sim *s, const ec_sim_config *cfg, run_state *r, ec_err
         .compute_ms = tm->router_ms +
                       tm->compute_fixed_ms + tm->compute_per_expert_ms * s->mean_union,
     };
+    if (cfg->kind == EC_POLICY_GATED && (st = sim_reuse_models(s, err)))
+        return st;
     ec_future fut = {fut_next_use, fut_experts_at, s};
     if ((st = ec_policy_create(&pc, r->c, r->q, s->pred[0], &fut, &r->p, err)))
         return st;
@@ -244,6 +246,9 @@ static ec_status replay(ec_sim *s, const ec_sim_config *cfg, run_state *r, doubl
                 ec_history_reset(r->h[b]);
             if (predicts(cfg->kind) && ec_policy_set_predictor(r->p, s->pred[group]))
                 return ec_error_set(err, EC_ERR_INVALID, "simulate: predictor shape mismatch");
+            if (cfg->kind == EC_POLICY_GATED &&
+                ec_policy_set_reuse_model(r->p, s->reuse ? s->reuse[group] : NULL))
+                return ec_error_set(err, EC_ERR_INVALID, "simulate: reuse model shape mismatch");
         }
         const int64_t *rows = s->tok_rows + (size_t)j * s->B;
         if (predicts(cfg->kind)) { /* only predictors read the histories */
