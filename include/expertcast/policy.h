@@ -92,6 +92,33 @@ int32_t ec_cache_find(const ec_cache *c, int32_t layer, int32_t expert);
 void ec_cache_pool(const ec_cache *c, int32_t layer, int32_t *first, int32_t *n);
 const ec_cache_stats *ec_cache_stats_get(const ec_cache *c);
 
+/*
+ * Sizes the one pool per layer (a global cache only): quota[l] slots for
+ * layer l, summing to the pool's slots (each in [0, n_experts]). Victims
+ * then keep the partition: a layer below its quota takes a slot of a layer
+ * above its own (or an empty one), a layer at or above it replaces one of
+ * its own; only when no such slot can be evicted does a victim come from
+ * anywhere. The partition may change at any time (it is reached as slots
+ * change hands) - the shape of per-layer pools of unequal sizes in one
+ * allocation. NULL clears. EC_ERR_INVALID for a per-layer cache or sizes
+ * that do not add up.
+ */
+ec_status ec_cache_set_quotas(ec_cache *c, const int32_t *quota);
+/* Layer's quota, or -1 without quotas. */
+int32_t ec_cache_quota(const ec_cache *c, int32_t layer);
+
+/*
+ * Per-layer pool sizes from a use profile: replays the sequences of t with
+ * seq_mask set (NULL: all), measures for every layer how many uses an LRU
+ * pool of each size would hit (stack distances, per sequence), and gives
+ * `total` slots out one at a time to the layer that gains the most hits,
+ * starting from min_per_layer each (ties: the lower layer). Writes
+ * sizes[n_layers]. total must lie in [min_per_layer x layers, layers x
+ * experts]. err may be NULL.
+ */
+ec_status ec_cache_size_layers(const ec_trace *t, const uint8_t *seq_mask, int32_t total,
+                               int32_t min_per_layer, int32_t *sizes, ec_error *err);
+
 /* ---- transfer queue ----------------------------------------------------- */
 
 typedef struct ec_transfer {

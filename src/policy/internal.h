@@ -14,6 +14,9 @@ struct ec_cache {
     ec_slot *prev;       /* [n_slots] occupant displaced by a QUEUED transfer (layer -1: none) */
     int32_t *where;      /* [L*E] slot holding (layer, expert), -1 */
     int64_t *freq;       /* [L*E] acquires of (layer, expert) since reset (LFU) */
+    int32_t *occ;        /* [L] slots holding an expert of the layer (any state) */
+    int32_t *quota;      /* [L] global pool sized per layer (ec_cache_set_quotas), or NULL */
+    int quota_off;       /* victims may ignore the quotas (none of the pool qualified) */
     ec_cache_stats stats;
 };
 
@@ -41,6 +44,25 @@ static inline void cache_pool(const ec_cache *c, int32_t layer, int32_t *first, 
         *first = 0;
         *n = c->global;
     }
+}
+/* Pool index of a layer: the layer for per-layer pools, 0 for the one pool. */
+static inline int32_t cache_pool_index(const ec_cache *c, int32_t layer)
+{
+    return c->per_layer > 0 ? layer : 0;
+}
+/* Whether slot may take an expert of layer under the quotas: a layer
+ * below its quota takes slots of layers above theirs (or empty ones); a
+ * layer at or above it takes its own. */
+static inline int cache_quota_allows(const ec_cache *c, int32_t slot, int32_t layer)
+{
+    if (!c->quota || c->quota_off)
+        return 1;
+    const ec_slot *s = &c->slots[slot];
+    if (s->layer < 0)
+        return 1;
+    if (c->occ[layer] >= c->quota[layer])
+        return s->layer == layer;
+    return c->occ[s->layer] > c->quota[s->layer];
 }
 /* Recency of a slot: its last use, or when it was filled or (prefetch) the
  * step it was fetched for, whichever is latest. */

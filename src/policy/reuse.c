@@ -86,7 +86,7 @@ double reuse_calibrated(ec_policy *p, int32_t layer, int32_t expert)
 
 static inline int32_t pool_of(const ec_policy *p, int32_t layer)
 {
-    return p->c->per_layer > 0 ? layer : 0;
+    return cache_pool_index(p->c, layer);
 }
 
 /* The pool's scratch slot while it still holds the demand not admitted. */
@@ -113,7 +113,7 @@ int32_t reuse_victim(ec_policy *p, int32_t layer)
     cache_pool(p->c, layer, &first, &n);
     const ec_cache *c = p->c;
     int32_t sc = scratch_slot(p, pool_of(p, layer));
-    if (sc >= 0 && evictable_now(p, sc))
+    if (sc >= 0 && evictable_now(p, sc) && cache_quota_allows(c, sc, layer))
         return sc;
     int32_t best = -1, lru = -1;
     double bv = 0, lv = 0;
@@ -122,7 +122,7 @@ int32_t reuse_victim(ec_policy *p, int32_t layer)
         const ec_slot *s = &c->slots[i];
         if (s->state == EC_SLOT_EMPTY)
             return i;
-        if (!evictable_now(p, i))
+        if (!evictable_now(p, i) || !cache_quota_allows(c, i, layer))
             continue;
         double v = reuse_keep_value(p, s->layer, s->expert);
         if (v < 0)
@@ -161,7 +161,7 @@ int32_t reuse_admit(ec_policy *p, int32_t layer, int32_t expert, int32_t v)
     }
     /* not admitted: the previous scratch when it can go, else the victim
      * (which becomes the scratch) */
-    int32_t slot = sc >= 0 && evictable_now(p, sc) ? sc : v;
+    int32_t slot = sc >= 0 && evictable_now(p, sc) && cache_quota_allows(p->c, sc, layer) ? sc : v;
     p->scratch[pool] = slot;
     p->scratch_key[pool] = cache_key(p->c, layer, expert);
     return slot;

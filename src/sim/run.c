@@ -111,6 +111,7 @@ typedef struct run_state {
     const ec_history **hs;     /* [B] active ones for the current step */
     engines g;
     double *stall_l, *compute_l;
+    int32_t *quotas;           /* [n_groups][L] sized pools, or NULL */
 } run_state;
 
 static void run_free(run_state *r, int32_t B)
@@ -129,6 +130,7 @@ static void run_free(run_state *r, int32_t B)
     ec_free(r->g.reader_end);
     ec_free(r->stall_l);
     ec_free(r->compute_l);
+    ec_free(r->quotas);
 }
 
 void ec_sim_result_clear(ec_sim_result *r)
@@ -166,6 +168,17 @@ static ec_status check_config(const ec_sim *s, const ec_sim_config *cfg, ec_erro
                                 cfg->cache_global, s->max_union);
     } else
         return ec_error_set(err, EC_ERR_INVALID, "simulate: no cache size given");
+    if (cfg->cache_sized) {
+        if (cfg->cache_per_layer > 0 || s->n_groups < 2)
+            return ec_error_set(err, EC_ERR_INVALID,
+                                "simulate: sized pools need a global size and at least 2 "
+                                "batches of sequences to fit on (held out)");
+        if (cfg->cache_global < (int64_t)s->max_union * s->L)
+            return ec_error_set(err, EC_ERR_INVALID,
+                                "simulate: sized pools of %d slots cannot give each of %d layers "
+                                "the %d experts one step needs",
+                                cfg->cache_global, s->L, s->max_union);
+    }
     if (predicts(cfg->kind))
         for (int32_t g = 0; g < s->n_groups; g++)
             if (!s->pred[g])
@@ -183,6 +196,21 @@ static ec_status setup(ec_sim *s, const ec_sim_config *cfg, run_state *r, ec_err
     if ((st = ec_cache_create(s->L, s->E, per_layer, global, &r->c)) ||
         (st = ec_queue_create(ec_cache_n_slots(r->c), &r->q)))
         return ec_error_set(err, st, "simulate: cannot create the cache: %s", ec_status_str(st));
+    if (cfg->cache_sized && cfg->kind != EC_POLICY_RESIDENT) {
+        /* each group's partition from the other groups' use profile */
+        r->quotas = ec_malloc((size_t)s->n_groups * (size_t)s->L * sizeof *r->quotas);
+        uint8_t *mask = ec_malloc(s->t->n_seqs);
+        st = r->quotas && mask ? EC_OK : EC_ERR_NOMEM;
+        for (int32_t g = 0; g < s->n_groups && st == EC_OK; g++) {
+            for (size_t q = 0; q < s->t->n_seqs; q++)
+                mask[q] = (int32_t)(q / (size_t)s->B) != g;
+            st = ec_cache_size_layers(s->t, mask, ec_cache_n_slots(r->c), s->max_union,
+                                      r->quotas + (size_t)g * (size_t)s->L, err);
+        }
+        ec_free(mask);
+        if (st)
+            return st == EC_ERR_NOMEM ? ec_error_set(err, st, "out of memory") : st;
+    }
     const ec_sim_timing *tm = &cfg->timing;
     ec_policy_config pc = {
         .kind = cfg->kind,
@@ -246,6 +274,9 @@ static ec_status replay(ec_sim *s, const ec_sim_config *cfg, run_state *r, doubl
                 ec_history_reset(r->h[b]);
             if (predicts(cfg->kind) && ec_policy_set_predictor(r->p, s->pred[group]))
                 return ec_error_set(err, EC_ERR_INVALID, "simulate: predictor shape mismatch");
+            if (r->quotas &&
+                ec_cache_set_quotas(r->c, r->quotas + (size_t)group * (size_t)s->L))
+                return ec_error_set(err, EC_ERR_INVALID, "simulate: pool sizes do not fit");
             if (cfg->kind == EC_POLICY_GATED &&
                 ec_policy_set_reuse_model(r->p, s->reuse ? s->reuse[group] : NULL))
                 return ec_error_set(err, EC_ERR_INVALID, "simulate: reuse model shape mismatch");
@@ -339,6 +370,7 @@ ec_status ec_sim_run(ec_sim *s, const ec_sim_config *cfg, ec_sim_result *res, ec
     res->kind = cfg->kind;
     res->cache_per_layer = cfg->kind == EC_POLICY_RESIDENT ? s->E : cfg->cache_per_layer;
     res->cache_global = cfg->kind == EC_POLICY_RESIDENT ? 0 : cfg->cache_global;
+    res->cache_sized = r.quotas != NULL;
     res->horizon = ec_policy_config_get(r.p)->horizon;
     res->n_tokens = s->n_tok;
     res->n_steps = s->S;
