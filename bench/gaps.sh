@@ -2,10 +2,13 @@
 # Share of the lru -> oracle gap that gated closes, in transfers per token
 # and in TPOT, per trace, machine and cache shape (held out: each sequence
 # predicted by a predictor and a reuse model fitted on the others).
-# usage: bench/gaps.sh [BUILD_DIR] [DATA_DIR]  (markdown table on stdout)
+# usage: bench/gaps.sh [BUILD_DIR] [DATA_DIR] [HARDWARE...]  (markdown table on stdout)
+# The Qwen3 global and sized pools (768 / 1536 slots) take minutes per run.
 set -euo pipefail
 B=${1:-build}
 D=${2:-../shared/data}
+shift $(($# < 2 ? $# : 2))
+HWS=${*:-rtx4090-pcie4 h100-pcie5}
 M=$D/mixtral-8x7b-instruct/humaneval_2_routing.jsonl
 Q=$D/qwen3-30b-a3b/decode_4prompts_routing.jsonl
 row() { # label model hw shape-option trace
@@ -21,7 +24,7 @@ row() { # label model hw shape-option trace
 }
 echo "| trace, cache | hardware | xfer/token lru / gated / oracle | TPOT ms lru / gated / oracle | gap closed, xfer | gap closed, TPOT |"
 echo "|---|---|---|---|---|---|"
-for hw in rtx4090-pcie4 h100-pcie5; do
+for hw in $HWS; do
     for c in 3 4 6; do row "Mixtral int4, $c per layer" mixtral-8x7b-int4 $hw "--cache-experts $c" $M; done
     for c in 3 4 6; do row "Mixtral int4, global $((c * 32))" mixtral-8x7b-int4 $hw "--cache-global $((c * 32))" $M; done
     for c in 3 4 6; do row "Mixtral int4, sized $((c * 32))" mixtral-8x7b-int4 $hw "--cache-sized $((c * 32))" $M; done
