@@ -214,8 +214,9 @@ typedef enum ec_policy_kind {
     EC_POLICY_PREDICT,       /* prefetch the predictor's top experts, evict LRU */
     EC_POLICY_GATED,         /* prefetch only when expected gain > expected cost;
                                 prefetch victims by predicted reuse, demand
-                                victims by recency unless calibrated predicted
-                                reuse clearly says otherwise (plan.c, reuse.c) */
+                                victims by the reuse model where it clearly
+                                beats recency, admission through a scratch
+                                slot (plan.c, reuse.c) */
     EC_POLICY_ORACLE,        /* perfect knowledge: Belady eviction, perfect prefetch */
     EC_POLICY_RESIDENT       /* every expert on the device */
 } ec_policy_kind;

@@ -256,6 +256,14 @@ struct ec_policy {
     int64_t loads_seen;
 };
 
+/* Whether the policy's kind evicts and admits by the reuse model (and so
+ * keeps its features): gated; a new kind that wants the same eviction
+ * joins here. */
+static inline int policy_uses_reuse(const ec_policy *p)
+{
+    return p->cfg.kind == EC_POLICY_GATED;
+}
+
 /* Realised over predicted use of resolved prefetches, add-one smoothed
  * (1 before any: the predictor is trusted until its prefetches resolve;
  * a pessimistic start would never prefetch and so never learn), capped

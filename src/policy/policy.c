@@ -274,7 +274,7 @@ ec_status ec_policy_observe_batch(ec_policy *p, int64_t step, int32_t layer,
 
     take_back_prefetches(p);
     if (!p->counted) {
-        if (p->cfg.kind == EC_POLICY_GATED)
+        if (policy_uses_reuse(p))
             reuse_observe(p, experts, k);
         count_uses(p, experts, k);
         p->counted = 1;
@@ -290,7 +290,7 @@ ec_status ec_policy_observe_batch(ec_policy *p, int64_t step, int32_t layer,
         if (c->where[key] >= 0)
             continue;
         int32_t v = victim_demand(p, layer);
-        if (v >= 0 && p->cfg.kind == EC_POLICY_GATED)
+        if (v >= 0 && policy_uses_reuse(p))
             v = reuse_admit(p, layer, experts[i], v);
         if (v < 0) {
             p->hs = NULL;
@@ -385,7 +385,7 @@ int32_t ec_policy_acquire(ec_policy *p, int64_t step, int32_t layer, int32_t exp
     sl->last_use = step;
     sl->uses++;
     c->freq[key]++;
-    if (p->cfg.kind == EC_POLICY_GATED)
+    if (policy_uses_reuse(p))
         reuse_acquired(p, s, step);
     if (sl->prefetched) {
         sl->prefetched = 0;

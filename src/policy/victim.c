@@ -9,10 +9,10 @@
  *   lfu: fewest uses of (layer, expert) since reset, LRU tie-break;
  *   gated: for a prefetch, the lowest predicted probability of use at the
  *     expert's next occurrence, LRU tie-break (the gate has already priced
- *     that victim, plan.c); for a demand, the least recently used unless
- *     the expert with the lowest predicted reuse is clearly less likely to
- *     be used at its next occurrence, by the calibration measured on the
- *     stream (reuse.c);
+ *     that victim, plan.c); for a demand, by the reuse model: the lowest
+ *     value of keeping (expected time to next use) when it is clearly
+ *     lower than the least recently used expert's, else that one, with
+ *     admission through the pool's scratch slot (reuse.c);
  *   oracle: furthest next use (Belady), LRU tie-break.
  * Remaining ties go to the lowest slot index, so choices are deterministic.
  * A global pool sized per layer (quotas) first keeps the partition
@@ -145,7 +145,7 @@ static int32_t pick(ec_policy *p, int32_t layer, int for_prefetch)
 
 int32_t victim_demand(ec_policy *p, int32_t layer)
 {
-    WITH_QUOTAS(p, p->cfg.kind == EC_POLICY_GATED ? reuse_victim(p, layer) : pick(p, layer, 0));
+    WITH_QUOTAS(p, policy_uses_reuse(p) ? reuse_victim(p, layer) : pick(p, layer, 0));
 }
 int32_t victim_prefetch(ec_policy *p, int32_t layer) { WITH_QUOTAS(p, pick(p, layer, 1)); }
 
