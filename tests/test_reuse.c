@@ -11,6 +11,8 @@
 /* A one-layer trace where recency is the wrong guide: expert 0 comes back
  * every third token, experts 1..5 scan in between. With 2 slots, LRU drops
  * expert 0 one token before it is needed; Belady keeps it. */
+static char scan_path[4096]; /* the file the last scan_trace wrote */
+
 static ec_trace *scan_trace(int n_seqs, int n_tok)
 {
     size_t cap = (size_t)n_seqs * (size_t)n_tok * 96 + 1, len = 0;
@@ -27,6 +29,7 @@ static ec_trace *scan_trace(int n_seqs, int n_tok)
         }
     }
     const char *path = tu_write(tu_tmpdir(), "scan.jsonl", text);
+    snprintf(scan_path, sizeof scan_path, "%s", path);
     free(text);
     ec_trace_opts o = {.n_layers = 1, .n_experts = 6};
     ec_trace *t;
@@ -234,4 +237,24 @@ Test(shape, simulate_sized_pools_held_out)
     cr_expect_eq(ec_sim_run(s, &cfg, &r, &err), EC_ERR_INVALID, "one sequence: nothing to fit on");
     ec_sim_destroy(s);
     ec_trace_destroy(t);
+}
+
+Test(reuse_cli, report_and_never_over_its_input)
+{
+    ec_trace *t = scan_trace(3, 24);
+    ec_trace_destroy(t);
+    const char *path = scan_path;
+    size_t before = 0, after = 0;
+    free(tu_read(path, &before));
+    char *out = NULL, *err = NULL;
+    cr_expect_eq(tu_cli(&out, &err, "reuse '%s' -p prior --json '%s'", path, path), 2);
+    cr_expect(strstr(err, "input") != NULL, "%s", err);
+    free(tu_read(path, &after));
+    cr_expect_eq(after, before, "the input was changed");
+    free(out);
+    free(err);
+    cr_expect_eq(tu_cli(&out, &err, "reuse '%s' -p prior", path), 0, "%s", err);
+    cr_expect(strstr(out, "leave one sequence out (3 folds, 72 tokens)") != NULL, "%s", out);
+    free(out);
+    free(err);
 }

@@ -72,6 +72,8 @@ int cmd_reuse(int argc, char **argv)
     }
     if (rc == CLI_OK && n == 0)
         rc = cli_usage_error("reuse", "no trace given");
+    if (rc == CLI_OK)
+        rc = cli_check_outputs(&json, 1, paths, n); /* never write over an input */
     ec_trace *t = rc == CLI_OK ? cli_load_trace(paths, n, &rc) : NULL;
     if (t) {
         ec_reuse_eval_report rep;
