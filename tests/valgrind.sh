@@ -120,6 +120,13 @@ run 0 simulate "$flame" --model flame-moe-290m --hardware h100-pcie5 --policy pr
   --predictor "$TMP/flame-ngram.json"
 run 1 simulate "$flame" --model flame-moe-290m --hardware h100-pcie5 --policy predict \
   --predictor tests/bad/predictor/prior_negative.json
+run 0 simulate "$flame" --model flame-moe-290m --hardware h100-pcie5 --policy lru,gated,oracle \
+  --cache-sized 128 --horizon 2
+run 0 reuse "$flame" --json "$TMP/reuse.json"
+run 0 reuse "$flame" -p none
+run 0 reuse --help
+run 2 reuse
+run 1 reuse "$small" -p prior --json "$TMP/missing/reuse.json"
 run 0 simulate --help
 run 0 replay "$flame" --backend cpu --policy lru,predict,gated --cache-experts 8 --expert-bytes 4K \
   --attn-us 0 --ffn-us 0 --tokens 8 --warmup 2

@@ -72,6 +72,8 @@ typedef struct ec_loader_config {
     int no_timing;           /* 1: no timing events (stall_ms and copy_ms stay 0) */
     const char *record_path; /* write every observe as raw JSONL here (NULL: off; "-": stdout) */
     const ec_future *future; /* perfect knowledge, required by the oracle policy */
+    const ec_reuse_model *reuse_model; /* fitted reuse counts for gated's eviction (copied;
+                                          NULL: the stream alone calibrates it) */
 } ec_loader_config;
 
 /* Defaults: k 2, 4 slots per layer, policy lru with horizon 1, issue

@@ -167,6 +167,10 @@ typedef struct ec_sim_config {
     ec_policy_kind kind;
     int32_t cache_per_layer;  /* slots per layer, or 0 with cache_global > 0 */
     int32_t cache_global;
+    int32_t cache_sized;      /* with cache_global: the pool is sized per layer (quotas,
+                                 ec_cache_set_quotas) from the use profile of the sequences
+                                 outside each batch group (held out; needs 2 groups and
+                                 cache_global >= the step's experts x layers) */
     int32_t horizon;          /* 0: 1 */
     int32_t prefetch_k;       /* 0: the step's union size */
     ec_sim_timing timing;
@@ -175,6 +179,7 @@ typedef struct ec_sim_config {
 typedef struct ec_sim_result {
     ec_policy_kind kind;
     int32_t cache_per_layer, cache_global, horizon;
+    int32_t cache_sized;        /* the global pool was sized per layer */
     int64_t n_tokens, n_steps;
     double total_ms;            /* virtual time of the whole replay */
     double tpot_ms;             /* total_ms / n_tokens */

@@ -35,6 +35,7 @@ int cmd_rules(int argc, char **argv);
 int cmd_demo(int argc, char **argv);
 int cmd_simulate(int argc, char **argv);
 int cmd_replay(int argc, char **argv);
+int cmd_reuse(int argc, char **argv);
 
 /* Prints "expertcast: MESSAGE" on stderr. */
 void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

@@ -26,6 +26,8 @@ static const char *USAGE =
     "                           profile's host facts say that finishes sooner than its copy\n"
     "  --cache-experts N[,N..]  slots per layer (default: what fits the hardware's memory)\n"
     "  --cache-global N[,N..]   one pool of N slots shared by all layers instead\n"
+    "  --cache-sized N[,N..]    one pool of N slots partitioned per layer, each batch's\n"
+    "                           partition sized from the other sequences' use profile\n"
     "  --horizon H[,H..]        steps (layers) ahead that predict, gated and hybrid prefetch for\n"
     "                           (default 1; the oracle looks max(H, layers) ahead)\n"
     "  --prefetch-k N           experts per target layer the planners consider (default: the\n"
@@ -55,7 +57,7 @@ typedef struct sim_args {
     size_t n_traces;
     const char *model, *hardware, *policies, *predictor, *fit, *json, *csv, *plot;
     int32_t caches[MAX_LIST], horizons[MAX_LIST];
-    int n_caches, n_horizons, global, sweep;
+    int n_caches, n_horizons, global, sized, sweep;
     int32_t prefetch_k, batch;
 } sim_args;
 
@@ -120,11 +122,13 @@ static int parse_args(int argc, char **argv, sim_args *a)
             a->csv = val;
         else if (cli_is(o, "--plot", NULL))
             a->plot = val;
-        else if (cli_is(o, "--cache-experts", NULL) || cli_is(o, "--cache-global", NULL)) {
+        else if (cli_is(o, "--cache-experts", NULL) || cli_is(o, "--cache-global", NULL) ||
+                 cli_is(o, "--cache-sized", NULL)) {
             if (a->n_caches)
-                return cli_usage_error("simulate",
-                                       "give one of --cache-experts and --cache-global");
-            a->global = cli_is(o, "--cache-global", NULL);
+                return cli_usage_error("simulate", "give one of --cache-experts, --cache-global "
+                                                   "and --cache-sized");
+            a->sized = cli_is(o, "--cache-sized", NULL);
+            a->global = a->sized || cli_is(o, "--cache-global", NULL);
             if (!parse_list(o, val, 1, 1LL << 30, a->caches, &a->n_caches))
                 return CLI_USAGE;
         } else if (cli_is(o, "--horizon", NULL)) {
@@ -288,7 +292,7 @@ int cmd_simulate(int argc, char **argv)
         }
     sim_plan plan = {.sim = sim, .tm = &tm, .want = want, .caches = a.caches,
                      .n_caches = a.n_caches, .horizons = a.horizons, .n_horizons = a.n_horizons,
-                     .global = a.global, .prefetch_k = a.prefetch_k, .progress = a.sweep};
+                     .global = a.global, .sized = a.sized, .prefetch_k = a.prefetch_k, .progress = a.sweep};
     if ((rc = sim_run_rows(&plan, &rep)))
         goto out;
     rep.model = &model;

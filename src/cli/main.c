@@ -12,6 +12,7 @@ static const cli_command commands[] = {
     {"extract", cmd_extract, "write one problem's complete token journeys (the seed's tool)"},
     {"rules", cmd_rules, "create / evaluate the seed's lookup rules (levels 1-5)"},
     {"demo", cmd_demo, "the main job: the bundled trace through the loader, simulator and seed tools"},
+    {"reuse", cmd_reuse, "evaluate the reuse model eviction uses, held out (Brier, AUC)"},
     {"simulate", cmd_simulate, "replay traces through loading policies on a modeled machine"},
     {"replay", cmd_replay, "run the real expert loader over a trace: hit rate and stall per policy"},
 };

@@ -15,7 +15,7 @@ static const char *cache_str(const ec_sim_result *r, char *buf, size_t n)
     else if (r->cache_per_layer > 0)
         snprintf(buf, n, "%d/layer", r->cache_per_layer);
     else
-        snprintf(buf, n, "%d global", r->cache_global);
+        snprintf(buf, n, "%d %s", r->cache_global, r->cache_sized ? "sized" : "global");
     return buf;
 }
 
@@ -183,9 +183,9 @@ ec_status sim_write_json(FILE *f, void *ctx, ec_error *err)
         const ec_sim_result *r = &w->r;
         const ec_cache_stats *s = &r->stats;
         fprintf(f, "%s\n  {\"policy\": \"%s\", \"cache_experts\": %d, \"cache_global\": %d, "
-                   "\"horizon\": %d",
+                   "\"cache_sized\": %s, \"horizon\": %d",
                 i ? "," : "", ec_policy_kind_name(r->kind), r->cache_per_layer, r->cache_global,
-                r->horizon);
+                r->cache_sized ? "true" : "false", r->horizon);
         jfield(f, "tpot_ms", r->tpot_ms);
         jfield(f, "stall_ms_per_token", r->stall_ms_per_token);
         jfield(f, "compute_ms_per_token", r->compute_ms_per_token);

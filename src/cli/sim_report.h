@@ -57,6 +57,7 @@ typedef struct sim_plan {
     const int32_t *horizons;  /* [n_horizons] */
     int n_horizons;
     int global;               /* caches are global pools */
+    int sized;                /* ... partitioned per layer (ec_sim_config.cache_sized) */
     int32_t prefetch_k;       /* 0: the step's union */
     int progress;             /* count the runs on stderr */
 } sim_plan;

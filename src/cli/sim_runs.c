@@ -9,7 +9,7 @@
 typedef struct runner {
     ec_sim *sim;
     const ec_sim_timing *tm;
-    int global;
+    int global, sized;
     int32_t prefetch_k;
     int done, total;
     int progress;
@@ -38,6 +38,7 @@ static int run_one(runner *rn, ec_policy_kind k, int32_t cache, int32_t horizon,
     ec_sim_config cfg = {.kind = k,
                          .cache_per_layer = rn->global ? 0 : cache,
                          .cache_global = rn->global ? cache : 0,
+                         .cache_sized = rn->sized,
                          .horizon = horizon,
                          .prefetch_k = rn->prefetch_k,
                          .timing = *rn->tm};
@@ -75,7 +76,8 @@ int sim_run_rows(const sim_plan *p, sim_report *rep)
         cli_error("out of memory");
         return CLI_DATA;
     }
-    runner rn = {.sim = p->sim, .tm = p->tm, .global = p->global, .prefetch_k = p->prefetch_k};
+    runner rn = {.sim = p->sim, .tm = p->tm, .global = p->global, .sized = p->sized,
+               .prefetch_k = p->prefetch_k};
     for (int k = 0; k < SIM_N_POLICIES; k++)
         rn.total += (k == EC_POLICY_LRU || k == EC_POLICY_ORACLE || p->want[k])
                         ? (ec_policy_kind_predicts((ec_policy_kind)k) ? p->n_horizons : 1) * p->n_caches

@@ -275,6 +275,8 @@ ec_status ec_loader_create(ec_backend *b, ec_store *s, const ec_predictor *predi
     TRY(ec_policy_create(&cfg->policy, l->cache, l->queue, predictor, cfg->future, &l->policy,
                          err),
         "policy");
+    TRY(ec_policy_set_reuse_model(l->policy, cfg->reuse_model),
+        "reuse model (its layers and experts must match the store's)");
     int32_t depth = cfg->history_depth; /* at least what the predictor's fit read */
     if (predictor && ec_predictor_history_depth(predictor) > depth)
         depth = ec_predictor_history_depth(predictor);

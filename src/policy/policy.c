@@ -109,8 +109,12 @@ ec_status ec_policy_create(const ec_policy_config *cfg, ec_cache *cache, ec_queu
     p->rank = ec_malloc((size_t)p->E * sizeof *p->rank);
     p->reuse = ec_malloc(LE * sizeof *p->reuse);
     p->reuse_at = ec_malloc((size_t)p->L * sizeof *p->reuse_at);
-    p->last_tok = ec_malloc(LE * sizeof *p->last_tok);
-    p->row_tok = ec_malloc((size_t)p->L * sizeof *p->row_tok);
+    p->ru_fit = ec_calloc(1, sizeof *p->ru_fit);
+    p->ru_stream = ec_calloc(1, sizeof *p->ru_stream);
+    p->ru_prob = ec_malloc(RU_NH * sizeof *p->ru_prob);
+    p->scratch = ec_malloc((size_t)p->L * sizeof *p->scratch);
+    p->scratch_key = ec_malloc((size_t)p->L * sizeof *p->scratch_key);
+    ec_status ts = reuse_track_init(&p->track, p->L, p->E);
     p->fut_ex = ec_malloc((size_t)p->E * sizeof *p->fut_ex);
     p->nu = ec_malloc(ns * sizeof *p->nu);
     p->nu_stamp = ec_malloc(ns * sizeof *p->nu_stamp);
@@ -118,8 +122,9 @@ ec_status ec_policy_create(const ec_policy_config *cfg, ec_cache *cache, ec_queu
     p->pool_full = ec_malloc((size_t)p->L * sizeof *p->pool_full);
     p->pf_prob = ec_calloc(ns, sizeof *p->pf_prob);
     p->host_at = ec_malloc(LE * sizeof *p->host_at);
-    if (!p->host_at || !p->taken || !p->plan_keep || !p->probs || !p->qrow || !p->qstamp || !p->rank ||
-        !p->reuse || !p->reuse_at || !p->last_tok || !p->row_tok || !p->fut_ex ||
+    if (!p->host_at || !p->taken || !p->plan_keep || !p->probs || !p->qrow || !p->qstamp ||
+        !p->rank || !p->reuse || !p->reuse_at || ts || !p->ru_fit || !p->ru_stream ||
+        !p->ru_prob || !p->scratch || !p->scratch_key || !p->fut_ex ||
         !p->nu || !p->nu_stamp || !p->evicted_at || !p->pool_full || !p->pf_prob) {
         ec_policy_destroy(p);
         return ec_error_set(err, EC_ERR_NOMEM, "out of memory creating policy");
@@ -147,8 +152,12 @@ void ec_policy_destroy(ec_policy *p)
     ec_free(p->rank);
     ec_free(p->reuse);
     ec_free(p->reuse_at);
-    ec_free(p->last_tok);
-    ec_free(p->row_tok);
+    reuse_track_free(&p->track);
+    ec_free(p->ru_fit);
+    ec_free(p->ru_stream);
+    ec_free(p->ru_prob);
+    ec_free(p->scratch);
+    ec_free(p->scratch_key);
     ec_free(p->fut_ex);
     ec_free(p->nu);
     ec_free(p->nu_stamp);
@@ -160,6 +169,21 @@ void ec_policy_destroy(ec_policy *p)
 }
 
 const ec_policy_config *ec_policy_config_get(const ec_policy *p) { return &p->cfg; }
+
+ec_status ec_policy_set_reuse_model(ec_policy *p, const ec_reuse_model *m)
+{
+    if (!p)
+        return EC_ERR_INVALID;
+    if (m && (m->L != p->L || m->E != p->E))
+        return EC_ERR_INVALID;
+    if (m)
+        *p->ru_fit = m->fit;
+    else
+        memset(p->ru_fit, 0, sizeof *p->ru_fit);
+    p->have_fit = m != NULL;
+    p->ru_table_tok = -1; /* the table is made again at the next token */
+    return EC_OK;
+}
 
 ec_status ec_policy_set_predictor(ec_policy *p, const ec_predictor *predictor)
 {
@@ -264,7 +288,7 @@ ec_status ec_policy_observe_batch(ec_policy *p, int64_t step, int32_t layer,
 
     take_back_prefetches(p);
     if (!p->counted) {
-        if (policy_gated_rules(p))
+        if (policy_uses_reuse(p))
             reuse_observe(p, experts, k);
         count_uses(p, experts, k);
         p->counted = 1;
@@ -283,6 +307,8 @@ ec_status ec_policy_observe_batch(ec_policy *p, int64_t step, int32_t layer,
             (p->host_at[key] == p->serial || hybrid_place(p, layer, experts[i])))
             continue; /* runs on the host: no slot */
         int32_t v = victim_demand(p, layer);
+        if (v >= 0 && policy_uses_reuse(p))
+            v = reuse_admit(p, layer, experts[i], v);
         if (v < 0) {
             p->hs = NULL;
             p->n_hist = 0;
@@ -380,6 +406,8 @@ int32_t ec_policy_acquire(ec_policy *p, int64_t step, int32_t layer, int32_t exp
     sl->last_use = step;
     sl->uses++;
     c->freq[key]++;
+    if (policy_uses_reuse(p))
+        reuse_acquired(p, s, step);
     if (sl->prefetched) {
         sl->prefetched = 0;
         c->stats.prefetch_hits++;

@@ -114,6 +114,7 @@ typedef struct run_state {
     double *host_free;         /* [host_lanes] when each host lane finishes its expert */
     int64_t host_runs;
     double host_busy;          /* host lane time spent (ms) */
+    int32_t *quotas;           /* [n_groups][L] sized pools, or NULL */
 } run_state;
 
 static void run_free(run_state *r, int32_t B)
@@ -133,6 +134,7 @@ static void run_free(run_state *r, int32_t B)
     ec_free(r->stall_l);
     ec_free(r->compute_l);
     ec_free(r->host_free);
+    ec_free(r->quotas);
 }
 
 void ec_sim_result_clear(ec_sim_result *r)
@@ -172,6 +174,17 @@ static ec_status check_config(const ec_sim *s, const ec_sim_config *cfg, ec_erro
                                 cfg->cache_global, s->max_union);
     } else
         return ec_error_set(err, EC_ERR_INVALID, "simulate: no cache size given");
+    if (cfg->cache_sized) {
+        if (cfg->cache_per_layer > 0 || s->n_groups < 2)
+            return ec_error_set(err, EC_ERR_INVALID,
+                                "simulate: sized pools need a global size and at least 2 "
+                                "batches of sequences to fit on (held out)");
+        if (cfg->cache_global < (int64_t)s->max_union * s->L)
+            return ec_error_set(err, EC_ERR_INVALID,
+                                "simulate: sized pools of %d slots cannot give each of %d layers "
+                                "the %d experts one step needs",
+                                cfg->cache_global, s->L, s->max_union);
+    }
     if (ec_policy_kind_predicts(cfg->kind))
         for (int32_t g = 0; g < s->n_groups; g++)
             if (!s->pred[g])
@@ -197,6 +210,21 @@ static ec_status setup(ec_sim *s, const ec_sim_config *cfg, run_state *r, ec_err
     if ((st = ec_cache_create(s->L, s->E, per_layer, global, &r->c)) ||
         (st = ec_queue_create(ec_cache_n_slots(r->c), &r->q)))
         return ec_error_set(err, st, "simulate: cannot create the cache: %s", ec_status_str(st));
+    if (cfg->cache_sized && cfg->kind != EC_POLICY_RESIDENT) {
+        /* each group's partition from the other groups' use profile */
+        r->quotas = ec_malloc((size_t)s->n_groups * (size_t)s->L * sizeof *r->quotas);
+        uint8_t *mask = ec_malloc(s->t->n_seqs);
+        st = r->quotas && mask ? EC_OK : EC_ERR_NOMEM;
+        for (int32_t g = 0; g < s->n_groups && st == EC_OK; g++) {
+            for (size_t q = 0; q < s->t->n_seqs; q++)
+                mask[q] = (int32_t)(q / (size_t)s->B) != g;
+            st = ec_cache_size_layers(s->t, mask, ec_cache_n_slots(r->c), s->max_union,
+                                      r->quotas + (size_t)g * (size_t)s->L, err);
+        }
+        ec_free(mask);
+        if (st)
+            return st == EC_ERR_NOMEM ? ec_error_set(err, st, "out of memory") : st;
+    }
     const ec_sim_timing *tm = &cfg->timing;
     ec_policy_config pc = {
         .kind = cfg->kind,
@@ -209,6 +237,9 @@ static ec_status setup(ec_sim *s, const ec_sim_config *cfg, run_state *r, ec_err
         .host_act_ms = tm->host_lanes > 0 ? host_d2h_wait(tm) + tm->host_h2d_ms : 0,
         .copy_engines = tm->engines,
     };
+    if ((cfg->kind == EC_POLICY_GATED || cfg->kind == EC_POLICY_HYBRID) &&
+        (st = sim_reuse_models(s, err)))
+        return st;
     ec_future fut = {fut_next_use, fut_experts_at, s};
     if ((st = ec_policy_create(&pc, r->c, r->q, s->pred[0], &fut, &r->p, err)))
         return st;
@@ -290,6 +321,12 @@ static ec_status replay(ec_sim *s, const ec_sim_config *cfg, run_state *r, doubl
                 ec_history_reset(r->h[b]);
             if (ec_policy_kind_predicts(cfg->kind) && ec_policy_set_predictor(r->p, s->pred[group]))
                 return ec_error_set(err, EC_ERR_INVALID, "simulate: predictor shape mismatch");
+            if (r->quotas &&
+                ec_cache_set_quotas(r->c, r->quotas + (size_t)group * (size_t)s->L))
+                return ec_error_set(err, EC_ERR_INVALID, "simulate: pool sizes do not fit");
+            if ((cfg->kind == EC_POLICY_GATED || cfg->kind == EC_POLICY_HYBRID) &&
+                ec_policy_set_reuse_model(r->p, s->reuse ? s->reuse[group] : NULL))
+                return ec_error_set(err, EC_ERR_INVALID, "simulate: reuse model shape mismatch");
         }
         const int64_t *rows = s->tok_rows + (size_t)j * s->B;
         if (ec_policy_kind_predicts(cfg->kind)) { /* only predictors read the histories */
@@ -413,6 +450,7 @@ ec_status ec_sim_run(ec_sim *s, const ec_sim_config *cfg, ec_sim_result *res, ec
     res->kind = cfg->kind;
     res->cache_per_layer = cfg->kind == EC_POLICY_RESIDENT ? s->E : cfg->cache_per_layer;
     res->cache_global = cfg->kind == EC_POLICY_RESIDENT ? 0 : cfg->cache_global;
+    res->cache_sized = r.quotas != NULL;
     res->horizon = ec_policy_config_get(r.p)->horizon;
     res->n_tokens = s->n_tok;
     res->n_steps = s->S;
