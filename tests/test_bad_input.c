@@ -88,6 +88,15 @@ static const bad_trace bad_traces[] = {
     {"k_changes.jsonl", "", ":3: field 'experts': top-k is 3 here but 2 on the first record"},
     {"layer_ge_32.jsonl", "--layers 32", ":2: field 'layer': 40 is out of range [0, 31]"},
     {"field_repeated.jsonl", "", ":1: field 'layer': appears twice in the record"},
+    {"problem_id_beyond_int64.jsonl", "",
+     ":1: field 'problem_id': 9223372036854775807 is out of range [-4611686018427387904, "
+     "4611686018427387903]"},
+    {"token_exponent_beyond_2p53.jsonl", "",
+     ":1: field 'token_idx': 1e17 cannot be read exactly in this form (beyond 2^53: write it "
+     "as plain digits)"},
+    {"dataset_nul.jsonl", "",
+     ":2: field 'dataset': \\u0000 (NUL) in a string or key is not accepted (near byte 14)"},
+    {"key_nul.jsonl", "", ":1: \\u0000 (NUL) in a string or key is not accepted (near byte 40)"},
     {"empty.jsonl", "", ": empty file, no routing record"},
     {"blank_lines.jsonl", "", ": empty file, no routing record"},
 };
@@ -252,6 +261,23 @@ Test(bad_input, failed_synth_writes_nothing)
     snprintf(args, sizeof args, "synth --skew -1 -o '%s/out.jsonl'", d);
     expect_failure(args, 2, "expertcast synth: --skew: -1 is out of range [0, 100]");
     cr_assert_eq(count_entries(d), 0, "a failed synth left files in %s", d);
+}
+
+Test(bad_input, integers_beyond_2p53_are_read_exactly_not_merged)
+{
+    /* 2^53 + 1 and 2^53 are one double apart from nothing: read as doubles
+     * they were one sequence and one token, and two records were dropped as
+     * duplicates. */
+    char *out = NULL, *err = NULL;
+    int rc = tu_cli(&out, &err, "info '%s/accepted/ids_beyond_2p53.jsonl'", BAD_DIR);
+    cr_assert_eq(rc, 0, "exit %d: %s", rc, err);
+    cr_assert(strstr(out, "sequences 3, tokens 4,"), "%s", out);
+    cr_assert(strstr(out, "records 4 kept, 0 duplicates dropped\n"), "%s", out);
+    cr_assert(strstr(out, "  d/9007199254740993: 2 tokens\n"), "%s", out);
+    cr_assert(strstr(out, "  d/9007199254740992: 1 tokens\n"), "%s", out);
+    cr_assert(strstr(out, "  d/-4611686018427387904: 1 tokens\n"), "%s", out);
+    free(out);
+    free(err);
 }
 
 Test(bad_input, unknown_fields_bom_and_crlf_keep_loading)

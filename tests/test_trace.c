@@ -1,5 +1,6 @@
 /* The raw JSONL trace loader: shape, de-duplication, and every malformation. */
 #include "testutil.h"
+#include "trace/jsonl.h"
 
 #include <string.h>
 
@@ -242,5 +243,69 @@ Test(trace, mixtral_trace_counts_match_its_readme)
     cr_assert_eq(t->n_records + t->n_duplicates, 10779);
     cr_assert_eq(t->n_rows, 338);
     cr_assert_eq(t->n_rows - t->n_incomplete, 333);
+    ec_trace_destroy(t);
+}
+
+/* The fast line scanner and the cJSON path read the same values: numbers in
+ * every form, escapes, unknown fields of every type, the alias, null gates. */
+Test(trace, fast_scanner_reads_lines_as_the_cjson_path_does)
+{
+    static const char *const lines[] = {
+        "{\"dataset\": \"caf\\u00e9 \\ud83d\\ude00 \\\"q\\\" \\\\ \\/ \\n\", \"problem_id\": -7, "
+        "\"layer\": 3, \"experts\": [1, 0], \"token_idx\": 12}",
+        "{\"layer\": 0, \"experts\": [2, 1], \"gating_probs\": [0.1, 0.30000000000000004], "
+        "\"token_pos\": 5}",
+        "{\"layer\": 0, \"experts\": [2, 1], \"gating_probs\": [1e-3, 5E-1], \"token_idx\": 1}",
+        "{\"layer\": 0, \"experts\": [2, 1], \"gating_probs\": [-0.0, 0], \"token_idx\": 1}",
+        "{\"layer\": 0, \"experts\": [2, 1], \"gating_probs\": [123456789012345678, "
+        "0.000000000000000000000001234], \"token_idx\": 1}",
+        "{\"layer\": 0, \"experts\": [2, 1], \"gating_probs\": [3.4028234663852886e38, "
+        "1.7976931348623157e308], \"token_idx\": 1}",
+        "{\"layer\": 0, \"experts\": [2, 1], \"gating_probs\": null, \"token_idx\": 1}",
+        "{\"token_pos\": 9, \"layer\": 0, \"experts\": [2], \"token_idx\": 4}",
+        "{\"x\": {\"a\": [1, -2.5e+3, true, false, null, \"s\", {}], \"b\": []}, \"layer\": 1, "
+        "\"experts\": [0], \"token_idx\": 0, \"long_unknown_key_name\": 1}",
+        "  {\"layer\": 0, \"experts\": [1], \"token_idx\": 0}  \t",
+        "{\"layer\": 0, \"experts\": [1], \"token_idx\": 1.0}",
+        "{\"layer\": 0, \"experts\": [1], \"token_idx\": 01}",
+        "{\"layer\": 0, \"experts\": [1], \"token_idx\": 9007199254740993}",
+        "{\"layer\": 0, \"experts\": [1], \"token_idx\": 4611686018427387904}",
+        "{\"layer\": 0, \"experts\": [1], \"token_idx\": -0}",
+        "{\"layer\": 0, \"experts\": [1, 1], \"token_idx\": 0}",
+        "{\"layer\": 0, \"experts\": [1], \"token_idx\": 0, \"layer\": 1}",
+        "{\"la\\u0079er\": 0, \"experts\": [1], \"token_idx\": 0}",
+        "{\"layer\": 0, \"experts\": [1], \"token_idx\": 0, \"d\": \"\\ud800\"}",
+        "{\"layer\": 0, \"experts\": [1], \"gating_probs\": [1e39], \"token_idx\": 0}",
+        "{\"layer\": 0, \"experts\": [1], \"gating_probs\": [], \"token_idx\": 0}",
+        "{\"layer\": 0, \"experts\": [], \"token_idx\": 0}",
+        "{\"layer\": 0, \"experts\": [1], \"token_idx\": 0} x",
+        "[1]",
+    };
+    for (size_t i = 0; i < sizeof lines / sizeof lines[0]; i++) {
+        const char *why = ec_jsonl_paths_disagree(lines[i], strlen(lines[i]), NULL);
+        cr_assert_null(why, "%s: %s", lines[i], why);
+    }
+}
+
+Test(trace, integers_are_read_exactly_past_2p53)
+{
+    ec_error err = {0};
+    ec_status s;
+    ec_trace *t = load_text("{\"problem_id\": 9007199254740993, \"layer\": 0, \"experts\": [1], "
+                            "\"token_idx\": 9007199254740993}\n"
+                            "{\"problem_id\": 9007199254740993, \"layer\": 0, \"experts\": [0], "
+                            "\"token_idx\": 9007199254740992}\n"
+                            "{\"problem_id\": 9007199254740992, \"layer\": 0, \"experts\": [0], "
+                            "\"token_idx\": 4611686018427387903}\n",
+                            &err, &s);
+    cr_assert_eq(s, EC_OK, "%s", err.message);
+    cr_assert_eq(t->n_seqs, 2);
+    cr_assert_eq(t->n_rows, 3);
+    cr_assert_eq(t->n_duplicates, 0);
+    cr_assert_eq(t->seqs[0].problem_id, INT64_C(9007199254740993));
+    cr_assert_eq(t->seqs[1].problem_id, INT64_C(9007199254740992));
+    cr_assert_eq(t->token_idx[0], INT64_C(9007199254740992));
+    cr_assert_eq(t->token_idx[1], INT64_C(9007199254740993));
+    cr_assert_eq(t->token_idx[2], INT64_C(4611686018427387903));
     ec_trace_destroy(t);
 }
