@@ -70,6 +70,18 @@ ec_status ec_store_create(ec_backend *b, int32_t n_layers, int32_t n_experts,
     if (!out)
         return ec_error_set(err, EC_ERR_INVALID, "ec_store_create: NULL out");
     *out = NULL;
+    /* the whole store is sized first: a trace naming layer 4091 or expert
+     * 32766 would otherwise ask for tens of GiB one buffer at a time */
+    if (b && n_layers >= 1 && n_layers <= EC_MAX_LAYERS && n_experts >= 1 &&
+        n_experts <= EC_MAX_EXPERTS && expert_bytes > 0) {
+        char what[160], eb[40];
+        snprintf(what, sizeof what, "the pinned expert store (%d layers x %d experts x %s)",
+                 (int)n_layers, (int)n_experts, ec_fmt_bytes(expert_bytes, eb, sizeof eb));
+        size_t need = ec_mul_size((size_t)n_layers * (size_t)n_experts, expert_bytes);
+        ec_status m = ec_memory_check(need, what, err);
+        if (m)
+            return m;
+    }
     ec_store *s;
     ec_status st = store_new(b, n_layers, n_experts, expert_bytes, &s, err);
     if (st)

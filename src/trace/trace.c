@@ -188,6 +188,19 @@ static ec_status build(builder *b, ec_trace **out, ec_error *err)
         }
         rows++;
     }
+    /* the routing matrix is rows x layers x k: refuse before allocating
+     * when a few records at a high layer would make it huge */
+    char what[200];
+    snprintf(what, sizeof what,
+             "%s: the trace's routing matrix (%zu tokens x %d layers x top-%d, layers from the "
+             "largest layer id)",
+             b->path ? b->path : "trace", rows, (int)L, (int)k);
+    size_t cell = sizeof *t->experts + (b->has_gates ? sizeof *t->gates : 0);
+    ec_status m = ec_memory_check(ec_mul_size(ec_mul_size(rows, (size_t)L * k), cell), what, err);
+    if (m) {
+        ec_free(t);
+        return m;
+    }
     t->n_rows = rows;
     t->n_records = b->n_recs - t->n_duplicates;
     t->token_idx = ec_calloc(rows ? rows : 1, sizeof *t->token_idx);
