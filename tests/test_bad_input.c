@@ -8,6 +8,7 @@
 #include "predict/predictor.h"
 
 #include <dirent.h>
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -320,6 +321,7 @@ static const bad_model bad_models[] = {
     {"trailing_data.json", "trailing data after the JSON document (near byte 321)"},
     {"wrong_format.json", "field 'format': not an expertcast predictor file"},
     {"option_fraction.json", "field 'context': 0.5 is not an integer"},
+    {"ngram_entries_beyond_data.json", "field 'model.keys': not base64 of 34359738352 bytes"},
 };
 
 static size_t g_largest; /* bytes of the largest request seen */
@@ -396,6 +398,7 @@ static const bad_trace bad_rules[] = {
     {"two_documents.json", "",
      ": not valid JSON (near byte 101; a rules file is one JSON document)"},
     {"truncated.json", "", ": not valid JSON (near byte 48; a rules file is one JSON document)"},
+    {"key_nul.json", "", ": \\u0000 (NUL) in a string or key is not accepted (near byte 29)"},
     {"a_trace_not_rules.json", "",
      ": not valid JSON (near byte 110; a rules file is one JSON document)"},
 };
@@ -507,4 +510,113 @@ Test(bad_input, malformed_profiles_fail_simulate_and_write_nothing)
                           "int4)\n"),
               "%s", err);
     free(err);
+}
+
+/* ---- memory that follows the data, not the ids it names ------------------- */
+
+/*
+ * Runs the CLI with its address space capped at limit_kb (ulimit -v) and the
+ * environment env ("" for none); returns the exit code, stderr in *err.
+ */
+static int cli_capped(long limit_kb, const char *env, char **err, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static int cli_capped(long limit_kb, const char *env, char **err, const char *fmt, ...)
+{
+    char args[4096], cmd[8192], errpath[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(args, sizeof args, fmt, ap);
+    va_end(ap);
+    snprintf(errpath, sizeof errpath, "%s/err", tu_tmpdir());
+    snprintf(cmd, sizeof cmd, "ulimit -v %ld; %s %s %s >/dev/null 2>'%s' </dev/null", limit_kb,
+             env, EC_CLI_PATH, args, errpath);
+    int rc = system(cmd);
+    *err = tu_read(errpath, NULL);
+    return WIFEXITED(rc) ? WEXITSTATUS(rc) : 128;
+}
+
+Test(bad_input, a_tiny_trace_naming_a_high_layer_or_expert_is_refused_before_allocating)
+{
+    char d[256];
+    snprintf(d, sizeof d, "%s", tu_tmpdir());
+    /* one record at layer 4091: a pinned store of 4092 x 2 experts x 1 MiB */
+    const char *layer = tu_write(d, "layer.jsonl",
+                                 "{\"problem_id\": 0, \"layer\": 0, \"experts\": [1, 0], "
+                                 "\"token_idx\": 0}\n"
+                                 "{\"problem_id\": 0, \"layer\": 4091, \"experts\": [1, 0], "
+                                 "\"token_idx\": 0}\n");
+    /* expert 32766: 32767 experts x 1 MiB */
+    const char *expert = tu_write(d, "expert.jsonl",
+                                  "{\"problem_id\": 0, \"layer\": 0, \"experts\": [32766, 0], "
+                                  "\"token_idx\": 0}\n"
+                                  "{\"problem_id\": 1, \"layer\": 0, \"experts\": [1, 0], "
+                                  "\"token_idx\": 0}\n");
+    /* both: two records whose dense tables would take 1.5 GiB */
+    const char *both = tu_write(d, "both.jsonl",
+                                "{\"problem_id\": 0, \"layer\": 4091, \"experts\": [32766, 0], "
+                                "\"token_idx\": 0}\n"
+                                "{\"problem_id\": 1, \"layer\": 4091, \"experts\": [1, 0], "
+                                "\"token_idx\": 0}\n");
+    static const struct {
+        const char *cmd;
+        int which;
+        const char *want;
+    } cases[] = {
+        {"replay --backend cpu", 0,
+         "the pinned expert store (4092 layers x 2 experts x 1.0 MiB) needs 8.0 GiB, above the "
+         "memory limit of 4.0 GiB (set EXPERTCAST_MAX_MEMORY to change it)"},
+        {"demo --backend cpu --trace", 0, "the pinned expert store (4092 layers x 2 experts"},
+        {"replay --backend cpu", 1,
+         "the pinned expert store (1 layers x 32767 experts x 1.0 MiB) needs 32.0 GiB"},
+        {"eval --predictor prior,temporal", 2,
+         "its layer x expert tables (4092 layers x 32767 experts, from the largest ids) needs "
+         "1.5 GiB, more than 16 times the 32736 bytes of routing data present (2 tokens)"},
+    };
+    const char *files[] = {layer, expert, both};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char *err = NULL;
+        /* 512 MiB of address space: the refusal must come before any of it */
+        int rc = cli_capped(512 * 1024, "", &err, "%s '%s'", cases[i].cmd,
+                            files[cases[i].which]);
+        cr_assert_eq(rc, 1, "%s: exit %d: %s", cases[i].cmd, rc, err);
+        cr_assert(err && strstr(err, cases[i].want), "%s: %s", cases[i].cmd, err);
+        free(err);
+    }
+    /* a limit set explicitly is the one in force */
+    char *err = NULL;
+    int rc = cli_capped(512 * 1024, "EXPERTCAST_MAX_MEMORY=1M", &err,
+                        "replay --backend cpu --expert-bytes 4K '%s'", layer);
+    cr_assert_eq(rc, 1, "exit %d: %s", rc, err);
+    cr_assert(strstr(err, "needs 32.0 MiB, above the memory limit of 1.0 MiB"), "%s", err);
+    free(err);
+}
+
+Test(bad_input, json_files_are_read_up_to_the_limit)
+{
+    /* /dev/zero has no end: the reader stops at 1/8 of the memory limit */
+    char *err = NULL;
+    int rc = cli_capped(512 * 1024, "EXPERTCAST_MAX_MEMORY=64M", &err,
+                        "rules evaluate --rules /dev/zero --test '%s/accepted/crlf.jsonl' "
+                        "-o '%s/r.json'",
+                        BAD_DIR, tu_tmpdir());
+    cr_assert_eq(rc, 1, "exit %d: %s", rc, err);
+    cr_assert(strstr(err, "/dev/zero: larger than 8.0 MiB, the read limit for JSON files (1/8 "
+                          "of the memory limit; set EXPERTCAST_MAX_MEMORY to change it)"),
+              "%s", err);
+    free(err);
+    ec_set_memory_limit((size_t)8 << 20);
+    ec_predictor *p = NULL;
+    ec_error e = {0};
+    cr_assert_eq(ec_predictor_load("/dev/zero", &p, &e), EC_ERR_RANGE);
+    cr_assert(strstr(e.message, "larger than 1.0 MiB, the read limit"), "%s", e.message);
+    cr_assert_null(p);
+    /* a regular file over the limit is refused by its size, before reading */
+    char path[1024];
+    snprintf(path, sizeof path, "%s/predictor/ngram_entries_beyond_data.json", BAD_DIR);
+    ec_set_memory_limit(64);
+    cr_assert_eq(ec_predictor_load(path, &p, &e), EC_ERR_RANGE);
+    cr_assert(strstr(e.message, "larger than 8 bytes"), "%s", e.message);
+    ec_set_memory_limit((size_t)-1);
+    cr_assert_eq(ec_memory_limit(), getenv("EXPERTCAST_MAX_MEMORY") ? ec_memory_limit()
+                                                                     : EC_MEMORY_LIMIT_DEFAULT);
 }

@@ -382,6 +382,14 @@ ec_status ec_predictor_load_text(const char *path, const char *text, size_t len,
                             "%s: trailing data after the JSON document (near byte %td)", path,
                             end - text);
     }
+    long nul = ec_json_nul_escape(text, len);
+    if (nul >= 0) {
+        cJSON_Delete(root);
+        return ec_error_set(err, EC_ERR_PARSE,
+                            "%s: \\u0000 (NUL) in a string or key is not accepted (near byte "
+                            "%ld)",
+                            path, nul);
+    }
     const cJSON *fmt = cJSON_GetObjectItemCaseSensitive(root, "format");
     const cJSON *name = cJSON_GetObjectItemCaseSensitive(root, "predictor");
     if (cJSON_IsObject(root) && !fmt && cJSON_GetObjectItemCaseSensitive(root, "level1")) {
