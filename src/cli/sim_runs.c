@@ -4,6 +4,7 @@
 
 #include <math.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 int sim_predicts(int k) { return k == EC_POLICY_PREDICT || k == EC_POLICY_GATED; }
 
@@ -45,7 +46,15 @@ int sim_fit_heldout(ec_sim *sim, const char *name, int32_t batch, size_t n_seqs,
                     size_t size)
 {
     ec_error err = {0};
+    int tty = isatty(STDERR_FILENO);
+    int32_t fits = ec_sim_n_groups(sim);
+    if (fits > EC_SIM_MAX_FOLDS)
+        fits = EC_SIM_MAX_FOLDS;
+    if (tty)
+        fprintf(stderr, "simulate: fitting '%s' held out (%d fits)...", name, (int)fits);
     ec_status s = ec_sim_fit_heldout(sim, name, NULL, &err);
+    if (tty)
+        fputs(s ? "\n" : " done\n", stderr);
     if (s)
         return cli_fail(s, &err);
     int32_t groups = ec_sim_n_groups(sim);
@@ -76,7 +85,8 @@ int sim_run_rows(const sim_plan *p, sim_report *rep)
         rn.total += (k == EC_POLICY_LRU || k == EC_POLICY_ORACLE || p->want[k])
                         ? (sim_predicts(k) ? p->n_horizons : 1) * p->n_caches
                         : 0;
-    rn.progress = p->progress && rn.total > 1;
+    /* progress: asked for (--sweep), or whenever stderr is a terminal */
+    rn.progress = (p->progress || isatty(STDERR_FILENO)) && rn.total > 1;
     for (int ci = 0; ci < p->n_caches; ci++) {
         ec_sim_result lru, orc;
         if ((rc = run_one(&rn, EC_POLICY_LRU, p->caches[ci], 1, &lru)))
