@@ -620,3 +620,22 @@ Test(bad_input, json_files_are_read_up_to_the_limit)
     cr_assert_eq(ec_memory_limit(), getenv("EXPERTCAST_MAX_MEMORY") ? ec_memory_limit()
                                                                      : EC_MEMORY_LIMIT_DEFAULT);
 }
+
+Test(bad_input, replay_on_the_qwen3_trace_refuses_before_fitting_or_allocating)
+{
+    const char *q = TU_SHARED_OR_SKIP("qwen3-30b-a3b/decode_4prompts_routing.jsonl");
+    char *err = NULL;
+    /* the default 4 slots per layer cannot hold its top-8: found before the store */
+    int rc = cli_capped(512 * 1024, "", &err, "replay --backend cpu '%s'", q);
+    cr_assert_eq(rc, 2, "exit %d: %s", rc, err);
+    cr_assert_str_eq(err, "expertcast: --cache-experts 4 cannot hold the top-8 experts of one "
+                          "layer of this trace\n");
+    free(err);
+    /* 48 x 128 experts of 1 MiB: 6 GiB, above the default limit */
+    rc = cli_capped(512 * 1024, "", &err, "replay --backend cpu --cache-experts 8 '%s'", q);
+    cr_assert_eq(rc, 1, "exit %d: %s", rc, err);
+    cr_assert_str_eq(err, "expertcast: the pinned expert store (48 layers x 128 experts x 1.0 "
+                          "MiB) needs 6.0 GiB, above the memory limit of 4.0 GiB (set "
+                          "EXPERTCAST_MAX_MEMORY to change it)\n");
+    free(err);
+}

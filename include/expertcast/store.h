@@ -31,6 +31,12 @@ typedef struct ec_store ec_store;
 ec_status ec_store_create(ec_backend *b, int32_t n_layers, int32_t n_experts,
                           size_t expert_bytes, ec_store **out, ec_error *err);
 
+/* The check ec_store_create makes first, alone: EC_ERR_INVALID for a bad
+ * shape, EC_ERR_RANGE when n_layers x n_experts x expert_bytes is above the
+ * memory limit. For callers that can refuse before other long work. */
+ec_status ec_store_check_size(int32_t n_layers, int32_t n_experts, size_t expert_bytes,
+                              ec_error *err);
+
 enum { EC_STORE_REGISTER = 1 }; /* flags for ec_store_wrap */
 
 /*
