@@ -71,7 +71,10 @@ static ec_status int_value(const reader *r, const cJSON *v, const char *field, i
                     "digits)", raw);
     }
     if (d < (double)lo || d > (double)hi)
-        return fail(r, field, "%.0f is out of range [%lld, %lld]", d, (long long)lo,
+        return fail(r, field,
+                    fabs(d) < 1e19 ? "%.0f is out of range [%lld, %lld]"
+                                   : "%g is out of range [%lld, %lld]",
+                    d, (long long)lo,
                     (long long)hi);
     *out = (int64_t)d;
     return EC_OK;
@@ -851,8 +854,14 @@ static ec_status slow_record(reader *r, const char *text, size_t len,
     }
     while (end && end < text + len && (*end == ' ' || *end == '\t'))
         end++;
-    if (end && end < text + len)
+    if (end && end < text + len) {
+        if (*end == '\r')
+            return fail(r, NULL,
+                        "carriage return inside the line (near byte %td): CR-only line ends "
+                        "are not supported; convert them to LF (e.g. tr '\\r' '\\n')",
+                        end - text);
         return fail(r, NULL, "trailing data after the JSON value (near byte %td)", end - text);
+    }
     long nul = ec_json_nul_escape(text, len);
     if (nul >= 0) {
         char key[64];
