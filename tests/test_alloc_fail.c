@@ -86,7 +86,10 @@ static const char *small_trace_path(void)
 {
     static char path[1024];
     if (!path[0]) {
-        /* Two sequences with gates, a duplicate record and a missing layer. */
+        /* Two sequences with gates, a duplicate record and a missing layer;
+         * the record of "b" writes its token as 2.0, which only the cJSON
+         * path reads (the fast scanner takes plain integers), so both
+         * paths are swept. */
         const char *text =
             "{\"dataset\": \"a\", \"problem_id\": 0, \"layer\": 0, \"experts\": [1, 2], "
             "\"gating_probs\": [0.7, 0.3], \"token_idx\": 0}\n"
@@ -95,7 +98,7 @@ static const char *small_trace_path(void)
             "{\"dataset\": \"a\", \"problem_id\": 0, \"layer\": 1, \"experts\": [2, 3], "
             "\"gating_probs\": [0.6, 0.4], \"token_idx\": 0}\n"
             "{\"dataset\": \"b\", \"problem_id\": 4, \"layer\": 0, \"experts\": [3, 1], "
-            "\"gating_probs\": [0.9, 0.1], \"token_idx\": 2, \"extra\": [1, {\"x\": null}]}\n"
+            "\"gating_probs\": [0.9, 0.1], \"token_idx\": 2.0, \"extra\": [1, {\"x\": null}]}\n"
             "{\"dataset\": \"a\", \"problem_id\": 0, \"layer\": 0, \"experts\": [1, 0], "
             "\"gating_probs\": [0.5, 0.5], \"token_idx\": 1}\n";
         snprintf(path, sizeof path, "%s", tu_write(tu_tmpdir(), "small.jsonl", text));

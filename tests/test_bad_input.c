@@ -8,6 +8,7 @@
 #include "predict/predictor.h"
 
 #include <dirent.h>
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -88,11 +89,20 @@ static const bad_trace bad_traces[] = {
     {"k_changes.jsonl", "", ":3: field 'experts': top-k is 3 here but 2 on the first record"},
     {"layer_ge_32.jsonl", "--layers 32", ":2: field 'layer': 40 is out of range [0, 31]"},
     {"field_repeated.jsonl", "", ":1: field 'layer': appears twice in the record"},
+    {"problem_id_beyond_int64.jsonl", "",
+     ":1: field 'problem_id': 9223372036854775807 is out of range [-4611686018427387904, "
+     "4611686018427387903]"},
+    {"token_exponent_beyond_2p53.jsonl", "",
+     ":1: field 'token_idx': 1e17 cannot be read exactly in this form (beyond 2^53: write it "
+     "as plain digits)"},
+    {"dataset_nul.jsonl", "",
+     ":2: field 'dataset': \\u0000 (NUL) in a string or key is not accepted (near byte 14)"},
+    {"key_nul.jsonl", "", ":1: \\u0000 (NUL) in a string or key is not accepted (near byte 40)"},
     {"cr_only_line_ends.jsonl", "",
      ":1: carriage return inside the line (near byte 64): CR-only line ends are not supported; "
      "convert them to LF (e.g. tr '\\r' '\\n')"},
     {"problem_id_1e300.jsonl", "",
-     ":1: field 'problem_id': 1e+300 is out of range [-4611686018427387904, "
+     ":1: field 'problem_id': 1e300 is out of range [-4611686018427387904, "
      "4611686018427387903]"},
     {"empty.jsonl", "", ": empty file, no routing record"},
     {"blank_lines.jsonl", "", ": empty file, no routing record"},
@@ -260,6 +270,23 @@ Test(bad_input, failed_synth_writes_nothing)
     cr_assert_eq(count_entries(d), 0, "a failed synth left files in %s", d);
 }
 
+Test(bad_input, integers_beyond_2p53_are_read_exactly_not_merged)
+{
+    /* 2^53 + 1 and 2^53 are one double apart from nothing: read as doubles
+     * they were one sequence and one token, and two records were dropped as
+     * duplicates. */
+    char *out = NULL, *err = NULL;
+    int rc = tu_cli(&out, &err, "info '%s/accepted/ids_beyond_2p53.jsonl'", BAD_DIR);
+    cr_assert_eq(rc, 0, "exit %d: %s", rc, err);
+    cr_assert(strstr(out, "sequences 3, tokens 4,"), "%s", out);
+    cr_assert(strstr(out, "records 4 kept, 0 duplicates dropped\n"), "%s", out);
+    cr_assert(strstr(out, "  d/9007199254740993: 2 tokens\n"), "%s", out);
+    cr_assert(strstr(out, "  d/9007199254740992: 1 tokens\n"), "%s", out);
+    cr_assert(strstr(out, "  d/-4611686018427387904: 1 tokens\n"), "%s", out);
+    free(out);
+    free(err);
+}
+
 Test(bad_input, unknown_fields_bom_and_crlf_keep_loading)
 {
     static const char *const files[] = {"unknown_fields.jsonl", "utf8_bom.jsonl", "crlf.jsonl",
@@ -300,6 +327,7 @@ static const bad_model bad_models[] = {
     {"trailing_data.json", "trailing data after the JSON document (near byte 321)"},
     {"wrong_format.json", "field 'format': not an expertcast predictor file"},
     {"option_fraction.json", "field 'context': 0.5 is not an integer"},
+    {"ngram_entries_beyond_data.json", "field 'model.keys': not base64 of 34359738352 bytes"},
     {"version_2.json", "field 'version': unsupported version 2 (this build reads version 1)"},
     {"deep_nesting.json", "JSON nested deeper than 1000 levels (near byte 1057)"},
 };
@@ -378,6 +406,7 @@ static const bad_trace bad_rules[] = {
     {"two_documents.json", "",
      ": not valid JSON (near byte 101; a rules file is one JSON document)"},
     {"truncated.json", "", ": not valid JSON (near byte 48; a rules file is one JSON document)"},
+    {"key_nul.json", "", ": \\u0000 (NUL) in a string or key is not accepted (near byte 29)"},
     {"level5_skip_3.json", "",
      ": field 'level5.rules.skip_3': unknown table (expected skip_2, skip_4 or skip_8)"},
     {"a_trace_not_rules.json", "",
@@ -490,6 +519,141 @@ Test(bad_input, malformed_profiles_fail_simulate_and_write_nothing)
     cr_assert(strstr(err, "mixtral-8x7b.json: field 'dtypes': no dtype 'int2' (have: fp16, int8, "
                           "int4)\n"),
               "%s", err);
+    free(err);
+}
+
+/* ---- memory that follows the data, not the ids it names ------------------- */
+
+/*
+ * Runs the CLI with its address space capped at limit_kb (ulimit -v) and the
+ * environment env ("" for none); returns the exit code, stderr in *err. In
+ * a sanitizer build the cap is left out (ASan reserves terabytes of
+ * address space for its shadow); the normal build checks the bound.
+ */
+static int cli_capped(long limit_kb, const char *env, char **err, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static int cli_capped(long limit_kb, const char *env, char **err, const char *fmt, ...)
+{
+    char args[4096], cmd[8192], errpath[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(args, sizeof args, fmt, ap);
+    va_end(ap);
+    snprintf(errpath, sizeof errpath, "%s/err", tu_tmpdir());
+#ifdef EC_TEST_SANITIZED
+    limit_kb = -1;
+#endif
+    char cap[64] = "";
+    if (limit_kb > 0)
+        snprintf(cap, sizeof cap, "ulimit -v %ld; ", limit_kb);
+    snprintf(cmd, sizeof cmd, "%s%s %s %s >/dev/null 2>'%s' </dev/null", cap, env, EC_CLI_PATH,
+             args, errpath);
+    int rc = system(cmd);
+    *err = tu_read(errpath, NULL);
+    return WIFEXITED(rc) ? WEXITSTATUS(rc) : 128;
+}
+
+Test(bad_input, a_tiny_trace_naming_a_high_layer_or_expert_is_refused_before_allocating)
+{
+    char d[256];
+    snprintf(d, sizeof d, "%s", tu_tmpdir());
+    /* one record at layer 4091: a pinned store of 4092 x 2 experts x 1 MiB */
+    const char *layer = tu_write(d, "layer.jsonl",
+                                 "{\"problem_id\": 0, \"layer\": 0, \"experts\": [1, 0], "
+                                 "\"token_idx\": 0}\n"
+                                 "{\"problem_id\": 0, \"layer\": 4091, \"experts\": [1, 0], "
+                                 "\"token_idx\": 0}\n");
+    /* expert 32766: 32767 experts x 1 MiB */
+    const char *expert = tu_write(d, "expert.jsonl",
+                                  "{\"problem_id\": 0, \"layer\": 0, \"experts\": [32766, 0], "
+                                  "\"token_idx\": 0}\n"
+                                  "{\"problem_id\": 1, \"layer\": 0, \"experts\": [1, 0], "
+                                  "\"token_idx\": 0}\n");
+    /* both: two records whose dense tables would take 1.5 GiB */
+    const char *both = tu_write(d, "both.jsonl",
+                                "{\"problem_id\": 0, \"layer\": 4091, \"experts\": [32766, 0], "
+                                "\"token_idx\": 0}\n"
+                                "{\"problem_id\": 1, \"layer\": 4091, \"experts\": [1, 0], "
+                                "\"token_idx\": 0}\n");
+    static const struct {
+        const char *cmd;
+        int which;
+        const char *want;
+    } cases[] = {
+        {"replay --backend cpu", 0,
+         "the pinned expert store (4092 layers x 2 experts x 1.0 MiB) needs 8.0 GiB, above the "
+         "memory limit of 4.0 GiB (set EXPERTCAST_MAX_MEMORY to change it)"},
+        {"demo --backend cpu --trace", 0, "the pinned expert store (4092 layers x 2 experts"},
+        {"replay --backend cpu", 1,
+         "the pinned expert store (1 layers x 32767 experts x 1.0 MiB) needs 32.0 GiB"},
+        /* its two tokens lack layers 0..4090: refused as no data before any table */
+        {"eval --predictor prior,temporal", 2, "the training data has no complete token"},
+    };
+    const char *files[] = {layer, expert, both};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char *err = NULL;
+        /* 512 MiB of address space: the refusal must come before any of it */
+        int rc = cli_capped(512 * 1024, "", &err, "%s '%s'", cases[i].cmd,
+                            files[cases[i].which]);
+        cr_assert_eq(rc, 1, "%s: exit %d: %s", cases[i].cmd, rc, err);
+        cr_assert(err && strstr(err, cases[i].want), "%s: %s", cases[i].cmd, err);
+        free(err);
+    }
+    /* a limit set explicitly is the one in force */
+    char *err = NULL;
+    int rc = cli_capped(512 * 1024, "EXPERTCAST_MAX_MEMORY=1M", &err,
+                        "replay --backend cpu --expert-bytes 4K '%s'", layer);
+    cr_assert_eq(rc, 1, "exit %d: %s", rc, err);
+    cr_assert(strstr(err, "needs 32.0 MiB, above the memory limit of 1.0 MiB"), "%s", err);
+    free(err);
+}
+
+Test(bad_input, json_files_are_read_up_to_the_limit)
+{
+    /* /dev/zero has no end: the reader stops at 1/8 of the memory limit */
+    char *err = NULL;
+    int rc = cli_capped(512 * 1024, "EXPERTCAST_MAX_MEMORY=64M", &err,
+                        "rules evaluate --rules /dev/zero --test '%s/accepted/crlf.jsonl' "
+                        "-o '%s/r.json'",
+                        BAD_DIR, tu_tmpdir());
+    cr_assert_eq(rc, 1, "exit %d: %s", rc, err);
+    cr_assert(strstr(err, "/dev/zero: larger than 8.0 MiB, the read limit for JSON files (1/8 "
+                          "of the memory limit; set EXPERTCAST_MAX_MEMORY to change it)"),
+              "%s", err);
+    free(err);
+    ec_set_memory_limit((size_t)8 << 20);
+    ec_predictor *p = NULL;
+    ec_error e = {0};
+    cr_assert_eq(ec_predictor_load("/dev/zero", &p, &e), EC_ERR_RANGE);
+    cr_assert(strstr(e.message, "larger than 1.0 MiB, the read limit"), "%s", e.message);
+    cr_assert_null(p);
+    /* a regular file over the limit is refused by its size, before reading */
+    char path[1024];
+    snprintf(path, sizeof path, "%s/predictor/ngram_entries_beyond_data.json", BAD_DIR);
+    ec_set_memory_limit(64);
+    cr_assert_eq(ec_predictor_load(path, &p, &e), EC_ERR_RANGE);
+    cr_assert(strstr(e.message, "larger than 8 bytes"), "%s", e.message);
+    ec_set_memory_limit((size_t)-1);
+    cr_assert_eq(ec_memory_limit(), getenv("EXPERTCAST_MAX_MEMORY") ? ec_memory_limit()
+                                                                     : EC_MEMORY_LIMIT_DEFAULT);
+}
+
+Test(bad_input, replay_on_the_qwen3_trace_refuses_before_fitting_or_allocating)
+{
+    const char *q = TU_SHARED_OR_SKIP("qwen3-30b-a3b/decode_4prompts_routing.jsonl");
+    char *err = NULL;
+    /* the default 4 slots per layer cannot hold its top-8: found before the store */
+    int rc = cli_capped(512 * 1024, "", &err, "replay --backend cpu '%s'", q);
+    cr_assert_eq(rc, 2, "exit %d: %s", rc, err);
+    cr_assert_str_eq(err, "expertcast: --cache-experts 4 cannot hold the top-8 experts of one "
+                          "layer of this trace\n");
+    free(err);
+    /* 48 x 128 experts of 1 MiB: 6 GiB, above the default limit */
+    rc = cli_capped(512 * 1024, "", &err, "replay --backend cpu --cache-experts 8 '%s'", q);
+    cr_assert_eq(rc, 1, "exit %d: %s", rc, err);
+    cr_assert_str_eq(err, "expertcast: the pinned expert store (48 layers x 128 experts x 1.0 "
+                          "MiB) needs 6.0 GiB, above the memory limit of 4.0 GiB (set "
+                          "EXPERTCAST_MAX_MEMORY to change it)\n");
     free(err);
 }
 

@@ -2,6 +2,8 @@
 #include "testutil.h"
 
 #include "expertcast/sim.h"
+#include "predict/predictor.h"
+#include "sim/internal.h"
 
 #include <math.h>
 #include <string.h>
@@ -561,6 +563,47 @@ Test(sim, every_allocation_failure_is_reported_cleanly)
         }
         cr_assert(succeeded);
     }
+    ec_trace_destroy(t);
+}
+
+/* Beyond EC_SIM_MAX_FOLDS groups, held-out fitting makes EC_SIM_MAX_FOLDS
+ * predictors, each fitted exactly on the sequences outside its fold. */
+Test(sim, heldout_fits_at_most_max_folds_each_outside_its_fold)
+{
+    ec_synth_opts o;
+    ec_synth_opts_default(&o);
+    o.n_layers = 4;
+    o.n_experts = 8;
+    o.k = 2;
+    o.n_seqs = 21;
+    o.n_tokens = 6;
+    ec_trace *t;
+    ec_sim *s;
+    ec_error err = {0};
+    cr_assert_eq(ec_synth_generate(&o, &t, &err), EC_OK, "%s", err.message);
+    cr_assert_eq(ec_sim_create(t, 1, &s, &err), EC_OK, "%s", err.message);
+    cr_assert_eq(ec_sim_fit_heldout(s, "prior", NULL, &err), EC_OK, "%s", err.message);
+    int owned = 0;
+    for (int32_t g = 0; g < s->n_groups; g++)
+        owned += s->owned[g] != NULL;
+    cr_assert_eq(owned, EC_SIM_MAX_FOLDS);
+    uint8_t mask[21];
+    size_t n = (size_t)t->n_layers * (size_t)t->n_experts;
+    for (int32_t f = 0; f < EC_SIM_MAX_FOLDS; f++) {
+        int32_t g0 = f * 21 / EC_SIM_MAX_FOLDS, g1 = (f + 1) * 21 / EC_SIM_MAX_FOLDS;
+        for (int q = 0; q < 21; q++)
+            mask[q] = q < g0 || q >= g1;
+        ec_predictor *p;
+        cr_assert_eq(ec_predictor_create("prior", NULL, &p, &err), EC_OK);
+        cr_assert_eq(ec_predictor_fit(p, t, mask), EC_OK);
+        for (int32_t g = g0; g < g1; g++) {
+            cr_assert_eq(s->pred[g], s->pred[g0], "group %d is not predicted by its fold's fit", g);
+            cr_assert_eq(memcmp(s->pred[g]->prior, p->prior, n * sizeof *p->prior), 0,
+                         "group %d: not fitted on the sequences outside fold %d", g, f);
+        }
+        ec_predictor_destroy(p);
+    }
+    ec_sim_destroy(s);
     ec_trace_destroy(t);
 }
 

@@ -1,5 +1,6 @@
 /* The raw JSONL trace loader: shape, de-duplication, and every malformation. */
 #include "testutil.h"
+#include "trace/jsonl.h"
 
 #include <string.h>
 
@@ -243,4 +244,110 @@ Test(trace_real, mixtral_trace_counts_match_its_readme)
     cr_assert_eq(t->n_rows, 338);
     cr_assert_eq(t->n_rows - t->n_incomplete, 333);
     ec_trace_destroy(t);
+}
+
+/* The fast line scanner and the cJSON path read the same values: numbers in
+ * every form, escapes, unknown fields of every type, the alias, null gates. */
+Test(trace, fast_scanner_reads_lines_as_the_cjson_path_does)
+{
+    static const char *const lines[] = {
+        "{\"dataset\": \"caf\\u00e9 \\ud83d\\ude00 \\\"q\\\" \\\\ \\/ \\n\", \"problem_id\": -7, "
+        "\"layer\": 3, \"experts\": [1, 0], \"token_idx\": 12}",
+        "{\"layer\": 0, \"experts\": [2, 1], \"gating_probs\": [0.1, 0.30000000000000004], "
+        "\"token_pos\": 5}",
+        "{\"layer\": 0, \"experts\": [2, 1], \"gating_probs\": [1e-3, 5E-1], \"token_idx\": 1}",
+        "{\"layer\": 0, \"experts\": [2, 1], \"gating_probs\": [-0.0, 0], \"token_idx\": 1}",
+        "{\"layer\": 0, \"experts\": [2, 1], \"gating_probs\": [123456789012345678, "
+        "0.000000000000000000000001234], \"token_idx\": 1}",
+        "{\"layer\": 0, \"experts\": [2, 1], \"gating_probs\": [3.4028234663852886e38, "
+        "1.7976931348623157e308], \"token_idx\": 1}",
+        "{\"layer\": 0, \"experts\": [2, 1], \"gating_probs\": null, \"token_idx\": 1}",
+        "{\"token_pos\": 9, \"layer\": 0, \"experts\": [2], \"token_idx\": 4}",
+        "{\"x\": {\"a\": [1, -2.5e+3, true, false, null, \"s\", {}], \"b\": []}, \"layer\": 1, "
+        "\"experts\": [0], \"token_idx\": 0, \"long_unknown_key_name\": 1}",
+        "  {\"layer\": 0, \"experts\": [1], \"token_idx\": 0}  \t",
+        "{\"layer\": 0, \"experts\": [1], \"token_idx\": 1.0}",
+        "{\"layer\": 0, \"experts\": [1], \"token_idx\": 01}",
+        "{\"layer\": 0, \"experts\": [1], \"token_idx\": 9007199254740993}",
+        "{\"layer\": 0, \"experts\": [1], \"token_idx\": 4611686018427387904}",
+        "{\"layer\": 0, \"experts\": [1], \"token_idx\": -0}",
+        "{\"layer\": 0, \"experts\": [1, 1], \"token_idx\": 0}",
+        "{\"layer\": 0, \"experts\": [1], \"token_idx\": 0, \"layer\": 1}",
+        "{\"la\\u0079er\": 0, \"experts\": [1], \"token_idx\": 0}",
+        "{\"layer\": 0, \"experts\": [1], \"token_idx\": 0, \"d\": \"\\ud800\"}",
+        "{\"layer\": 0, \"experts\": [1], \"gating_probs\": [1e39], \"token_idx\": 0}",
+        "{\"layer\": 0, \"experts\": [1], \"gating_probs\": [], \"token_idx\": 0}",
+        "{\"layer\": 0, \"experts\": [], \"token_idx\": 0}",
+        "{\"layer\": 0, \"experts\": [1], \"token_idx\": 0} x",
+        "[1]",
+    };
+    for (size_t i = 0; i < sizeof lines / sizeof lines[0]; i++) {
+        const char *why = ec_jsonl_paths_disagree(lines[i], strlen(lines[i]), NULL);
+        cr_assert_null(why, "%s: %s", lines[i], why);
+    }
+}
+
+Test(trace, integers_are_read_exactly_past_2p53)
+{
+    ec_error err = {0};
+    ec_status s;
+    ec_trace *t = load_text("{\"problem_id\": 9007199254740993, \"layer\": 0, \"experts\": [1], "
+                            "\"token_idx\": 9007199254740993}\n"
+                            "{\"problem_id\": 9007199254740993, \"layer\": 0, \"experts\": [0], "
+                            "\"token_idx\": 9007199254740992}\n"
+                            "{\"problem_id\": 9007199254740992, \"layer\": 0, \"experts\": [0], "
+                            "\"token_idx\": 4611686018427387903}\n",
+                            &err, &s);
+    cr_assert_eq(s, EC_OK, "%s", err.message);
+    cr_assert_eq(t->n_seqs, 2);
+    cr_assert_eq(t->n_rows, 3);
+    cr_assert_eq(t->n_duplicates, 0);
+    cr_assert_eq(t->seqs[0].problem_id, INT64_C(9007199254740993));
+    cr_assert_eq(t->seqs[1].problem_id, INT64_C(9007199254740992));
+    cr_assert_eq(t->token_idx[0], INT64_C(9007199254740992));
+    cr_assert_eq(t->token_idx[1], INT64_C(9007199254740993));
+    cr_assert_eq(t->token_idx[2], INT64_C(4611686018427387903));
+    ec_trace_destroy(t);
+}
+
+/* The same on 50,000 random edits of record lines (characters JSON uses
+ * inserted, replaced or deleted): wherever the fast scanner accepts a
+ * line, the cJSON path reads the same values. */
+Test(trace, fast_scanner_agrees_with_cjson_on_edited_lines)
+{
+    static const char *const seeds[] = {
+        "{\"dataset\": \"caf\\u00e9\", \"problem_id\": 9007199254740993, \"layer\": 3, "
+        "\"experts\": [1, 0], \"gating_probs\": [0.25, 1e-3], \"token_idx\": 12}",
+        "{\"layer\": 0, \"experts\": [2, 1], \"gating_probs\": [0.1, 0.30000000000000004], "
+        "\"token_pos\": 5, \"x\": {\"a\": [1, -2.5e+3, true, null, \"s\\n\"]}}",
+        "{\"dataset\": \"github_issues\", \"problem_id\": 0, \"layer\": 0, \"experts\": [40, 52, "
+        "95, 102, 108, 100, 13, 96], \"token_idx\": 1}",
+    };
+    static const char alpha[] = "{}[]\":,0123456789-+.eE \\u\tabcdefnrtlsx";
+    uint64_t rng = 42;
+    char buf[512];
+    for (int it = 0; it < 50000; it++) {
+        rng = rng * 6364136223846793005ULL + 1442695040888963407ULL;
+        const char *s = seeds[(rng >> 33) % 3];
+        size_t n = strlen(s);
+        memcpy(buf, s, n);
+        for (int m = 0; m < 1 + (int)((rng >> 40) % 4); m++) {
+            rng = rng * 6364136223846793005ULL + 1442695040888963407ULL;
+            size_t at = (size_t)(rng >> 20) % n;
+            char c = alpha[(rng >> 50) % (sizeof alpha - 1)];
+            int op = (int)((rng >> 12) % 3);
+            if (op == 0) {
+                buf[at] = c;
+            } else if (op == 1 && n < sizeof buf - 1) {
+                memmove(buf + at + 1, buf + at, n - at);
+                buf[at] = c;
+                n++;
+            } else if (n > 1) {
+                memmove(buf + at, buf + at + 1, n - at - 1);
+                n--;
+            }
+        }
+        const char *why = ec_jsonl_paths_disagree(buf, n, NULL);
+        cr_assert_null(why, "%s: %.*s", why, (int)n, buf);
+    }
 }

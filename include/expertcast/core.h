@@ -75,6 +75,28 @@ typedef struct ec_allocator {
 void ec_set_allocator(const ec_allocator *a);
 
 /*
+ * Memory limit. Before a large allocation whose size the input decides (a
+ * pinned expert store of layers x experts x expert bytes, a trace's rows x
+ * layers x k matrix, a predictor's layer x expert tables), the library
+ * computes what it will need and refuses with EC_ERR_RANGE and a message
+ * naming the need, its cause and the limit, rather than allocate. JSON
+ * files (predictor, rules, profiles) are read only up to 1/8 of the limit
+ * (their parsed tree takes several times the text). The default is
+ * EC_MEMORY_LIMIT_DEFAULT, or the environment variable
+ * EXPERTCAST_MAX_MEMORY when it holds a size ("8G", "512M", "4096K",
+ * bytes), read at each check. ec_set_memory_limit overrides both; 0
+ * removes the limit; (size_t)-1 restores the default. Process-wide, like
+ * the allocator hook.
+ */
+#define EC_MEMORY_LIMIT_DEFAULT ((size_t)4 << 30)
+void ec_set_memory_limit(size_t bytes);
+/* The limit in force (SIZE_MAX when there is none). */
+size_t ec_memory_limit(void);
+/* Parses a size as EXPERTCAST_MAX_MEMORY takes it: digits and an optional
+ * K, M or G (2^10, 2^20, 2^30). EC_ERR_INVALID when it is not one. */
+ec_status ec_parse_size(const char *text, size_t *out);
+
+/*
  * Output files. ec_outfile_open prepares PATH for writing and hands back a
  * FILE* to write; ec_outfile_commit completes it; ec_outfile_abort drops
  * what was written. Either call frees the handle.

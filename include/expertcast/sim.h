@@ -154,9 +154,17 @@ int64_t ec_sim_n_skipped(const ec_sim *s);   /* incomplete rows skipped */
 int32_t ec_sim_n_groups(const ec_sim *s);    /* batches of sequences */
 int32_t ec_sim_max_union(const ec_sim *s);   /* most experts one step needs */
 
+/* Most predictors ec_sim_fit_heldout fits (folds of batch groups). */
+#define EC_SIM_MAX_FOLDS 8
+
 /*
- * Fits one predictor per batch group, each on every sequence outside the
- * group (no leakage). EC_ERR_INVALID when there is a single group.
+ * Fits predictors held out (no leakage): the batch groups are cut into
+ * min(groups, EC_SIM_MAX_FOLDS) contiguous folds of near-equal size, and
+ * each fold's groups are predicted by one predictor fitted on every
+ * sequence outside the fold. Up to EC_SIM_MAX_FOLDS groups that is one
+ * predictor per group (leave one group out); beyond, the fits stay
+ * EC_SIM_MAX_FOLDS, so the cost grows linearly with the trace.
+ * EC_ERR_INVALID when there is a single group.
  */
 ec_status ec_sim_fit_heldout(ec_sim *s, const char *name, const ec_predictor_opts *opts,
                              ec_error *err);

@@ -30,11 +30,19 @@ typedef struct ec_store ec_store;
 
 /*
  * Allocates one backend host buffer per expert (contents undefined until a
- * fill). The backend is borrowed and must outlive the store. On failure
- * *out is NULL and err says which allocation failed.
+ * fill). The backend is borrowed and must outlive the store. The whole
+ * size (n_layers x n_experts x expert_bytes) is checked against the memory
+ * limit (ec_memory_limit) before any allocation: EC_ERR_RANGE above it. On
+ * failure *out is NULL and err says which allocation failed.
  */
 ec_status ec_store_create(ec_backend *b, int32_t n_layers, int32_t n_experts,
                           size_t expert_bytes, ec_store **out, ec_error *err);
+
+/* The check ec_store_create makes first, alone: EC_ERR_INVALID for a bad
+ * shape, EC_ERR_RANGE when n_layers x n_experts x expert_bytes is above the
+ * memory limit. For callers that can refuse before other long work. */
+ec_status ec_store_check_size(int32_t n_layers, int32_t n_experts, size_t expert_bytes,
+                              ec_error *err);
 
 enum { EC_STORE_REGISTER = 1 }; /* flags for ec_store_wrap */
 

@@ -43,7 +43,10 @@ static const char *USAGE =
     "                           ('-' for stdout, then the table goes to stderr)\n"
     "  --json FILE              also write the results as JSON ('-' for stdout, then the\n"
     "                           table goes to stderr)\n"
-    "  -h, --help               this text\n";
+    "  -h, --help               this text\n\n"
+    "The pinned store takes layers x experts x expert bytes of host memory; above the memory\n"
+    "limit (4G, or EXPERTCAST_MAX_MEMORY=SIZE in the environment) replay refuses before\n"
+    "allocating.\n";
 
 /* The command line: the replay's settings and what to do with its results. */
 typedef struct opts {

@@ -115,6 +115,19 @@ int replay_execute(const replay_args *o, const ec_trace *t, const ec_policy_kind
         rc = CLI_DATA;
         goto done;
     }
+    /* what can be refused cheaply is refused before the predictor's fit and
+     * the store: the cache's shape and the store's size */
+    int32_t pool = o->cache_global ? o->cache_global : o->cache_experts;
+    if (pool < t->k) {
+        cli_error("%s %d cannot hold the top-%d experts of one layer of this trace",
+                  o->cache_global ? "--cache-global" : "--cache-experts", (int)pool, (int)t->k);
+        rc = CLI_USAGE;
+        goto done;
+    }
+    if ((st = ec_store_check_size(t->n_layers, t->n_experts, (size_t)o->expert_bytes, &err))) {
+        rc = cli_fail(st, &err);
+        goto done;
+    }
     for (size_t i = 0; i < t->n_seqs && rep->n_seqs < (size_t)o->replay_seqs; i++, rep->n_seqs++)
         replayed[i] = 1;
     for (int i = 0; i < n_kinds; i++)

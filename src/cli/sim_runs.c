@@ -57,13 +57,28 @@ int sim_fit_heldout(ec_sim *sim, const char *name, int32_t batch, size_t n_seqs,
                     size_t size)
 {
     ec_error err = {0};
+    int tty = isatty(STDERR_FILENO);
+    int32_t fits = ec_sim_n_groups(sim);
+    if (fits > EC_SIM_MAX_FOLDS)
+        fits = EC_SIM_MAX_FOLDS;
+    if (tty)
+        fprintf(stderr, "simulate: fitting '%s' held out (%d fits)...", name, (int)fits);
     ec_status s = ec_sim_fit_heldout(sim, name, NULL, &err);
+    if (tty)
+        fputs(s ? "\n" : " done\n", stderr);
     if (s)
         return cli_fail(s, &err);
-    snprintf(note, size,
-             "'%s' fitted for each batch of %d sequence(s) on the other %zu sequence(s) "
-             "only (held out, no leakage)",
-             name, batch, n_seqs > (size_t)batch ? n_seqs - (size_t)batch : 0);
+    int32_t groups = ec_sim_n_groups(sim);
+    if (groups <= EC_SIM_MAX_FOLDS)
+        snprintf(note, size,
+                 "'%s' fitted for each batch of %d sequence(s) on the other %zu sequence(s) "
+                 "only (held out, no leakage)",
+                 name, batch, n_seqs > (size_t)batch ? n_seqs - (size_t)batch : 0);
+    else
+        snprintf(note, size,
+                 "'%s' fitted for each of %d folds of the %d batches of %d sequence(s) on the "
+                 "sequences outside the fold only (held out, no leakage)",
+                 name, EC_SIM_MAX_FOLDS, groups, batch);
     return CLI_OK;
 }
 

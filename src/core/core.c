@@ -3,6 +3,7 @@
 
 #include <cjson/cJSON.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -135,4 +136,90 @@ void ec_error_clear(ec_error *err)
         err->status = EC_OK;
         err->message[0] = '\0';
     }
+}
+
+/* ---- memory limit -------------------------------------------------------- */
+
+static size_t g_limit;
+static int g_limit_set;
+
+void ec_set_memory_limit(size_t bytes)
+{
+    g_limit = bytes;
+    g_limit_set = bytes != (size_t)-1;
+}
+
+ec_status ec_parse_size(const char *text, size_t *out)
+{
+    if (!text || !out || *text < '0' || *text > '9')
+        return EC_ERR_INVALID;
+    size_t v = 0;
+    const char *p = text;
+    for (; *p >= '0' && *p <= '9'; p++) {
+        if (v > (SIZE_MAX - 9) / 10)
+            return EC_ERR_INVALID;
+        v = v * 10 + (size_t)(*p - '0');
+    }
+    unsigned shift = 0;
+    if (*p == 'K' || *p == 'k')
+        shift = 10;
+    else if (*p == 'M' || *p == 'm')
+        shift = 20;
+    else if (*p == 'G' || *p == 'g')
+        shift = 30;
+    if (shift)
+        p++;
+    if (*p || (shift && v > (SIZE_MAX >> shift)))
+        return EC_ERR_INVALID;
+    *out = v << shift;
+    return EC_OK;
+}
+
+size_t ec_memory_limit(void)
+{
+    size_t v = EC_MEMORY_LIMIT_DEFAULT;
+    if (g_limit_set)
+        v = g_limit;
+    else if (ec_parse_size(getenv("EXPERTCAST_MAX_MEMORY"), &v) != EC_OK)
+        v = EC_MEMORY_LIMIT_DEFAULT;
+    return v ? v : SIZE_MAX;
+}
+
+bool ec_memory_limit_explicit(void)
+{
+    size_t v;
+    return g_limit_set || ec_parse_size(getenv("EXPERTCAST_MAX_MEMORY"), &v) == EC_OK;
+}
+
+size_t ec_mul_size(size_t a, size_t b)
+{
+    return b && a > SIZE_MAX / b ? SIZE_MAX : a * b;
+}
+
+ec_status ec_memory_check(size_t need, const char *what, ec_error *err)
+{
+    size_t limit = ec_memory_limit();
+    if (need <= limit)
+        return EC_OK;
+    char n[40], l[40];
+    if (need == SIZE_MAX)
+        snprintf(n, sizeof n, "more than the address space");
+    else
+        ec_fmt_bytes(need, n, sizeof n);
+    ec_fmt_bytes(limit, l, sizeof l);
+    return ec_error_set(err, EC_ERR_RANGE,
+                        "%s needs %s, above the memory limit of %s (set EXPERTCAST_MAX_MEMORY "
+                        "to change it)",
+                        what, n, l);
+}
+
+const char *ec_fmt_bytes(size_t n, char *buf, size_t cap)
+{
+    if (n >= (size_t)1 << 30)
+        snprintf(buf, cap, "%.1f GiB", (double)n / (1 << 30));
+    else if (n >= (size_t)1 << 20)
+        snprintf(buf, cap, "%.1f MiB", (double)n / (1 << 20));
+    else
+        snprintf(buf, cap, "%zu bytes", n);
+    return buf;
 }

@@ -39,6 +39,20 @@ ec_status ec_grow(void **buf, size_t *cap, size_t need, size_t elem);
  * "out of memory". On failure *out is NULL and *len 0. */
 ec_status ec_read_file(const char *path, char **out, size_t *len, ec_error *err);
 
+/* EC_OK when `need` bytes are within the memory limit, else EC_ERR_RANGE
+ * with "WHAT needs N GiB, above the memory limit of M GiB (set
+ * EXPERTCAST_MAX_MEMORY to change it)"; what says what and why ("the pinned
+ * expert store (4092 layers x 8 experts x 1 MiB)"). need SIZE_MAX stands
+ * for an overflow. */
+ec_status ec_memory_check(size_t need, const char *what, ec_error *err);
+/* True when the limit was set (ec_set_memory_limit or the environment),
+ * not the default. */
+bool ec_memory_limit_explicit(void);
+/* n as "1.5 GiB", "12.0 MiB" or "512 bytes" into buf; returns buf. */
+const char *ec_fmt_bytes(size_t n, char *buf, size_t cap);
+/* a * b, or SIZE_MAX when it overflows (for ec_memory_check) */
+size_t ec_mul_size(size_t a, size_t b);
+
 #define EC_MIN(a, b) ((a) < (b) ? (a) : (b))
 #define EC_MAX(a, b) ((a) > (b) ? (a) : (b))
 #define EC_COUNTOF(a) (sizeof(a) / sizeof((a)[0]))

@@ -2,6 +2,7 @@
 #include "json.h"
 
 #include <math.h>
+#include <string.h>
 
 #define EC_STR2(x) #x
 #define EC_STR(x) EC_STR2(x)
@@ -47,7 +48,14 @@ ec_status ec_json_load(const char *path, cJSON **out, ec_error *err)
                                 text[at] == '\n'))
         at++;
     int trailing = root && at < len;
+    long nul = root && !trailing ? ec_json_nul_escape(text, len) : -1;
     ec_free(text);
+    if (nul >= 0) {
+        cJSON_Delete(root);
+        return ec_error_set(err, EC_ERR_PARSE,
+                            "%s: \\u0000 (NUL) in a string or key is not accepted (near byte %ld)",
+                            path, nul);
+    }
     if (trailing) {
         cJSON_Delete(root);
         return ec_error_set(err, EC_ERR_PARSE,
@@ -59,6 +67,25 @@ ec_status ec_json_load(const char *path, cJSON **out, ec_error *err)
                    : ec_error_set(err, EC_ERR_PARSE, "%s: %s (near byte %zu)", path, why, at);
     *out = root;
     return EC_OK;
+}
+
+long ec_json_nul_escape(const char *text, size_t len)
+{
+    int in_string = 0;
+    for (size_t i = 0; i < len; i++) {
+        if (!in_string) {
+            in_string = text[i] == '"';
+            continue;
+        }
+        if (text[i] == '"') {
+            in_string = 0;
+        } else if (text[i] == '\\' && i + 1 < len) {
+            if (text[i + 1] == 'u' && len - i >= 6 && memcmp(text + i + 2, "0000", 4) == 0)
+                return (long)i;
+            i++; /* the escaped byte */
+        }
+    }
+    return -1;
 }
 
 ec_status ec_json_get_number(const cJSON *obj, const char *field, double lo, double hi,

@@ -23,6 +23,15 @@ ec_status ec_json_load(const char *path, cJSON **out, ec_error *err);
 const char *ec_json_why(const char *text, size_t at);
 
 /*
+ * The byte offset of the first \u0000 escape inside a string (or key) of
+ * the JSON text [text, text + len), or -1 when there is none. cJSON decodes
+ * that escape into a NUL byte, which ends the C string: "a\u0000b" would
+ * read as "a". The library refuses such text rather than cut names and
+ * keys. Strings are found by their quotes; the text need not be valid JSON.
+ */
+long ec_json_nul_escape(const char *text, size_t len);
+
+/*
  * Reads obj[field] into *out: a finite number in [lo, hi], and an integer
  * when `integer` is set. prefix names the enclosing object in messages
  * ("" at top level, else ending in '.'); the messages are

@@ -67,12 +67,32 @@ static ec_status store_new(ec_backend *b, int32_t L, int32_t E, size_t bytes, ec
     return EC_OK;
 }
 
+ec_status ec_store_check_size(int32_t n_layers, int32_t n_experts, size_t expert_bytes,
+                              ec_error *err)
+{
+    if (n_layers < 1 || n_layers > EC_MAX_LAYERS || n_experts < 1 ||
+        n_experts > EC_MAX_EXPERTS || expert_bytes == 0)
+        return ec_error_set(err, EC_ERR_INVALID,
+                            "ec_store: shape %d layers x %d experts x %zu bytes is invalid",
+                            (int)n_layers, (int)n_experts, expert_bytes);
+    char what[160], eb[40];
+    snprintf(what, sizeof what, "the pinned expert store (%d layers x %d experts x %s)",
+             (int)n_layers, (int)n_experts, ec_fmt_bytes(expert_bytes, eb, sizeof eb));
+    size_t need = ec_mul_size((size_t)n_layers * (size_t)n_experts, expert_bytes);
+    return ec_memory_check(need, what, err);
+}
+
 ec_status ec_store_create(ec_backend *b, int32_t n_layers, int32_t n_experts,
                           size_t expert_bytes, ec_store **out, ec_error *err)
 {
     if (!out)
         return ec_error_set(err, EC_ERR_INVALID, "ec_store_create: NULL out");
     *out = NULL;
+    /* the whole store is sized first: a trace naming layer 4091 or expert
+     * 32766 would otherwise ask for tens of GiB one buffer at a time */
+    ec_status m = b ? ec_store_check_size(n_layers, n_experts, expert_bytes, err) : EC_OK;
+    if (m)
+        return m;
     ec_store *s;
     ec_status st = store_new(b, n_layers, n_experts, expert_bytes, &s, err);
     if (st)

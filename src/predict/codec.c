@@ -3,6 +3,7 @@
 #include "../core/json.h"
 
 #include <math.h>
+#include <stdint.h>
 #include <string.h>
 
 static const char B64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
@@ -85,6 +86,16 @@ cJSON *ec_json_b64_u64(const uint64_t *v, size_t n)
     cJSON *item = encode(b, n * 8);
     ec_free(b);
     return item;
+}
+
+ec_status ec_json_b64_check(const cJSON *item, size_t nbytes, const char *field, ec_error *err)
+{
+    if (!cJSON_IsString(item))
+        return ec_error_set(err, EC_ERR_PARSE, "field 'model.%s': expected a base64 string", field);
+    if (nbytes > SIZE_MAX / 2 || strlen(item->valuestring) != 4 * ((nbytes + 2) / 3))
+        return ec_error_set(err, EC_ERR_PARSE,
+                            "field 'model.%s': not base64 of %zu bytes", field, nbytes);
+    return EC_OK;
 }
 
 static ec_status read_bytes(const cJSON *item, uint8_t **out, size_t nbytes, const char *field,

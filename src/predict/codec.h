@@ -16,6 +16,12 @@ cJSON *ec_json_b64_u64(const uint64_t *v, size_t n);
 /* Decodes exactly n values from the string item; EC_ERR_PARSE naming the
  * field ("field 'model.F': ...", the loader prefixes the file) when it is
  * not a string of that many values. */
+/* Checks, before anything is allocated for it, that item is a base64
+ * string of exactly nbytes bytes by its length (the same messages as the
+ * readers below), so that a count declared in a file is held against the
+ * data present. */
+ec_status ec_json_b64_check(const cJSON *item, size_t nbytes, const char *field, ec_error *err);
+
 ec_status ec_json_read_b64_f32(const cJSON *item, float *v, size_t n, const char *field,
                                ec_error *err);
 ec_status ec_json_read_b64_u64(const cJSON *item, uint64_t *v, size_t n, const char *field,

@@ -369,6 +369,9 @@ static ec_status logistic_load(ec_predictor *p, const cJSON *model, ec_error *er
                             "options give %u x %d",
                             F, H, m->F, m->H);
     size_t nw = n_weights(p, m);
+    const cJSON *weights = cJSON_GetObjectItemCaseSensitive(model, "weights");
+    if ((s = ec_json_b64_check(weights, nw * sizeof *m->w, "weights", err)))
+        return s;
     m->w = ec_malloc(EC_MAX(nw, 1) * sizeof *m->w);
     if (!m->w)
         return ec_error_set(err, EC_ERR_NOMEM, "out of memory for %zu weights", nw);

@@ -313,6 +313,15 @@ static ec_status ngram_save(const ec_predictor *p, cJSON *model)
 static ec_status load_arrays(ec_predictor *p, ngram *g, const cJSON *model, ec_error *err)
 {
     size_t ne = g->n_entries, np = g->n_pairs;
+    /* the declared counts against the arrays present, before allocating */
+    static const char *const arrays[] = {"keys", "events", "nnz", "experts", "counts"};
+    const size_t bytes[] = {ne * 8, ne * 4, ne * 4, np * 4, np * 4};
+    for (size_t i = 0; i < EC_COUNTOF(arrays); i++) {
+        ec_status c = ec_json_b64_check(cJSON_GetObjectItemCaseSensitive(model, arrays[i]),
+                                        bytes[i], arrays[i], err);
+        if (c)
+            return c;
+    }
     float *nnz = ec_malloc(EC_MAX(ne, 1) * sizeof *nnz);
     float *ex = ec_malloc(EC_MAX(np, 1) * sizeof *ex);
     g->keys = ec_malloc(EC_MAX(ne, 1) * sizeof *g->keys);

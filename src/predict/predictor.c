@@ -121,6 +121,32 @@ ec_status ec_predictor_fit(ec_predictor *p, const ec_trace *t, const uint8_t *se
         return EC_ERR_INVALID;
     p->errmsg[0] = '\0';
     size_t n = (size_t)t->n_layers * (size_t)t->n_experts;
+    /* the prior and up to two more dense layer x expert tables (temporal's
+     * halves), sized by the largest ids: checked before any is allocated */
+    char what[160];
+    snprintf(what, sizeof what,
+             "its layer x expert tables (%d layers x %d experts, from the largest ids)",
+             (int)t->n_layers, (int)t->n_experts);
+    ec_error merr = {0};
+    size_t need = ec_mul_size(n, 3 * sizeof(float));
+    if (ec_memory_check(need, what, &merr))
+        return ec_predictor_fail(p, EC_ERR_RANGE, "%s", merr.message);
+    /* By default the tables must also follow the data: beyond 64 MiB, at
+     * most 16 times the trace's routing matrix (two records naming layer
+     * 4091 and expert 32766 would ask for 1.5 GiB). A limit set explicitly
+     * replaces this rule. */
+    size_t data = ec_mul_size(ec_mul_size(t->n_rows, (size_t)t->n_layers * (size_t)t->k),
+                              sizeof *t->experts);
+    if (!ec_memory_limit_explicit() && need > ((size_t)64 << 20) &&
+        need / 16 > data) {
+        char nb[40], db[40];
+        return ec_predictor_fail(
+            p, EC_ERR_RANGE,
+            "%s needs %s, more than 16 times the %s of routing data present (%zu tokens): the "
+            "largest ids, not the data, set the size (set EXPERTCAST_MAX_MEMORY to allow it)",
+            what, ec_fmt_bytes(need, nb, sizeof nb), ec_fmt_bytes(data, db, sizeof db),
+            t->n_rows);
+    }
     float *prior = ec_calloc(n, sizeof *prior);
     if (!prior)
         return ec_predictor_fail(p, EC_ERR_NOMEM, "out of memory");
@@ -355,6 +381,14 @@ ec_status ec_predictor_load_text(const char *path, const char *text, size_t len,
         return ec_error_set(err, EC_ERR_PARSE,
                             "%s: trailing data after the JSON document (near byte %td)", path,
                             end - text);
+    }
+    long nul = ec_json_nul_escape(text, len);
+    if (nul >= 0) {
+        cJSON_Delete(root);
+        return ec_error_set(err, EC_ERR_PARSE,
+                            "%s: \\u0000 (NUL) in a string or key is not accepted (near byte "
+                            "%ld)",
+                            path, nul);
     }
     const cJSON *fmt = cJSON_GetObjectItemCaseSensitive(root, "format");
     const cJSON *name = cJSON_GetObjectItemCaseSensitive(root, "predictor");

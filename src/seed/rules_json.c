@@ -2,6 +2,7 @@
  * back from our files and from the seed's own; and the compact model
  * section of a predictor file. */
 #include "rules.h"
+#include "../core/json.h"
 #include "pywrite.h"
 #include "../core/json.h"
 
@@ -469,8 +470,16 @@ ec_status ec_seed_rules_load(const char *path, ec_seed_rules **out, ec_error *er
     /* one JSON document: trailing data (a JSONL file?) is an error */
     cJSON *root = cJSON_ParseWithLengthOpts(text, len + 1, &end, 1);
     ptrdiff_t at = end ? end - text : 0;
+    long nul = root ? ec_json_nul_escape(text, len) : -1;
     const char *why = root ? NULL : ec_json_why(text, (size_t)at);
     ec_free(text);
+    if (nul >= 0) {
+        cJSON_Delete(root);
+        return ec_error_set(err, EC_ERR_PARSE,
+                            "%s: \\u0000 (NUL) in a string or key is not accepted (near byte "
+                            "%ld)",
+                            path, nul);
+    }
     if (!root)
         return ec_alloc_failures() != failures
                    ? ec_error_set(err, EC_ERR_NOMEM, "%s: out of memory", path)

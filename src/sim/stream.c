@@ -175,10 +175,24 @@ ec_status ec_sim_fit_heldout(ec_sim *s, const char *name, const ec_predictor_opt
     uint8_t *mask = ec_malloc(s->t->n_seqs);
     if (!mask)
         return ec_error_set(err, EC_ERR_NOMEM, "out of memory");
+    /* Groups are cut into F contiguous folds (one group each up to
+     * EC_SIM_MAX_FOLDS): F fits, each on the sequences outside its fold, so
+     * the cost grows linearly with the trace, not with its square. */
+    int32_t F = EC_MIN(s->n_groups, EC_SIM_MAX_FOLDS);
     ec_status st = EC_OK;
-    for (int32_t g = 0; g < s->n_groups && st == EC_OK; g++) {
-        for (size_t q = 0; q < s->t->n_seqs; q++)
-            mask[q] = (int32_t)(q / (size_t)s->B) != g;
+    for (int32_t g = 0; g < s->n_groups; g++) {
+        ec_predictor_destroy(s->owned[g]);
+        s->owned[g] = NULL;
+        s->pred[g] = NULL;
+    }
+    for (int32_t f = 0; f < F && st == EC_OK; f++) {
+        /* fold f holds groups [g0, g1) */
+        int32_t g0 = (int32_t)((int64_t)f * s->n_groups / F);
+        int32_t g1 = (int32_t)((int64_t)(f + 1) * s->n_groups / F);
+        for (size_t q = 0; q < s->t->n_seqs; q++) {
+            int32_t g = (int32_t)(q / (size_t)s->B);
+            mask[q] = g < g0 || g >= g1;
+        }
         ec_predictor *p;
         if ((st = ec_predictor_create(name, opts, &p, err)))
             break;
@@ -187,11 +201,12 @@ ec_status ec_sim_fit_heldout(ec_sim *s, const char *name, const ec_predictor_opt
             ec_predictor_destroy(p);
             break;
         }
-        ec_predictor_destroy(s->owned[g]);
-        s->owned[g] = p;
-        s->pred[g] = p;
-        if (s->reuse_for)
-            s->reuse_for[g] = NULL; /* its reuse model is fitted again */
+        s->owned[g0] = p; /* the fold's first group owns it, the others borrow */
+        for (int32_t g = g0; g < g1; g++) {
+            s->pred[g] = p;
+            if (s->reuse_for)
+                s->reuse_for[g] = NULL; /* its reuse model is fitted again */
+        }
     }
     ec_free(mask);
     return st;

@@ -40,6 +40,15 @@ ec_status ec_jsonl_read_buffer(const char *name, const void *data, size_t len,
                                const ec_trace_opts *opts, ec_record_fn fn, void *ctx,
                                ec_error *err);
 
+/*
+ * Lines are read by a fast scanner and, when it gives up, by cJSON (which
+ * also words every error). For the fuzz targets and tests: NULL when the
+ * two agree on the one line [text, text + len) (no line end) read as a
+ * first record, else what differs. They may differ only where the fast
+ * path reads an integer beyond 2^53 exactly and the cJSON path refuses it.
+ */
+const char *ec_jsonl_paths_disagree(const char *text, size_t len, const ec_trace_opts *opts);
+
 /* ec_trace_load over one in-memory file of len bytes named `name`. */
 ec_status ec_trace_load_buffer(const char *name, const void *data, size_t len,
                                const ec_trace_opts *opts, ec_trace **out, ec_error *err);

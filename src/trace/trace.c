@@ -27,10 +27,45 @@ typedef struct builder {
     ec_seq *seqs;
     size_t n_seqs, cap_seqs;
     size_t last_seq;
+    size_t *table;          /* hash of (dataset, problem_id): index + 1, 0 empty */
+    size_t cap_table;       /* a power of two, at least twice n_seqs */
     int32_t max_layer, max_expert;
     const char *path;       /* file being read, for messages */
 } builder;
 
+/* The hash of a sequence's key (dataset, problem_id): FNV-1a over the
+ * name, mixed with the id. */
+static uint64_t seq_hash(const char *dataset, int64_t pid)
+{
+    uint64_t h = 1469598103934665603ULL;
+    for (const unsigned char *p = (const unsigned char *)dataset; *p; p++)
+        h = (h ^ *p) * 1099511628211ULL;
+    h ^= (uint64_t)pid * 0x9E3779B97F4A7C15ULL;
+    return h ^ (h >> 29);
+}
+
+/* Doubles the open-addressing table of sequence indices (slot = index + 1,
+ * 0 empty) and re-inserts every sequence. */
+static ec_status seq_table_grow(builder *b)
+{
+    size_t cap = b->cap_table ? b->cap_table * 2 : 64;
+    size_t *t = ec_calloc(cap, sizeof *t);
+    if (!t)
+        return EC_ERR_NOMEM;
+    for (size_t i = 0; i < b->n_seqs; i++) {
+        size_t at = (size_t)seq_hash(b->seqs[i].dataset, b->seqs[i].problem_id) & (cap - 1);
+        while (t[at])
+            at = (at + 1) & (cap - 1);
+        t[at] = i + 1;
+    }
+    ec_free(b->table);
+    b->table = t;
+    b->cap_table = cap;
+    return EC_OK;
+}
+
+/* The index of the sequence (dataset, pid), added when new: one hash
+ * look-up, so loading stays linear in the number of sequences. */
 static ec_status find_seq(builder *b, const char *dataset, int64_t pid, size_t *out)
 {
     if (b->n_seqs && b->seqs[b->last_seq].problem_id == pid &&
@@ -38,17 +73,24 @@ static ec_status find_seq(builder *b, const char *dataset, int64_t pid, size_t *
         *out = b->last_seq;
         return EC_OK;
     }
-    for (size_t i = 0; i < b->n_seqs; i++)
-        if (b->seqs[i].problem_id == pid && strcmp(b->seqs[i].dataset, dataset) == 0) {
-            *out = b->last_seq = i;
+    if ((b->n_seqs + 1) * 2 > b->cap_table && seq_table_grow(b))
+        return EC_ERR_NOMEM;
+    size_t mask = b->cap_table - 1;
+    size_t at = (size_t)seq_hash(dataset, pid) & mask;
+    for (; b->table[at]; at = (at + 1) & mask) {
+        const ec_seq *q = &b->seqs[b->table[at] - 1];
+        if (q->problem_id == pid && strcmp(q->dataset, dataset) == 0) {
+            *out = b->last_seq = b->table[at] - 1;
             return EC_OK;
         }
+    }
     if (ec_grow((void **)&b->seqs, &b->cap_seqs, b->n_seqs + 1, sizeof *b->seqs))
         return EC_ERR_NOMEM;
     char *name = ec_strdup(dataset);
     if (!name)
         return EC_ERR_NOMEM;
     b->seqs[b->n_seqs] = (ec_seq){name, pid, 0, 0};
+    b->table[at] = b->n_seqs + 1;
     *out = b->last_seq = b->n_seqs++;
     return EC_OK;
 }
@@ -102,6 +144,7 @@ static void builder_free(builder *b)
     for (size_t i = 0; i < b->n_seqs; i++)
         ec_free((char *)b->seqs[i].dataset);
     ec_free(b->seqs);
+    ec_free(b->table);
 }
 
 void ec_trace_destroy(ec_trace *t)
@@ -144,6 +187,19 @@ static ec_status build(builder *b, ec_trace **out, ec_error *err)
             continue;
         }
         rows++;
+    }
+    /* the routing matrix is rows x layers x k: refuse before allocating
+     * when a few records at a high layer would make it huge */
+    char what[200];
+    snprintf(what, sizeof what,
+             "%s: the trace's routing matrix (%zu tokens x %d layers x top-%d, layers from the "
+             "largest layer id)",
+             b->path ? b->path : "trace", rows, (int)L, (int)k);
+    size_t cell = sizeof *t->experts + (b->has_gates ? sizeof *t->gates : 0);
+    ec_status m = ec_memory_check(ec_mul_size(ec_mul_size(rows, (size_t)L * k), cell), what, err);
+    if (m) {
+        ec_free(t);
+        return m;
     }
     t->n_rows = rows;
     t->n_records = b->n_recs - t->n_duplicates;

@@ -165,6 +165,17 @@ const char *fuzz_trace_line(const uint8_t *data, size_t size)
     /* A 64 KiB line limit keeps each run cheap; the limit itself is tested
      * in the bad-input matrix. */
     ec_trace_opts opts = {.max_line = 65536};
+    /* the fast line scanner reads every line as the cJSON path does */
+    for (size_t at = 0; at < size;) {
+        const uint8_t *nl = memchr(data + at, '\n', size - at);
+        size_t end = nl ? (size_t)(nl - data) : size, n = end - at;
+        if (n && data[at + n - 1] == '\r')
+            n--;
+        const char *why = ec_jsonl_paths_disagree((const char *)data + at, n, &opts);
+        if (why)
+            return why;
+        at = end + 1;
+    }
     ec_trace *t = NULL;
     ec_error err = {0};
     ec_status s = ec_trace_load_buffer(TRACE_NAME, data, size, &opts, &t, &err);
