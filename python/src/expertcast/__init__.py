@@ -16,8 +16,8 @@ from ._core import BusyError, Error, NotFoundError, ParseError, version
 from .loader import Backend, Loader, Store
 from .predict import Predictor, evaluate, predictor_names
 from .sim import simulate
-from .trace import Trace
+from .trace import Trace, guess_recall
 
 __version__ = version()
-__all__ = ["Trace", "Predictor", "evaluate", "predictor_names", "simulate", "Backend", "Store",
+__all__ = ["Trace", "guess_recall", "Predictor", "evaluate", "predictor_names", "simulate", "Backend", "Store",
            "Loader", "Error", "NotFoundError", "ParseError", "BusyError", "version"]

@@ -268,7 +268,10 @@ _SIGNATURES = {
 }
 
 # Functions that may be absent from an older library; bound when present.
-_OPTIONAL = {}
+_OPTIONAL = {
+    # the runtime's own guesses (pre-gating) as loader hints
+    "ec_loader_hint": (c_int, [P, c_int32, POINTER(c_int16), POINTER(c_float), c_int32]),
+}
 
 
 def _find_library():

@@ -26,6 +26,7 @@ prefill starts a new sequence for the loader.
 """
 
 import contextlib
+import ctypes
 import json
 import os
 import tempfile
@@ -56,6 +57,19 @@ def moe_blocks(model):
 
 def _router_top_k(block):
     return int(getattr(block.gate, "top_k", 0) or getattr(block, "top_k", 0))
+
+
+def pregate_guess(next_block, hidden_states):
+    """Pre-gating: the next MoE block's router applied to this block's input
+    hidden states [T, H] -> (ids [T][k], probs [T][k]), the top-k of its
+    softmax, highest first (probabilities not renormalised)."""
+    torch = _torch()
+    with torch.no_grad():
+        hs = hidden_states.reshape(-1, hidden_states.shape[-1])
+        logits = torch.nn.functional.linear(hs, next_block.gate.weight)
+        probs = torch.softmax(logits.float(), dim=-1)
+        val, idx = torch.topk(probs, _router_top_k(next_block), dim=-1)
+    return idx.tolist(), val.tolist()
 
 
 class _OffloadedExperts:
@@ -111,8 +125,6 @@ def _make_offloaded(torch):
         def _decode(self, final, hidden_states, top_k_index, top_k_weights):
             off = self.off
             ids = top_k_index[0].tolist()  # the host reads the router's choice
-            if off.recorder is not None:
-                off.recorder(self.layer, ids, top_k_weights[0].tolist())
             off.loader.observe(self.layer, ids)
             if off.pregate and self.layer + 1 < off.n_layers:
                 off._hint(self.layer, hidden_states)
@@ -142,17 +154,22 @@ class Offload:
         self.n_layers = len(blocks)
         self.pregate = pregate
         self.plain_forwards = 0  # forwards of several tokens, computed from the host store
+        self.hints = 0           # pre-gate guesses given to the loader
         self.sequences = 0
-        self.recorder = None
 
     def _begin(self):
         self.loader.begin_sequence("hf", self.sequences)
         self.sequences += 1
 
     def _hint(self, layer, hidden_states):
-        raise Error(_lib.EC_ERR_UNSUPPORTED, "pregate: not available: this libexpertcast has no "
-                    "loader hint API (ec_loader_hint); record pre-gate guesses with "
-                    "record_routing(model, ..., pregate=True) instead")
+        """Pre-gating: layer + 1's router applied to this layer's MoE input,
+        given to the loader as its guess for the next layer."""
+        ids, probs = pregate_guess(self.blocks[layer + 1], hidden_states)
+        n = len(ids[0])
+        ex = (ctypes.c_int16 * n)(*ids[0])
+        pr = (ctypes.c_float * n)(*probs[0])
+        self.loader._check(lib.ec_loader_hint(self.loader.handle, 1, ex, pr, n))
+        self.hints += 1
 
     def begin_sequence(self, dataset="hf", problem_id=None):
         """Starts a new sequence explicitly (a prefill does it by itself)."""
@@ -164,6 +181,7 @@ class Offload:
         s = self.loader.stats()
         s.update(backend=self.backend.name, device=self.backend.device_name,
                  policy=self.loader.policy, plain_forwards=self.plain_forwards,
+                 pregate_hints=self.hints,
                  expert_bytes=self.store.expert_bytes)
         return s
 
@@ -184,11 +202,17 @@ def offload_experts(model, cache_per_layer=4, policy="lru", predictor=None, preg
     a fitted expertcast.Predictor (predict, gated). future: a Trace of the
     routing about to be decoded (oracle). pregate=True: the next layer's router
     applied to the current hidden state becomes the loader's hint (needs the
-    library's hint API; without it the first decode step raises Error).
+    library's hint API, ec_loader_hint; without it this raises Error, "not
+    available").
     Returns an Offload; it is also kept as model.expertcast_offload.
     """
     torch = _torch()
     blocks = moe_blocks(model)
+    if pregate and not _lib.has("ec_loader_hint"):
+        raise Error(_lib.EC_ERR_UNSUPPORTED,
+                    "pregate=True: not available: this libexpertcast has no loader hint API "
+                    "(ec_loader_hint); record the pre-gate guesses in a trace with "
+                    "record_routing(model, ..., pregate=True) and evaluate them instead")
     if getattr(model, "expertcast_offload", None) is not None:
         raise Error(_lib.EC_ERR_STATE, "the model's experts are already offloaded")
     ex0 = blocks[0].experts
@@ -235,9 +259,10 @@ class RoutingRecorder:
     Each prefill (a forward of several tokens at MoE layer 0) starts a new
     sequence (problem_id counting up from the one given); decode tokens get
     token_idx 0, 1, ... With include_prompt the prompt's tokens come first.
-    With pregate, each record of layer N + 1 also carries "pregate": the top-k
-    of layer N + 1's router applied to layer N's MoE input (ids, highest first)
-    and "pregate_probs" (their softmax probabilities)."""
+    With pregate, each record of layer N < L - 1 also carries the pre-gate
+    guess for layer N + 1 in the traces' "guesses" field:
+    [{"ahead": 1, "experts": top-k of layer N + 1's router applied to layer
+    N's MoE input (highest first), "probs": their softmax probabilities}]."""
 
     def __init__(self, model, dataset="generate", problem_id=0, include_prompt=False,
                  pregate=False):
@@ -258,13 +283,7 @@ class RoutingRecorder:
         return hook
 
     def _guess(self, layer, hs):
-        torch = _torch()
-        nxt = self.blocks[layer + 1].gate
-        with torch.no_grad():
-            logits = torch.nn.functional.linear(hs.reshape(-1, hs.shape[-1]), nxt.weight)
-            probs = torch.softmax(logits.float(), dim=-1)
-            val, idx = torch.topk(probs, _router_top_k(self.blocks[layer + 1]), dim=-1)
-        self._pending[layer + 1] = (idx.tolist(), val.tolist())
+        self._pending[layer] = pregate_guess(self.blocks[layer + 1], hs)
 
     def _post(self, layer):
         def hook(gate, args, out):
@@ -289,8 +308,8 @@ class RoutingRecorder:
                        "experts": ids[t], "gating_probs": [round(g, 6) for g in gates[t]],
                        "token_idx": self._tok + t}
                 if guess is not None:
-                    rec["pregate"] = guess[0][t]
-                    rec["pregate_probs"] = [round(p, 6) for p in guess[1][t]]
+                    rec["guesses"] = [{"ahead": 1, "experts": guess[0][t],
+                                       "probs": [round(p, 6) for p in guess[1][t]]}]
                 self.records.append(rec)
             if layer == len(self.blocks) - 1:
                 self._tok += n

@@ -130,3 +130,41 @@ class Trace:
         s = self.summary()
         return (f"<Trace {s['sequences']} sequences, {s['tokens']} tokens, {s['layers']} layers"
                 f" x {s['experts']} experts, top-{s['k']}>")
+
+
+def guess_recall(path, ahead=1):
+    """Scores the runtime guesses a raw trace carries ("guesses", e.g. the
+    pre-gate guesses record_routing(pregate=True) writes) against the experts
+    the router then chose at the target (`ahead` layers later in the same
+    token). Returns {"n": cases, "recall": mean |guess ∩ chosen| / k, "top1":
+    share where the guess's first expert is the chosen primary,
+    "per_layer": {"recall": [...], "n": [...]} by target layer}. Read in
+    Python from the JSONL, as this library version does not load guesses."""
+    chosen, guesses = {}, []
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            if not line.strip():
+                continue
+            r = json.loads(line)
+            key = (r.get("dataset", ""), r.get("problem_id", 0), r.get("token_idx", r.get("token_pos")))
+            chosen[key + (r["layer"],)] = r["experts"]
+            for g in r.get("guesses", ()):
+                if g["ahead"] == ahead:
+                    guesses.append((key + (r["layer"] + ahead,), g["experts"]))
+    n_layers = 1 + max(k[-1] for k in chosen) if chosen else 0
+    hits, top1, n = 0.0, 0, 0
+    lay_hits, lay_n = [0.0] * n_layers, [0] * n_layers
+    for key, guess in guesses:
+        actual = chosen.get(key)
+        if actual is None:
+            continue
+        rec = len(set(guess[:len(actual)]) & set(actual)) / len(actual)
+        hits += rec
+        top1 += guess[0] == actual[0]
+        n += 1
+        lay_hits[key[-1]] += rec
+        lay_n[key[-1]] += 1
+    return {"n": n, "ahead": ahead, "recall": hits / n if n else None,
+            "top1": top1 / n if n else None,
+            "per_layer": {"recall": [h / c if c else None for h, c in zip(lay_hits, lay_n)],
+                          "n": lay_n}}
