@@ -189,6 +189,8 @@ class Offload:
         self.loader.close()
         self.store.close()
         self.backend.close()
+        if getattr(self.model, "expertcast_offload", None) is self:
+            self.model.expertcast_offload = None
 
 
 def offload_experts(model, cache_per_layer=4, policy="lru", predictor=None, pregate=False,
@@ -204,6 +206,7 @@ def offload_experts(model, cache_per_layer=4, policy="lru", predictor=None, preg
     applied to the current hidden state becomes the loader's hint (needs the
     library's hint API, ec_loader_hint; without it this raises Error, "not
     available").
+    backend: "cpu", "cuda", or "auto" (cuda for a model on a GPU, else cpu).
     Returns an Offload; it is also kept as model.expertcast_offload.
     """
     torch = _torch()
@@ -223,6 +226,12 @@ def offload_experts(model, cache_per_layer=4, policy="lru", predictor=None, preg
         raise TypeError("cannot tell the router's top-k (block.gate.top_k)")
     if policy == "resident" and not cache_global:
         cache_per_layer = E
+    device = ex0.gate_up_proj.device
+    if backend == "auto":
+        backend = "cuda" if device.type == "cuda" else "cpu"
+    if (backend == "cuda") != (device.type == "cuda"):
+        raise ValueError(f"backend '{backend}' serves experts to a model on {device}: move the "
+                         "model to the GPU for the cuda backend, keep it on the CPU for cpu")
     be = Backend(backend)
     try:
         weights = []
