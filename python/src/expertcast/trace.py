@@ -146,7 +146,8 @@ def guess_recall(path, ahead=1):
             if not line.strip():
                 continue
             r = json.loads(line)
-            key = (r.get("dataset", ""), r.get("problem_id", 0), r.get("token_idx", r.get("token_pos")))
+            key = (r.get("dataset", ""), r.get("problem_id", 0),
+                   r.get("token_idx", r.get("token_pos")))
             chosen[key + (r["layer"],)] = r["experts"]
             for g in r.get("guesses", ()):
                 if g["ahead"] == ahead:
