@@ -343,6 +343,9 @@ class RoutingRecorder:
             with os.fdopen(fd, "w", encoding="utf-8") as f:
                 for r in self.records:
                     f.write(json.dumps(r) + "\n")
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(tmp, 0o666 & ~umask)  # as a plain open() would create it
             os.replace(tmp, path)
         except BaseException:
             os.unlink(tmp)
