@@ -66,11 +66,15 @@ def test_offloaded_generation_is_identical(policy, reference, temporal):
     try:
         # the experts left the model: only the store holds them now
         assert sum(p.numel() for p in model.parameters()) < reference["params"] / 2
-        seq, logits = generate(model, reference["ids"])
+        with hf.record_routing(model, pregate=True) as rec:
+            seq, logits = generate(model, reference["ids"])
         s = off.stats()
+        with pytest.raises(ec.Error, match="already offloaded"):
+            hf.offload_experts(model)
     finally:
         off.close()
     assert torch.equal(seq, reference["seq"]), f"{policy}: tokens differ"
+    assert rec.records == reference["records"]  # the same routing and pre-gate guesses
     diff = (logits - reference["logits"]).abs().max().item()
     assert diff <= LOGIT_TOL, f"{policy}: logits differ by {diff}"
     steps = (NEW_TOKENS - 1) * 8  # decode forwards x MoE layers; the prefill is plain

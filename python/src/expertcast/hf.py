@@ -44,10 +44,12 @@ def _torch():
 
 def moe_blocks(model):
     """The model's MoE blocks in layer order (those with a `gate` router and an
-    `experts` module of stacked gate_up_proj / down_proj weights)."""
+    `experts` module of stacked gate_up_proj / down_proj weights, or experts
+    offloaded by offload_experts)."""
     blocks = [m for m in model.modules()
               if hasattr(m, "gate") and hasattr(m, "experts")
-              and hasattr(m.experts, "gate_up_proj") and hasattr(m.experts, "down_proj")]
+              and (isinstance(m.experts, _OffloadedExperts)
+                   or (hasattr(m.experts, "gate_up_proj") and hasattr(m.experts, "down_proj")))]
     if not blocks:
         raise TypeError(f"{type(model).__name__}: no MoE block with a `gate` router and stacked "
                         "`experts.gate_up_proj` / `experts.down_proj` weights (supported: "
@@ -211,13 +213,13 @@ def offload_experts(model, cache_per_layer=4, policy="lru", predictor=None, preg
     """
     torch = _torch()
     blocks = moe_blocks(model)
+    if any(isinstance(b.experts, _OffloadedExperts) for b in blocks):
+        raise Error(_lib.EC_ERR_STATE, "the model's experts are already offloaded")
     if pregate and not _lib.has("ec_loader_hint"):
         raise Error(_lib.EC_ERR_UNSUPPORTED,
                     "pregate=True: not available: this libexpertcast has no loader hint API "
                     "(ec_loader_hint); record the pre-gate guesses in a trace with "
                     "record_routing(model, ..., pregate=True) and evaluate them instead")
-    if getattr(model, "expertcast_offload", None) is not None:
-        raise Error(_lib.EC_ERR_STATE, "the model's experts are already offloaded")
     ex0 = blocks[0].experts
     E, two_f, H = ex0.gate_up_proj.shape
     F = two_f // 2
