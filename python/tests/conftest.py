@@ -22,8 +22,8 @@ def need(module):
     except ImportError as e:
         msg = f"{module} is not installed ({e}); `bash .ci/deps.sh` installs it into .venv"
         if os.environ.get("CI"):
-            pytest.fail(msg)
-        pytest.skip(msg)
+            pytest.fail(msg, pytrace=False)
+        pytest.skip(msg, allow_module_level=True)
 
 
 @pytest.fixture(scope="session")
