@@ -34,7 +34,7 @@ static const char *USAGE =
     "  --json FILE              write the results as JSON ('-' for stdout, then no table)\n"
     "  --sweep                  run every cache size x horizon x policy (lists above; default\n"
     "                           caches: top-k .. experts, horizons 1,2,4); progress on stderr\n"
-    "  --csv FILE               with --sweep: write every run as CSV\n"
+    "  --csv FILE               write every run as CSV (one row per policy, cache and horizon)\n"
     "  --plot FILE.png          with --sweep: TPOT vs cache size per policy (gnuplot; skipped\n"
     "                           with a warning when gnuplot is absent)\n"
     "  -h, --help               this text\n\n"
@@ -142,8 +142,8 @@ static int parse_args(int argc, char **argv, sim_args *a)
         return cli_usage_error("simulate", "--model and --hardware are required");
     if (a->predictor && a->fit)
         return cli_usage_error("simulate", "give one of --predictor and --fit");
-    if ((a->csv || a->plot) && !a->sweep)
-        return cli_usage_error("simulate", "--csv and --plot need --sweep");
+    if (a->plot && !a->sweep)
+        return cli_usage_error("simulate", "--plot needs --sweep");
     if (!a->sweep && (a->n_caches > 1 || a->n_horizons > 1))
         return cli_usage_error("simulate", "lists of cache sizes or horizons need --sweep");
     return CLI_OK;
