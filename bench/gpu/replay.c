@@ -5,9 +5,11 @@
  * Per token and layer: an attention stand-in kernel of fixed duration, the
  * router's choice from a routing trace (a file, or a synthetic trace made
  * here), ec_loader_observe, then per chosen expert ec_loader_acquire, the
- * real SwiGLU FFN kernel on the slot's fp16 weights, ec_loader_release.
+ * real SwiGLU FFN kernel on the slot's weights, ec_loader_release.
  * Default expert: d_model 4096 x d_ff 3584 in fp16 = 88,080,384 bytes, the
  * size of a 4-bit Mixtral expert (whose 4-bit GEMV reads as many bytes).
+ * --dtype q4 stores, copies and runs real 4-bit experts instead (Q4_0
+ * blocks, kernels/ffn_q4.cu): Mixtral's 4096 x 14336 is 99,090,432 bytes.
  *
  * Measured in the same run and written to the JSON: the device name, the
  * host->device peak of plain back-to-back cudaMemcpyAsync copies of one
@@ -44,6 +46,7 @@ static const char *USAGE =
     "  --synth-tokens N     tokens per synthetic sequence (default 96)\n"
     "  --d-model N          expert input/output width (default 4096)\n"
     "  --d-ff N             expert hidden width (default 3584: 88 MB fp16 experts)\n"
+    "  --dtype f16|q4       expert weight format (default f16; q4: multiples of 32)\n"
     "  --cache-experts N    device slots per layer (default 4 of 8)\n"
     "  --cache-global N     one pool of N slots instead\n"
     "  --policies LIST      comma-separated (default on-demand,lru,predict,gated,oracle,resident)\n"
@@ -60,6 +63,7 @@ static const char *USAGE =
 
 typedef struct args {
     const char *backend, *trace, *policies, *predictor, *json;
+    ec_dtype dtype;
     int layers, synth_seqs, synth_tokens, d_model, d_ff, cache_experts, cache_global;
     int horizon, window, tokens, warmup, verify, threads;
     double attn_us;
@@ -102,6 +106,10 @@ static int parse(int argc, char **argv, args *a)
         else if (!strcmp(o, "--predictor")) a->predictor = v;
         else if (!strcmp(o, "--json")) a->json = v;
         else if (!strcmp(o, "--attn-us")) a->attn_us = atof(v);
+        else if (!strcmp(o, "--dtype")) {
+            if (ec_dtype_parse(v, &a->dtype))
+                return die("--dtype: '%s' is not f16 or q4", v);
+        }
         else if (!strcmp(o, "--layers")) iv = &a->layers;
         else if (!strcmp(o, "--synth-seqs")) iv = &a->synth_seqs;
         else if (!strcmp(o, "--synth-tokens")) iv = &a->synth_tokens;
@@ -125,6 +133,9 @@ static int parse(int argc, char **argv, args *a)
     }
     if (a->d_model < 1 || a->d_ff < 1 || a->layers < 1 || a->tokens < 1)
         return die("shapes and --tokens must be positive");
+    if (!ec_expert_bytes(a->dtype, a->d_model, a->d_ff))
+        return die("--d-model %d x --d-ff %d is not a valid %s shape (q4: multiples of 32)",
+                   a->d_model, a->d_ff, ec_dtype_name(a->dtype));
     if (a->cache_global)
         a->cache_experts = 0;
     return 0;
@@ -195,10 +206,10 @@ static ec_status calibrate(ec_backend *b, ec_store *st, const args *a, calib *c)
     CK(ec_event_elapsed(e0, e1, &ms));
     c->attn_ms = ms / 20.0;
     /* dx holds whatever: the FFN's time does not depend on the values */
-    CK(ec_stream_ffn(q, dev, dx, dout, a->d_model, a->d_ff, dscr)); /* warm-up */
+    CK(ec_stream_expert_ffn(q, a->dtype, dev, dx, dout, a->d_model, a->d_ff, dscr)); /* warm-up */
     CK(ec_event_record(e0, q));
     for (int i = 0; i < 20; i++)
-        CK(ec_stream_ffn(q, dev, dx, dout, a->d_model, a->d_ff, dscr));
+        CK(ec_stream_expert_ffn(q, a->dtype, dev, dx, dout, a->d_model, a->d_ff, dscr));
     CK(ec_event_record(e1, q));
     CK(ec_event_sync(e1));
     CK(ec_event_elapsed(e0, e1, &ms));
@@ -242,8 +253,8 @@ static void write_json(FILE *f, const args *a, ec_backend *b, const ec_trace *t,
     ec_json_write_string(f, source);
     fprintf(f, ", \"layers\": %d, \"experts\": %d, \"k\": %d, \"sequences\": %zu},\n",
             (int)t->n_layers, (int)t->n_experts, (int)t->k, t->n_seqs);
-    fprintf(f, "  \"expert\": {\"d_model\": %d, \"d_ff\": %d, \"bytes\": %zu, \"dtype\": \"fp16\"},\n",
-            a->d_model, a->d_ff, bytes);
+    fprintf(f, "  \"expert\": {\"d_model\": %d, \"d_ff\": %d, \"bytes\": %zu, \"dtype\": \"%s\"},\n",
+            a->d_model, a->d_ff, bytes, a->dtype == EC_DTYPE_Q4 ? "q4_0" : "fp16");
     fprintf(f, "  \"cache_per_layer\": %d, \"cache_global\": %d, \"window\": %d, \"horizon\": %d,\n",
             a->cache_experts, a->cache_global, a->window, a->horizon);
     fputs("  \"predictor\": ", f);
@@ -326,10 +337,11 @@ static void write_json(FILE *f, const args *a, ec_backend *b, const ec_trace *t,
 static void print_table(const args *a, ec_backend *b, const ec_trace *t, size_t bytes,
                         const calib *c, const row *rows, int n)
 {
-    printf("gpu_replay on %s (%s), %d layers x %d experts top-%d, expert %.1f MB fp16 "
+    printf("gpu_replay on %s (%s), %d layers x %d experts top-%d, expert %.1f MB %s "
            "(%d x %d)\n",
            ec_backend_name(b), ec_backend_device_name(b), (int)t->n_layers, (int)t->n_experts,
-           (int)t->k, (double)bytes / 1e6, a->d_model, a->d_ff);
+           (int)t->k, (double)bytes / 1e6, a->dtype == EC_DTYPE_Q4 ? "q4_0" : "fp16", a->d_model,
+           a->d_ff);
     printf("measured: h2d peak %.2f GB/s, one copy %.3f ms, attention %.3f ms, FFN %.3f ms\n",
            c->peak_gbps, c->copy_ms, c->attn_ms, c->ffn_ms);
     printf("%-10s %9s %10s %7s %9s %8s %10s %10s %9s %9s %8s %8s\n", "policy", "TPOT ms",
@@ -496,7 +508,7 @@ int main(int argc, char **argv)
     ec_trace *t = load_or_synth(&a, &source);
     if (!t)
         return 1;
-    size_t bytes = ec_ffn_bytes(a.d_model, a.d_ff);
+    size_t bytes = ec_expert_bytes(a.dtype, a.d_model, a.d_ff);
     ec_error err = {0};
     ec_backend *b = NULL;
     ec_store *st = NULL;
@@ -519,6 +531,10 @@ int main(int argc, char **argv)
             ec_backend_name(b), ec_backend_device_name(b), host_need / 1e9);
     if (ec_store_create(b, t->n_layers, t->n_experts, bytes, &st, &err)) {
         rc = die("%s", err.message);
+        goto done;
+    }
+    if (ec_store_set_format(st, a.dtype, a.d_model, a.d_ff)) {
+        rc = die("%s", ec_store_errmsg(st));
         goto done;
     }
     ec_store_fill_synthetic(st, 1, a.threads);
@@ -570,6 +586,7 @@ int main(int argc, char **argv)
         o.attn_us = a.attn_us;
         o.d_model = a.d_model;
         o.d_ff = a.d_ff;
+        o.dtype = a.dtype;
         o.max_tokens = (size_t)a.tokens;
         o.warmup_tokens = (size_t)a.warmup;
         o.verify = a.verify;

@@ -39,6 +39,7 @@
 #define EXPERTCAST_BACKEND_H
 
 #include "expertcast/core.h"
+#include "expertcast/hostffn.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -133,6 +134,16 @@ ec_status ec_stream_host_fn(ec_stream *s, void (*fn)(void *arg), void *arg);
  */
 ec_status ec_stream_ffn(ec_stream *s, const void *w, const void *x, float *out, int32_t d_model,
                         int32_t d_ff, float *scratch);
+/*
+ * The same for weights in format dt (expertcast/hostffn.h): fp16 as
+ * ec_stream_ffn, or q4 blocks dequantized on the fly (cuda: one warp per
+ * row, each lane one 32-weight group at a time; d_model and d_ff multiples
+ * of 32, x 16-byte aligned). x stays fp16, out float, scratch float
+ * [d_ff]. Bytes read: ec_expert_bytes(dt, d_model, d_ff). The cpu backend
+ * runs the scalar reference (ec_hostffn_reference's arithmetic).
+ */
+ec_status ec_stream_expert_ffn(ec_stream *s, ec_dtype dt, const void *w, const void *x,
+                               float *out, int32_t d_model, int32_t d_ff, float *scratch);
 
 /* ---- events ---------------------------------------------------------------- */
 

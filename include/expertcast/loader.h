@@ -66,7 +66,7 @@ typedef struct ec_loader_config {
     int32_t history_depth;   /* earlier tokens of routing history kept for the predictor
                                 (raised to what the predictor's fit read) */
     int no_timing;           /* 1: no timing events (stall_ms and copy_ms stay 0) */
-    const char *record_path; /* write every observe as raw JSONL here (NULL: off) */
+    const char *record_path; /* write every observe as raw JSONL here (NULL: off; "-": stdout) */
     const ec_future *future; /* perfect knowledge, required by the oracle policy */
 } ec_loader_config;
 
@@ -79,7 +79,8 @@ void ec_loader_config_default(ec_loader_config *c);
  * it). predictor is borrowed and may be NULL (then the predict and gated
  * policies are refused). Allocates the slots on the device (EC_ERR_NOMEM
  * with a HINT when they do not fit), the copy stream and the events, and
- * opens the recording (written atomically when the loader is finished).
+ * starts the recording (checked to be creatable now; kept in memory and
+ * written as one output file when the loader is finished).
  * On failure *out is NULL and err says why.
  */
 ec_status ec_loader_create(ec_backend *b, ec_store *s, const ec_predictor *predictor,
@@ -87,7 +88,8 @@ ec_status ec_loader_create(ec_backend *b, ec_store *s, const ec_predictor *predi
 
 /*
  * Waits for the copy stream, harvests the timing events and commits the
- * recording (rename into place). Returns the first error met. Idempotent;
+ * recording (ec_outfile: written beside and renamed into place, or "-" for
+ * stdout). Returns the first error met. Idempotent;
  * the loader must not be used afterwards except for stats and destroy.
  */
 ec_status ec_loader_finish(ec_loader *l);

@@ -139,8 +139,9 @@ int32_t ec_predictor_n_experts(const ec_predictor *p);
 int ec_predictor_predict(const ec_predictor *p, const ec_history *h, int32_t horizon,
                          float *probs);
 
-/* Saves to / loads from a JSON file (atomically written). A rules file from
- * "expertcast rules create" loads as the seed predictors' tables. */
+/* Saves to / loads from a JSON file (written as an ec_outfile: atomically,
+ * "-" for stdout). Load refuses a file whose "version" is not 1. A rules
+ * file from "expertcast rules create" loads as the seed predictors' tables. */
 ec_status ec_predictor_save(const ec_predictor *p, const char *path, ec_error *err);
 ec_status ec_predictor_load(const char *path, ec_predictor **out, ec_error *err);
 

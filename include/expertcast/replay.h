@@ -42,8 +42,9 @@ typedef struct ec_replay_opts {
     ec_loader_config loader; /* cache, policy, window...; k is set from the trace */
     double attn_us;          /* attention stand-in per layer (us) */
     double ffn_us;           /* FFN stand-in per expert (us) when d_model is 0 */
-    int32_t d_model, d_ff;   /* > 0: run the real FFN; the store must hold fp16 weights of
-                                ec_ffn_bytes(d_model, d_ff) bytes per expert */
+    int32_t d_model, d_ff;   /* > 0: run the real FFN; the store must hold weights of
+                                ec_expert_bytes(dtype, d_model, d_ff) bytes per expert */
+    ec_dtype dtype;          /* their format (0: EC_DTYPE_F16) */
     size_t max_tokens;       /* complete rows replayed at most (0: all) */
     size_t warmup_tokens;    /* first tokens left out of the measured figures */
     int verify;              /* checksum every acquired slot on the compute stream and

@@ -245,18 +245,27 @@ ec_status ec_stream_host_fn(ec_stream *s, void (*fn)(void *arg), void *arg)
     return s->backend->iface->host_fn(s->backend, s, fn, arg);
 }
 
-ec_status ec_stream_ffn(ec_stream *s, const void *w, const void *x, float *out, int32_t d_model,
-                        int32_t d_ff, float *scratch)
+ec_status ec_stream_expert_ffn(ec_stream *s, ec_dtype dt, const void *w, const void *x,
+                               float *out, int32_t d_model, int32_t d_ff, float *scratch)
 {
     if (!s)
         return EC_ERR_INVALID;
     if (!w || !x || !out || !scratch)
         return ec_backend_fail(s->backend, EC_ERR_INVALID, "ec_stream_ffn: NULL buffer");
-    if (d_model < 1 || d_ff < 1)
+    if (!ec_dtype_name(dt))
+        return ec_backend_fail(s->backend, EC_ERR_INVALID, "ec_stream_ffn: unknown dtype %d",
+                               (int)dt);
+    if (!ec_expert_bytes(dt, d_model, d_ff))
         return ec_backend_fail(s->backend, EC_ERR_INVALID,
-                               "ec_stream_ffn: shape d_model=%d d_ff=%d", (int)d_model,
-                               (int)d_ff);
-    return s->backend->iface->ffn(s->backend, s, w, x, out, d_model, d_ff, scratch);
+                               "ec_stream_ffn: shape d_model=%d d_ff=%d is invalid for %s",
+                               (int)d_model, (int)d_ff, ec_dtype_name(dt));
+    return s->backend->iface->ffn(s->backend, s, dt, w, x, out, d_model, d_ff, scratch);
+}
+
+ec_status ec_stream_ffn(ec_stream *s, const void *w, const void *x, float *out, int32_t d_model,
+                        int32_t d_ff, float *scratch)
+{
+    return ec_stream_expert_ffn(s, EC_DTYPE_F16, w, x, out, d_model, d_ff, scratch);
 }
 
 /* ---- events ---------------------------------------------------------------- */

@@ -34,8 +34,8 @@ typedef struct ec_backend_iface {
     ec_status (*checksum)(ec_backend *b, ec_stream *s, const void *src, size_t n, uint64_t *out);
     ec_status (*spin)(ec_backend *b, ec_stream *s, double us);
     ec_status (*host_fn)(ec_backend *b, ec_stream *s, void (*fn)(void *), void *arg);
-    ec_status (*ffn)(ec_backend *b, ec_stream *s, const void *w, const void *x, float *out,
-                     int32_t d_model, int32_t d_ff, float *scratch);
+    ec_status (*ffn)(ec_backend *b, ec_stream *s, ec_dtype dt, const void *w, const void *x,
+                     float *out, int32_t d_model, int32_t d_ff, float *scratch);
 
     ec_status (*event_init)(ec_backend *b, ec_event *e);
     void (*event_fini)(ec_backend *b, ec_event *e);

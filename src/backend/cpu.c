@@ -11,6 +11,7 @@
  * event completes or a stream drains.
  */
 #include "backend_impl.h"
+#include "../hostffn/internal.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -41,6 +42,7 @@ typedef struct task {
     const void *x;
     float *scratch;
     int32_t d_model, d_ff;
+    ec_dtype dtype;
 } task;
 
 typedef struct cpu_ctx {
@@ -106,7 +108,11 @@ static void run_task(const task *t)
     case T_SPIN: spin_for(t->us); break;
     case T_HOSTFN: t->fn(t->arg); break;
     case T_FFN:
-        ec_ffn_reference(t->src, t->x, t->dst, t->d_model, t->d_ff, t->scratch);
+        if (t->dtype == EC_DTYPE_F16)
+            ec_ffn_reference(t->src, t->x, t->dst, t->d_model, t->d_ff, t->scratch);
+        else
+            ec_expert_reference_token(t->dtype, t->src, NULL, t->x, t->dst, t->d_model, t->d_ff,
+                                      t->scratch);
         break;
     case T_RECORD:
     case T_WAIT: break;
@@ -311,11 +317,11 @@ static ec_status cpu_host_fn(ec_backend *b, ec_stream *s, void (*fn)(void *), vo
     return push(b, s, &(task){.kind = T_HOSTFN, .fn = fn, .arg = arg});
 }
 
-static ec_status cpu_ffn(ec_backend *b, ec_stream *s, const void *w, const void *x, float *out,
-                         int32_t d_model, int32_t d_ff, float *scratch)
+static ec_status cpu_ffn(ec_backend *b, ec_stream *s, ec_dtype dt, const void *w, const void *x,
+                         float *out, int32_t d_model, int32_t d_ff, float *scratch)
 {
     return push(b, s, &(task){.kind = T_FFN, .src = w, .x = x, .dst = out, .scratch = scratch,
-                              .d_model = d_model, .d_ff = d_ff});
+                              .d_model = d_model, .d_ff = d_ff, .dtype = dt});
 }
 
 /* ---- events ------------------------------------------------------------------------ */

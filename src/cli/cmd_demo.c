@@ -5,6 +5,7 @@
 #include "demo.h"
 
 #include <errno.h>
+#include <glob.h>
 #include <libgen.h>
 #include <limits.h>
 #include <stdlib.h>
@@ -64,6 +65,27 @@ static int find_sample(char *out, size_t size)
     }
     snprintf(out, size, "data/" SAMPLE);
     return access(out, R_OK) == 0 ? 0 : -1;
+}
+
+/* Refuses a trace that one of the demo's output files would replace. */
+static int check_demo_outputs(const char *outdir, const char *trace)
+{
+    static const char *const fixed[] = {"replay.json", "rules.json", "results.json"};
+    char paths[3][PATH_MAX], pattern[PATH_MAX];
+    const char *outs[3];
+    for (int i = 0; i < 3; i++) {
+        snprintf(paths[i], PATH_MAX, "%s/%s", outdir, fixed[i]);
+        outs[i] = paths[i];
+    }
+    int rc = cli_check_outputs(outs, 3, &trace, 1);
+    glob_t g;
+    snprintf(pattern, sizeof pattern, "%s/simulate-*.json", outdir);
+    if (rc == CLI_OK && glob(pattern, 0, NULL, &g) == 0) {
+        for (size_t i = 0; i < g.gl_pathc && rc == CLI_OK; i++)
+            rc = cli_check_outputs((const char *const *)&g.gl_pathv[i], 1, &trace, 1);
+        globfree(&g);
+    }
+    return rc;
 }
 
 static int mkdir_p(const char *path)
@@ -144,6 +166,8 @@ int cmd_demo(int argc, char **argv)
         }
         trace = sample;
     }
+    if ((rc = check_demo_outputs(d.outdir, trace)))
+        return rc;
     ec_trace *t = cli_load_trace(&trace, 1, &rc);
     if (!t)
         return rc;

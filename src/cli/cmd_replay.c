@@ -36,7 +36,9 @@ static const char *USAGE =
     "  --transfer-ms MS         gated's cost of one expert copy (default: measured here)\n"
     "  --verify                 checksum every acquired slot against the host store\n"
     "  --record FILE            write what the first policy's loader observed as raw JSONL\n"
-    "  --json FILE              also write the results as JSON ('-' for stdout)\n"
+    "                           ('-' for stdout, then the table goes to stderr)\n"
+    "  --json FILE              also write the results as JSON ('-' for stdout, then the\n"
+    "                           table goes to stderr)\n"
     "  -h, --help               this text\n";
 
 /* The command line: the replay's settings and what to do with its results. */
@@ -171,6 +173,11 @@ int cmd_replay(int argc, char **argv)
         free(o.paths);
         return rc < 0 ? CLI_OK : rc;
     }
+    const char *outputs[] = {o.json, o.r.record};
+    if ((rc = cli_check_outputs(outputs, 2, o.paths, o.n_paths))) {
+        free(o.paths);
+        return rc;
+    }
     ec_policy_kind kinds[16];
     int n_kinds = parse_policies(o.policies, kinds);
     ec_trace *t = n_kinds ? cli_load_trace(o.paths, o.n_paths, &rc) : NULL;
@@ -182,7 +189,9 @@ int cmd_replay(int argc, char **argv)
     replay_report rep;
     rc = replay_execute(&o.r, t, kinds, n_kinds, &rep);
     if (rc == CLI_OK) {
-        replay_print_table(&rep);
+        int std = (o.json && strcmp(o.json, "-") == 0) ||
+                  (o.r.record && strcmp(o.r.record, "-") == 0);
+        replay_print_table(std ? stderr : stdout, &rep);
         if (o.json)
             rc = cli_write_file(o.json, replay_write_json, &rep);
         for (int i = 0; i < n_kinds && rc == CLI_OK; i++)

@@ -34,9 +34,10 @@ static const char *USAGE =
     "  --json FILE              write the results as JSON ('-' for stdout, then no table)\n"
     "  --sweep                  run every cache size x horizon x policy (lists above; default\n"
     "                           caches: top-k .. experts, horizons 1,2,4); progress on stderr\n"
-    "  --csv FILE               write every run as CSV (one row per policy, cache and horizon)\n"
+    "  --csv FILE               write every run as CSV, a row per policy, cache and horizon\n"
+    "                           ('-': stdout, no table)\n"
     "  --plot FILE.png          with --sweep: TPOT vs cache size per policy (gnuplot; skipped\n"
-    "                           with a warning when gnuplot is absent)\n"
+    "                           with a warning when gnuplot is absent; '-': stdout, no table)\n"
     "  -h, --help               this text\n\n"
     "gap closed = (lru - policy) / (lru - oracle) on TPOT; the JSON adds gap_closed_bound, the\n"
     "same against the analytic lower bound max(compute, Belady loads x transfer time).\n";
@@ -187,7 +188,16 @@ int cmd_simulate(int argc, char **argv)
         free(a.traces);
         return CLI_USAGE;
     }
-    char mpath[PATH_MAX];
+    /* profiles as found by name or path, before anything is read */
+    char mpath[PATH_MAX], hpath[PATH_MAX];
+    const char *outputs[] = {a.json, a.csv, a.plot};
+    const char *more[] = {a.predictor, sim_profile_path(a.model, 1, mpath) ? mpath : NULL,
+                          sim_profile_path(a.hardware, 0, hpath) ? hpath : NULL};
+    if ((rc = cli_check_outputs(outputs, 3, a.traces, a.n_traces)) ||
+        (rc = cli_check_outputs(outputs, 3, more, 3))) {
+        free(a.traces);
+        return rc;
+    }
     ec_model_profile model;
     ec_hw_profile hw;
     if ((rc = sim_load_profiles("simulate", a.model, a.hardware, &model, &hw, mpath))) {
@@ -281,14 +291,19 @@ int cmd_simulate(int argc, char **argv)
     rep.n_skipped = ec_sim_n_skipped(sim);
     rep.n_seqs = t->n_seqs;
     rep.batch = a.batch;
-    if (!(a.json && strcmp(a.json, "-") == 0))
+    int to_stdout = 0; /* an output on stdout replaces the table */
+    for (int i = 0; i < 3; i++)
+        to_stdout |= outputs[i] && strcmp(outputs[i], "-") == 0;
+    if (!to_stdout)
         sim_print_table(stdout, &rep);
     if (a.json && (rc = cli_write_file(a.json, sim_write_json, &rep)))
         goto out;
     if (a.csv && (rc = cli_write_file(a.csv, sim_write_csv, &rep)))
         goto out;
-    if (a.plot)
-        sim_plot(&rep, a.plot);
+    if (a.plot && sim_plot(&rep, a.plot) == -2) {
+        rc = CLI_DATA;
+        goto out;
+    }
     rc = CLI_OK;
 out:
     sim_report_clear_rows(&rep);

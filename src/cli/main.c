@@ -1,6 +1,7 @@
 /* expertcast: the command-line entry point and subcommand table. */
 #include "cli.h"
 
+#include <signal.h>
 #include <string.h>
 
 static const cli_command commands[] = {
@@ -26,7 +27,29 @@ static void usage(FILE *f)
                "Exit status: 0 success, 1 bad data or I/O failure, 2 usage error.\n");
 }
 
-int main(int argc, char **argv)
+/* A signal that ends the process first removes its output temporaries. */
+static void on_fatal_signal(int sig)
+{
+    ec_outfile_cleanup_signal();
+    signal(sig, SIG_DFL);
+    raise(sig); /* delivered when the handler returns: the usual exit status */
+}
+
+static void install_signal_cleanup(void)
+{
+    static const int sigs[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGPIPE, SIGXFSZ};
+    for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++) {
+        struct sigaction old, sa = {0};
+        /* a signal ignored by the caller (nohup, trap '') stays ignored */
+        if (sigaction(sigs[i], NULL, &old) != 0 || old.sa_handler == SIG_IGN)
+            continue;
+        sa.sa_handler = on_fatal_signal;
+        sigemptyset(&sa.sa_mask);
+        sigaction(sigs[i], &sa, NULL);
+    }
+}
+
+static int run(int argc, char **argv)
 {
     if (argc < 2) {
         usage(stderr);
@@ -45,4 +68,10 @@ int main(int argc, char **argv)
             return commands[i].run(argc - 1, argv + 1);
     cli_error("unknown command '%s'\nHINT: run 'expertcast --help' for the list", argv[1]);
     return CLI_USAGE;
+}
+
+int main(int argc, char **argv)
+{
+    install_signal_cleanup();
+    return cli_finish_stdout(run(argc, argv));
 }

@@ -248,45 +248,45 @@ ec_status replay_write_json(FILE *f, void *ctx, ec_error *err)
     return EC_ERR_IO;
 }
 
-void replay_print_table(const replay_report *p)
+void replay_print_table(FILE *f, const replay_report *p)
 {
     const replay_args *o = p->o;
     const replay_row *first = &p->rows[0];
-    printf("replay on %s (%s): %zu sequence(s), %zu tokens measured after %zu warm-up, "
+    fprintf(f, "replay on %s (%s): %zu sequence(s), %zu tokens measured after %zu warm-up, "
            "%d layers x %d experts, top-%d\n",
            p->backend, p->device, p->n_seqs, first->r.tokens_measured,
            first->r.tokens - first->r.tokens_measured, (int)p->t->n_layers,
            (int)p->t->n_experts, (int)p->t->k);
     if (o->cache_global)
-        printf("cache: %d slots shared by all layers; ", (int)o->cache_global);
+        fprintf(f, "cache: %d slots shared by all layers; ", (int)o->cache_global);
     else
-        printf("cache: %d of %d experts per layer; ", (int)o->cache_experts, (int)p->t->n_experts);
-    printf("expert %.2f MiB, copy %.3f ms/expert (%.2f GB/s); attention %g us, FFN %g us/expert\n",
+        fprintf(f, "cache: %d of %d experts per layer; ", (int)o->cache_experts, (int)p->t->n_experts);
+    fprintf(f, "expert %.2f MiB, copy %.3f ms/expert (%.2f GB/s); attention %g us, FFN %g us/expert\n",
            (double)o->expert_bytes / 1048576.0, p->copy_ms,
            p->copy_ms > 0 ? (double)o->expert_bytes / (p->copy_ms * 1e6) : 0, o->attn_us,
            o->ffn_us);
-    printf("predictor %s (%s), horizon %d, window %d\n\n", o->predictor, p->predictor_split,
+    fprintf(f, "predictor %s (%s), horizon %d, window %d\n\n", o->predictor, p->predictor_split,
            (int)o->horizon, (int)o->window);
-    printf("%-10s %7s %9s %12s %9s %10s %10s %9s %10s %10s\n", "policy", "hit%", "resident%",
+    fprintf(f, "%-10s %7s %9s %12s %9s %10s %10s %9s %10s %10s\n", "policy", "hit%", "resident%",
            "stall ms/tok", "TPOT ms", "copies/tok", "prefch/tok", "waste/tok", "observe us",
            "acquire us");
     for (int i = 0; i < p->n; i++) {
         const ec_replay_result *r = &p->rows[i].r;
         const ec_loader_stats *m = &r->measured;
-        printf("%-10s %7.2f %9.2f %12.3f %9.3f %10.2f %10.2f %9.2f %10.2f %10.2f\n",
+        fprintf(f, "%-10s %7.2f %9.2f %12.3f %9.3f %10.2f %10.2f %9.2f %10.2f %10.2f\n",
                ec_policy_kind_name(p->rows[i].kind), 100 * r->hit_rate, 100 * r->resident_rate,
                r->stall_ms_per_token, r->tpot_ms, replay_per_token(m->copies, r->tokens_measured),
                replay_per_token(m->prefetch_copies, r->tokens_measured),
                replay_per_token(m->cache.wasted, r->tokens_measured), r->observe_us, r->acquire_us);
     }
-    printf("\nhit%%: uses whose expert was resident or in flight at the router, over %lld uses\n"
+    fprintf(f, "\nhit%%: uses whose expert was resident or in flight at the router, over %lld uses\n"
            "(%zu tokens x %d layers x top-%d); stall: measured wait of the compute stream;\n"
            "observe/acquire: host time per layer (acquire: all %d of a layer).\n",
            (long long)first->r.measured.cache.acquires, first->r.tokens_measured,
            (int)p->t->n_layers, (int)p->t->k, (int)p->t->k);
     for (int i = 0; i < p->n; i++)
         if (o->verify)
-            printf("%s: %lld acquisitions checksummed, %lld wrong\n",
+            fprintf(f, "%s: %lld acquisitions checksummed, %lld wrong\n",
                    ec_policy_kind_name(p->rows[i].kind), (long long)p->rows[i].r.verified,
                    (long long)p->rows[i].r.verify_failures);
 }

@@ -53,7 +53,7 @@ int replay_execute(const replay_args *a, const ec_trace *t, const ec_policy_kind
 void replay_report_free(replay_report *rep);
 
 /* The replay command's table (stdout), and its JSON (for cli_write_file). */
-void replay_print_table(const replay_report *rep);
+void replay_print_table(FILE *f, const replay_report *rep);
 ec_status replay_write_json(FILE *f, void *rep, ec_error *err);
 
 /* Value of a loader counter per measured token (0 with no token). */

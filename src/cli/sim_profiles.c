@@ -72,6 +72,12 @@ static int resolve_profile(const char *name, int model, char *path, char *dtype)
     return 0;
 }
 
+int sim_profile_path(const char *name, int model, char *path)
+{
+    char dtype[PATH_MAX];
+    return resolve_profile(name, model, path, dtype);
+}
+
 int sim_load_profiles(const char *cmd, const char *model, const char *hardware,
                       ec_model_profile *m, ec_hw_profile *h, char *mpath)
 {

@@ -2,6 +2,7 @@
 #include "sim_report.h"
 #include "core/jsonstr.h"
 
+#include <errno.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -88,6 +89,15 @@ static ec_status write_error(ec_error *err)
     if (err) {
         err->status = EC_ERR_IO;
         snprintf(err->message, sizeof err->message, "write error");
+    }
+    return EC_ERR_IO;
+}
+
+static ec_status read_error(ec_error *err, const char *path, const char *what)
+{
+    if (err) {
+        err->status = EC_ERR_IO;
+        snprintf(err->message, sizeof err->message, "%s: %s", path, what);
     }
     return EC_ERR_IO;
 }
@@ -217,6 +227,23 @@ ec_status sim_write_csv(FILE *f, void *ctx, ec_error *err)
     return EC_OK;
 }
 
+/* Copies the file named by ctx into f. */
+static ec_status copy_file(FILE *f, void *ctx, ec_error *err)
+{
+    FILE *in = fopen(ctx, "rb");
+    if (!in)
+        return read_error(err, ctx, strerror(errno));
+    char buf[65536];
+    size_t n;
+    while ((n = fread(buf, 1, sizeof buf, in)) > 0)
+        fwrite(buf, 1, n, f);
+    int bad = ferror(in);
+    fclose(in);
+    if (bad)
+        return read_error(err, ctx, "read error");
+    return ferror(f) ? write_error(err) : EC_OK;
+}
+
 static int have_gnuplot(void)
 {
     return system("command -v gnuplot >/dev/null 2>&1") == 0;
@@ -233,10 +260,12 @@ int sim_plot(const sim_report *rep, const char *png)
         cli_warn("cannot create a temporary directory: plot skipped");
         return -1;
     }
-    char data[256], script[256], tmp_png[4096], cmd[4500];
+    /* gnuplot draws into the private directory; the picture is then
+     * copied to PNG as any output is (ec_outfile: '-', links, devices). */
+    char data[256], script[256], tmp_png[256], cmd[600];
     snprintf(data, sizeof data, "%s/data.txt", dir);
     snprintf(script, sizeof script, "%s/plot.gp", dir);
-    snprintf(tmp_png, sizeof tmp_png, "%s.tmp.png", png);
+    snprintf(tmp_png, sizeof tmp_png, "%s/plot.png", dir);
     /* one block per series (policy, horizon), in order of first appearance */
     FILE *d = fopen(data, "w"), *s = fopen(script, "w");
     int ok = d && s;
@@ -283,12 +312,11 @@ int sim_plot(const sim_report *rep, const char *png)
     int rc = -1;
     if (ok) {
         snprintf(cmd, sizeof cmd, "gnuplot '%s' 2>/dev/null", script);
-        if (system(cmd) == 0 && rename(tmp_png, png) == 0)
-            rc = 0;
-        else {
-            unlink(tmp_png);
+        if (system(cmd) == 0)
+            rc = cli_write_file(png, copy_file, tmp_png) == CLI_OK ? 0 : -2;
+        else
             cli_warn("gnuplot failed: plot %s not written", png);
-        }
+        unlink(tmp_png);
     }
     unlink(data);
     unlink(script);

@@ -41,6 +41,9 @@ int sim_predicts(int kind);
  * receives the model file's path (for messages). Returns CLI_OK, or an
  * exit code after printing the error (naming cmd for unknown names).
  */
+/* The file a profile name or path resolves to (PATH_MAX bytes), as
+ * sim_load_profiles finds it; 0 when there is none. */
+int sim_profile_path(const char *name, int model, char *path);
 int sim_load_profiles(const char *cmd, const char *model, const char *hardware,
                       ec_model_profile *m, ec_hw_profile *h, char *mpath);
 
@@ -79,7 +82,9 @@ void sim_print_table(FILE *f, const sim_report *rep);
 ec_status sim_write_json(FILE *f, void *rep, ec_error *err);
 ec_status sim_write_csv(FILE *f, void *rep, ec_error *err);
 /* Plots TPOT vs cache size per policy (and horizon) with gnuplot into png
- * (written beside and renamed). Returns 0, or -1 after a warning. */
+ * (drawn in a private directory, then written as any output). Returns 0,
+ * -1 after a warning (no gnuplot, or it failed), -2 after an error writing
+ * png. */
 int sim_plot(const sim_report *rep, const char *png);
 
 #endif

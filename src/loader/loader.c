@@ -523,7 +523,7 @@ ec_status ec_loader_observe(ec_loader *l, int32_t layer, const int16_t *experts)
     l->stats.observes++;
     if (l->rec && ec_recorder_write(l->rec, l->dataset, l->problem_id, l->seq_token, layer,
                                     experts, l->k))
-        return lfail(l, EC_ERR_IO, "recording: write failed");
+        return lfail(l, EC_ERR_NOMEM, "recording: out of memory");
     return pump(l);
 }
 

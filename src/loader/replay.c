@@ -97,10 +97,13 @@ static ec_status setup(rp *r, const ec_predictor *pred, ec_error *err)
                             "replay: the trace has %d layers x %d experts, the store %d x %d",
                             (int)t->n_layers, (int)t->n_experts, (int)ec_store_n_layers(r->s),
                             (int)ec_store_n_experts(r->s));
-    if (o->d_model > 0 && ec_ffn_bytes(o->d_model, o->d_ff) != ec_store_expert_bytes(r->s))
+    if (o->d_model > 0 &&
+        ec_expert_bytes(o->dtype, o->d_model, o->d_ff) != ec_store_expert_bytes(r->s))
         return ec_error_set(err, EC_ERR_INVALID,
-                            "replay: FFN %d x %d needs %zu bytes per expert, the store has %zu",
-                            (int)o->d_model, (int)o->d_ff, ec_ffn_bytes(o->d_model, o->d_ff),
+                            "replay: %s FFN %d x %d needs %zu bytes per expert, the store has %zu",
+                            ec_dtype_name(o->dtype) ? ec_dtype_name(o->dtype) : "?",
+                            (int)o->d_model, (int)o->d_ff,
+                            ec_expert_bytes(o->dtype, o->d_model, o->d_ff),
                             ec_store_expert_bytes(r->s));
     if (!(r->rows = ec_malloc((t->n_rows ? t->n_rows : 1) * sizeof *r->rows)))
         return ec_error_set(err, EC_ERR_NOMEM, "replay: out of memory");
@@ -116,7 +119,7 @@ static ec_status setup(rp *r, const ec_predictor *pred, ec_error *err)
         }
     }
     if (r->n_rows == 0)
-        return ec_error_set(err, EC_ERR_INVALID, "replay: no complete token to replay");
+        return ec_error_set(err, EC_ERR_NO_DATA, "replay: no complete token to replay");
 
     ec_loader_config lc = o->loader;
     lc.k = t->k;
@@ -230,7 +233,8 @@ static ec_status layer_step(rp *r, size_t i, int32_t l, ec_replay_result *out, d
         }
         s = EC_OK;
         if (o->d_model > 0)
-            s = ec_stream_ffn(r->compute, w, r->dx, r->dout, o->d_model, o->d_ff, r->dscratch);
+            s = ec_stream_expert_ffn(r->compute, o->dtype, w, r->dx, r->dout, o->d_model, o->d_ff,
+                                     r->dscratch);
         else if (o->ffn_us > 0)
             s = ec_stream_spin(r->compute, o->ffn_us);
         if (s)

@@ -346,7 +346,8 @@ ec_status ec_predictor_load_text(const char *path, const char *text, size_t len,
     if (!root)
         return ec_alloc_failures() != failures
                    ? ec_error_set(err, EC_ERR_NOMEM, "%s: out of memory", path)
-                   : ec_error_set(err, EC_ERR_PARSE, "%s: not valid JSON (near byte %td)", path,
+                   : ec_error_set(err, EC_ERR_PARSE, "%s: %s (near byte %td)", path,
+                                  ec_json_why(text, end ? (size_t)(end - text) : 0),
                                   end ? end - text : (ptrdiff_t)0);
     while (end < text + len && (*end == ' ' || *end == '\t' || *end == '\n' || *end == '\r'))
         end++;
@@ -370,6 +371,17 @@ ec_status ec_predictor_load_text(const char *path, const char *text, size_t len,
         cJSON_Delete(root);
         return ec_error_set(err, EC_ERR_PARSE,
                             "%s: field 'format': not an expertcast predictor file", path);
+    }
+    const cJSON *ver = cJSON_GetObjectItemCaseSensitive(root, "version");
+    if (!cJSON_IsNumber(ver) || ver->valuedouble != 1) {
+        char got[32];
+        if (cJSON_IsNumber(ver))
+            snprintf(got, sizeof got, "%.6g", ver->valuedouble);
+        cJSON_Delete(root);
+        return ec_error_set(err, EC_ERR_PARSE,
+                            "%s: field 'version': %s%s (this build reads version 1)", path,
+                            !ver ? "missing" : cJSON_IsNumber(ver) ? "unsupported version " :
+                            "expected a number", cJSON_IsNumber(ver) ? got : "");
     }
     if (!cJSON_IsString(name)) {
         cJSON_Delete(root);

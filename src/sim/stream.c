@@ -86,7 +86,7 @@ ec_status ec_sim_create(const ec_trace *t, int32_t batch, ec_sim **out, ec_error
     }
     if (s->n_tok == 0) {
         ec_sim_destroy(s);
-        return ec_error_set(err, EC_ERR_INVALID, "simulate: the trace has no complete token");
+        return ec_error_set(err, EC_ERR_NO_DATA, "simulate: the trace has no complete token");
     }
     s->S = s->n_tok * s->L;
     s->off = ec_malloc((size_t)(s->S + 1) * sizeof *s->off);

@@ -151,10 +151,13 @@ static ec_status cuda_host_fn(ec_backend *b, ec_stream *s, void (*fn)(void *), v
     return EC_OK;
 }
 
-static ec_status cuda_ffn(ec_backend *b, ec_stream *s, const void *w, const void *x, float *out,
-                          int32_t d_model, int32_t d_ff, float *scratch)
+static ec_status cuda_ffn(ec_backend *b, ec_stream *s, ec_dtype dt, const void *w, const void *x,
+                          float *out, int32_t d_model, int32_t d_ff, float *scratch)
 {
-    CUDA_TRY(b, ec_kernel_ffn(w, x, out, d_model, d_ff, scratch, STREAM(s)));
+    if (dt == EC_DTYPE_Q4)
+        CUDA_TRY(b, ec_kernel_ffn_q4(w, x, out, d_model, d_ff, scratch, STREAM(s)));
+    else
+        CUDA_TRY(b, ec_kernel_ffn(w, x, out, d_model, d_ff, scratch, STREAM(s)));
     return EC_OK;
 }
 
