@@ -5,7 +5,7 @@ set -euo pipefail
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 
-want=(cmake gcc make pkg-config libcjson-dev libcriterion-dev gnuplot-nox valgrind)
+want=(cmake gcc make pkg-config libcjson-dev libcriterion-dev gnuplot-nox valgrind python3 python3-venv)
 if [ "${1:-}" = "--with-fuzz" ]; then want+=(clang libclang-rt-dev); fi
 
 missing=()
@@ -26,4 +26,23 @@ if [ "${#missing[@]}" -gt 0 ]; then
   fi
   rm -f "$log"
   echo "installed: ${missing[*]}"
+fi
+
+# The Python package's tests (python/tests) run in .venv at the repository
+# root: PyPI's torch, transformers, safetensors and pytest at the versions of
+# python/requirements-test.txt (several GB: PyPI's torch wheel brings its CUDA
+# libraries; Debian's python3-torch 1.13 is too old for transformers 5).
+# Reinstalled only when that file changes. EXPERTCAST_NO_PYTHON=1 skips this
+# (the python ctest entry then skips, saying so; under CI it fails).
+if [ -z "${EXPERTCAST_NO_PYTHON:-}" ]; then
+  repo="$(cd "$(dirname "$0")/.." && pwd)"
+  venv="$repo/.venv"
+  reqs="$repo/python/requirements-test.txt"
+  stamp="$venv/.expertcast-requirements"
+  if ! [ -x "$venv/bin/python" ] || ! cmp -s "$reqs" "$stamp"; then
+    echo "python: installing $(grep -v '^#' "$reqs" | tr '\n' ' ')into $venv"
+    [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
+    "$venv/bin/python" -m pip install -q --disable-pip-version-check -r "$reqs"
+    cp "$reqs" "$stamp"
+  fi
 fi
