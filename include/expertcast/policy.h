@@ -211,6 +211,15 @@ ec_status ec_policy_observe_batch(ec_policy *p, int64_t step, int32_t layer,
                                   const int16_t *experts, int32_t k,
                                   const ec_history *const *hs, int32_t n_hist);
 
+/*
+ * The predictions for the current step changed after its observe (the
+ * runtime recorded a hint in a history, ec_history_hint): forgets the
+ * predictions memoised for this step. The caller then calls
+ * ec_policy_observe again with the same arguments, which takes back the
+ * queued prefetches and plans again (uses are not counted twice).
+ */
+void ec_policy_forget_predictions(ec_policy *p);
+
 /* The caller started transfer t (popped from the queue): slot LOADING, the
  * slot's previous occupant is gone for good. */
 void ec_policy_started(ec_policy *p, const ec_transfer *t);

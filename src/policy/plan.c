@@ -87,14 +87,16 @@ void plan_predict(ec_policy *p)
  *
  * The targets are the next `horizon` steps and, with the longest lead
  * time, the same layer of the next token (h = n_layers). For the first
- * ones q is the predictor's probability scaled by its calibration on this
- * cache: realised / predicted use of the prefetches resolved so far
- * (capped at 1, add-one smoothed), so an over-confident predictor is
- * discounted. For the next token's layer q (and the victim's) is the
- * calibrated reuse of reuse.c: the rate at which experts with that
- * predicted reuse and age were used at their next occurrence, measured on
- * the stream, so a prefetch that long ahead passes the gate only where the
- * predictor has been right that far ahead.
+ * ones q is the calibrated probability of calib.c: the rate at which the
+ * row's source (the predictor, or the runtime's hint where one was given
+ * for that target) was right about experts of that probability at that
+ * horizon, measured on the stream and k / n_experts before any evidence,
+ * so that neither source is trusted before the router has confirmed it
+ * and an over-confident one is discounted. For the next token's layer q
+ * (and the victim's) is the calibrated reuse of reuse.c: the rate at which
+ * experts with that predicted reuse and age were used at their next
+ * occurrence, measured on the stream, so a prefetch that long ahead passes
+ * the gate only where the predictor has been right that far ahead.
  */
 
 /* Horizon of the i-th target (1-based): 1..horizon, then n_layers. */
@@ -117,13 +119,20 @@ static double gated_q(ec_policy *p, int32_t h, int32_t t, int32_t e, const float
 {
     if (h == p->L)
         return reuse_calibrated(p, t, e);
-    return row[e] * policy_calibration(p);
+    double c = calib_q(p, t, row[e]);
+    return c >= 0 ? c : row[e];
 }
 
 void plan_gated(ec_policy *p)
 {
     int32_t n_targets = p->cfg.horizon < p->L ? p->cfg.horizon + 1 : p->L, kp = prefetch_k(p);
     double transfer = p->cfg.transfer_ms, step_ms = p->cfg.compute_ms;
+    /* every short-horizon row is kept for calibration, gate open or not */
+    for (int32_t h = 1; h <= p->cal_h; h++) {
+        const float *row = policy_qrow(p, target_layer(p, h));
+        if (row)
+            calib_keep(p, h, target_layer(p, h), row);
+    }
     if (!(transfer > 0))
         return;
     /* link time left idle per step by the transfers already going on: a
@@ -163,7 +172,9 @@ void plan_gated(ec_policy *p)
                 double qv = h == p->L ? reuse_calibrated(p, vs->layer, vs->expert) : -1.0;
                 if (qv < 0) {
                     const float *vrow = policy_qrow(p, vs->layer);
-                    qv = vrow ? vrow[vs->expert] : 1.0;
+                    qv = vrow ? calib_q(p, vs->layer, vrow[vs->expert]) : 1.0;
+                    if (qv < 0)
+                        qv = vrow[vs->expert];
                 }
                 double r = policy_regret_rate(p);
                 value = (qv > r ? qv : r) * transfer;

@@ -97,6 +97,7 @@ ec_status ec_policy_create(const ec_policy_config *cfg, ec_cache *cache, ec_queu
     p->probs = ec_malloc((size_t)p->E * sizeof *p->probs);
     p->qrow = ec_malloc(LE * sizeof *p->qrow);
     p->qstamp = ec_malloc((size_t)p->L * sizeof *p->qstamp);
+    p->qsrc = ec_calloc((size_t)p->L, sizeof *p->qsrc);
     p->rank = ec_malloc((size_t)p->E * sizeof *p->rank);
     p->reuse = ec_malloc(LE * sizeof *p->reuse);
     p->reuse_at = ec_malloc((size_t)p->L * sizeof *p->reuse_at);
@@ -108,7 +109,8 @@ ec_status ec_policy_create(const ec_policy_config *cfg, ec_cache *cache, ec_queu
     p->evicted_at = ec_malloc(LE * sizeof *p->evicted_at);
     p->pool_full = ec_malloc((size_t)p->L * sizeof *p->pool_full);
     p->pf_prob = ec_calloc(ns, sizeof *p->pf_prob);
-    if (!p->taken || !p->plan_keep || !p->probs || !p->qrow || !p->qstamp || !p->rank ||
+    if (!p->taken || !p->plan_keep || !p->probs || !p->qrow || !p->qstamp || !p->qsrc ||
+        calib_alloc(p) || !p->rank ||
         !p->reuse || !p->reuse_at || !p->last_tok || !p->row_tok || !p->fut_ex ||
         !p->nu || !p->nu_stamp || !p->evicted_at || !p->pool_full || !p->pf_prob) {
         ec_policy_destroy(p);
@@ -134,6 +136,8 @@ void ec_policy_destroy(ec_policy *p)
     ec_free(p->probs);
     ec_free(p->qrow);
     ec_free(p->qstamp);
+    ec_free(p->qsrc);
+    calib_free(p);
     ec_free(p->rank);
     ec_free(p->reuse);
     ec_free(p->reuse_at);
@@ -174,6 +178,7 @@ void ec_policy_reset(ec_policy *p)
     for (size_t i = 0; i < (size_t)p->L * (size_t)p->E; i++)
         p->evicted_at[i] = -1;
     reuse_reset(p); /* gated's reuse rows and their calibration */
+    calib_reset(p); /* gated's short-horizon calibration */
     for (int32_t i = 0; i < p->c->n_slots; i++)
         p->nu_stamp[i] = -1; /* next uses belong to the replay that computed them */
     p->evictions = p->regretted = 0;
@@ -250,8 +255,10 @@ ec_status ec_policy_observe_batch(ec_policy *p, int64_t step, int32_t layer,
 
     take_back_prefetches(p);
     if (!p->counted) {
-        if (p->cfg.kind == EC_POLICY_GATED)
+        if (p->cfg.kind == EC_POLICY_GATED) {
+            calib_observe(p, experts, k);
             reuse_observe(p, experts, k);
+        }
         count_uses(p, experts, k);
         p->counted = 1;
     }
@@ -297,6 +304,12 @@ ec_status ec_policy_observe(ec_policy *p, int64_t step, int32_t layer, const int
                             int32_t k, const ec_history *h)
 {
     return ec_policy_observe_batch(p, step, layer, experts, k, h ? &h : NULL, h ? 1 : 0);
+}
+
+void ec_policy_forget_predictions(ec_policy *p)
+{
+    for (int32_t l = 0; p && l < p->L; l++)
+        p->qstamp[l] = -1;
 }
 
 void ec_policy_started(ec_policy *p, const ec_transfer *t)

@@ -95,7 +95,7 @@ void reuse_observe(ec_policy *p, const int16_t *experts, int32_t k)
     }
     for (int32_t i = 0; i < k; i++)
         last[experts[i]] = tok;
-    p->reuse_at[l] = policy_predict_use(p, p->L, row) ? -1 : p->serial;
+    p->reuse_at[l] = policy_predict_use(p, p->L, row) < 0 ? -1 : p->serial;
     p->row_tok[l] = tok;
 }
 
