@@ -152,9 +152,6 @@ struct ec_policy {
     double *pf_prob;             /* [n_slots] q of the started prefetch in the slot */
     double pf_predicted, pf_used; /* over resolved prefetches (used, or evicted unused) */
 
-    /* transfers started per step (moving average): how busy the link is */
-    double load_rate;
-    int64_t loads_seen;
 };
 
 /* P(an evicted expert is wanted again at its next occurrence), online,

@@ -74,10 +74,11 @@ void plan_predict(ec_policy *p)
 /*
  * gated: a prefetch of an expert with probability q of use, h steps ahead,
  * is queued only when q * saved > (1 - q) * transfer + value(victim), where
- * saved = min(transfer, h * idle) is the stall it can hide - idle being the
- * link time per step left over by the transfers already going on (step
- * time - transfers started per step, a moving average, x transfer): on a
- * saturated link a prefetch only reorders transfers and hides nothing -, transfer
+ * saved = min(transfer, h * step) is the stall it can hide - step being the
+ * compute of one step: a demand load can only start once the router has
+ * spoken, so the link idles while a layer computes, and a right prefetch
+ * moves a transfer the step would make anyway into that time (it adds no
+ * load: a busy link gains as much, the compute it overlaps) -, transfer
  * the time a wrong prefetch occupies the link, and value(victim) =
  * max(q(victim at its next occurrence), regret rate) * transfer the
  * expected reload cost of what it evicts (0 for an empty slot). The regret
@@ -135,10 +136,7 @@ void plan_gated(ec_policy *p)
     }
     if (!(transfer > 0))
         return;
-    /* link time left idle per step by the transfers already going on: a
-     * prefetch only hides stall if it uses otherwise idle link time */
-    double idle = step_ms - p->load_rate * transfer;
-    if (!(idle > 0))
+    if (!(step_ms > 0))
         return;
     /* keep what any target wants (see keep_present) */
     for (int32_t i = 1; i <= n_targets; i++) {
@@ -156,7 +154,7 @@ void plan_gated(ec_policy *p)
     for (int32_t i = 1; i <= n_targets; i++) {
         int32_t h = gated_horizon(p, i), t = target_layer(p, h);
         const float *row = gated_row(p, h);
-        double saved = EC_MIN(transfer, h * idle);
+        double saved = EC_MIN(transfer, h * step_ms);
         ec_rank(row, p->E, p->rank, kp);
         for (int32_t j = 0; j < kp; j++) {
             int32_t e = p->rank[j];

@@ -183,8 +183,6 @@ void ec_policy_reset(ec_policy *p)
         p->nu_stamp[i] = -1; /* next uses belong to the replay that computed them */
     p->evictions = p->regretted = 0;
     p->pf_predicted = p->pf_used = 0;
-    p->load_rate = -1; /* unknown until the first step */
-    p->loads_seen = 0;
 }
 
 /* Step 1 of observe: every queued prefetch comes back, newest first, so
@@ -235,11 +233,6 @@ ec_status ec_policy_observe_batch(ec_policy *p, int64_t step, int32_t layer,
             return EC_ERR_INVALID;
     ec_cache *c = p->c;
     if (step != p->step) {
-        /* link load: transfers started since the previous step; before
-         * any, assume a busy link (every use a load) */
-        double d = (double)(c->stats.loads - p->loads_seen);
-        p->loads_seen = c->stats.loads;
-        p->load_rate = p->load_rate < 0 ? (double)k : 0.98 * p->load_rate + 0.02 * d;
         p->serial++;
         p->step = step;
         p->counted = 0;
