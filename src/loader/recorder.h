@@ -1,6 +1,7 @@
 /*
  * The loader's recording: every observe as one raw JSONL record (the
- * seed's format, without gating_probs). Lines go through stdio into a
+ * seed's format, without gating_probs), with the runtime's hints given
+ * after it as its "guesses". Lines go through stdio into a
  * temporary file beside the target; ec_recorder_commit renames it into
  * place, so the target never holds a partial line or a partial trace.
  */
@@ -15,6 +16,13 @@ ec_status ec_recorder_open(const char *path, ec_recorder **out, ec_error *err);
 /* Appends {"dataset", "problem_id", "layer", "experts", "token_idx"}. */
 ec_status ec_recorder_write(ec_recorder *r, const char *dataset, int64_t problem_id,
                             int64_t token, int32_t layer, const int16_t *experts, int32_t k);
+/* The runtime's guess `ahead` layers after the last record written: kept
+ * (replacing an earlier one for the same ahead) and written in that
+ * record's "guesses" field when its line closes (next write or commit).
+ * probs NULL: 1/n each. EC_ERR_INVALID with no record yet, or past
+ * EC_MAX_GUESSES guesses for one record. */
+ec_status ec_recorder_guess(ec_recorder *r, int32_t ahead, const int16_t *experts,
+                            const float *probs, int32_t n);
 /* Flushes, syncs and renames into place; frees r. */
 ec_status ec_recorder_commit(ec_recorder *r, ec_error *err);
 /* Removes the temporary file; frees r. */
