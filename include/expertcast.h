@@ -18,6 +18,7 @@
 #include "expertcast/backend.h"
 #include "expertcast/store.h"
 #include "expertcast/loader.h"
+#include "expertcast/pregate.h"
 #include "expertcast/replay.h"
 
 #endif

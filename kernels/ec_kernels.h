@@ -33,6 +33,15 @@ cudaError_t ec_kernel_ffn(const void *w, const void *x, float *out, int32_t d_mo
                           int32_t d_ff, float *scratch, cudaStream_t stream);
 
 /*
+ * Pre-gating: probs[n_experts] = softmax(w · x), w: n_experts x d row-major,
+ * x: d, both fp32 (dtype 0) or fp16 (dtype 1); probs may be a mapped host
+ * pointer. One block: a warp per expert row at a time, float accumulation,
+ * logits in shared memory (n_experts <= 4096).
+ */
+cudaError_t ec_kernel_pregate(const void *w, const void *x, int dtype, int32_t n_experts,
+                              int32_t d, float *probs, cudaStream_t stream);
+
+/*
  * Loads every kernel of this library into the current context now. With
  * CUDA's lazy module loading (the default since CUDA 12) a kernel's first
  * launch loads its module, which can wait on other work in the context; a
