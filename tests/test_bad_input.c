@@ -88,6 +88,9 @@ static const bad_trace bad_traces[] = {
     {"k_changes.jsonl", "", ":3: field 'experts': top-k is 3 here but 2 on the first record"},
     {"layer_ge_32.jsonl", "--layers 32", ":2: field 'layer': 40 is out of range [0, 31]"},
     {"field_repeated.jsonl", "", ":1: field 'layer': appears twice in the record"},
+    {"guess_probs_over_one.jsonl", "",
+     ":2: field 'guesses[0].probs': probabilities sum to 1.25, more than 1"},
+    {"guess_expert_duplicate.jsonl", "", ":1: field 'guesses[0].experts': expert 4 appears twice"},
     {"empty.jsonl", "", ": empty file, no routing record"},
     {"blank_lines.jsonl", "", ": empty file, no routing record"},
 };

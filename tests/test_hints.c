@@ -488,3 +488,74 @@ HINT_TEST(the_recording_carries_the_hints_as_guesses)
     cr_assert_null(ec_trace_guesses(t, 0, 1, &n));
     ec_trace_destroy(t);
 }
+
+/* ---- the command line ----------------------------------------------------------------- */
+
+Test(cli, what_if_rows_are_labelled_and_the_json_gives_the_break_even_recall)
+{
+    const char *d = tu_tmpdir();
+    cr_assert_eq(tu_cli(NULL, NULL,
+                        "synth -o %s/s.jsonl --sequences 3 --tokens 24 --seed 2 --token-locality 0",
+                        d),
+                 0);
+    char *out = NULL, *err = NULL;
+    int rc = tu_cli(&out, &err,
+                    "simulate %s/s.jsonl --model mixtral-8x7b-int4 --hardware gh200-c2c "
+                    "--cache-experts 4 --horizon 2 --policy lru,gated,oracle "
+                    "--what-if-recall 0.2,1 --json %s/w.json",
+                    d, d);
+    cr_assert_eq(rc, 0, "%s", err);
+    cr_assert_not_null(strstr(out, "WHAT-IF"), "%s", out);
+    cr_assert_not_null(strstr(out, "what-if R=0.20"), "%s", out);
+    cr_assert_not_null(strstr(out, "break-even recall at cache 4/layer"), "%s", out);
+    char p[512];
+    snprintf(p, sizeof p, "%s/w.json", d);
+    char *json = tu_read(p, NULL);
+    cr_assert_not_null(json);
+    cr_assert_not_null(strstr(json, "\"break_even_recall\": [{\"model\": \"mixtral-8x7b\""),
+                       "%s", json);
+    cr_assert_not_null(strstr(json, "\"what_if\": {\"note\""), "%s", json);
+    int rows = 0, labelled = 0;
+    for (char *c = strstr(json, "\"policy\":"); c; c = strstr(c + 1, "\"policy\":"))
+        rows++;
+    for (char *c = strstr(json, "\"label\": \"what-if\", \"what_if_recall\": "); c;
+         c = strstr(c + 1, "\"label\": \"what-if\", \"what_if_recall\": "))
+        labelled++;
+    cr_assert_eq(rows, 6, "lru, gated, oracle x 2 recalls");
+    cr_assert_eq(labelled, rows, "every row is labelled what-if with its recall");
+    free(json);
+    free(out);
+    free(err);
+    cr_assert_eq(tu_cli(NULL, NULL,
+                        "simulate %s/s.jsonl --model mixtral-8x7b-int4 --hardware gh200-c2c "
+                        "--what-if-recall 1.5",
+                        d),
+                 2);
+}
+
+Test(cli, guesses_then_eval_and_simulate_with_the_hint_predictor)
+{
+    const char *d = tu_tmpdir();
+    cr_assert_eq(tu_cli(NULL, NULL, "synth -o %s/s.jsonl --sequences 3 --tokens 24 --seed 4", d),
+                 0);
+    char *out = NULL, *err = NULL;
+    cr_assert_eq(tu_cli(NULL, &err, "guesses %s/s.jsonl --recall 1 --ahead 2 -o %s/g.jsonl", d,
+                        d),
+                 0, "%s", err);
+    free(err);
+    cr_assert_eq(tu_cli(&out, NULL, "eval %s/g.jsonl -p hint --horizon 1,2 --resamples 20", d),
+                 0);
+    cr_assert_not_null(strstr(out, "hint         1"), "%s", out);
+    cr_assert_not_null(strstr(out, "1.000  1.000"), "recall 1 guesses score 1: %s", out);
+    free(out);
+    out = NULL;
+    cr_assert_eq(tu_cli(&out, NULL,
+                        "simulate %s/g.jsonl --model mixtral-8x7b-int4 --hardware gh200-c2c "
+                        "--cache-experts 4 --horizon 2 --policy lru,predict --predictor hint",
+                        d),
+                 0);
+    cr_assert_not_null(strstr(out, "predictor: 'hint'"), "%s", out);
+    free(out);
+    cr_assert_eq(tu_cli(NULL, NULL, "guesses %s/s.jsonl -o %s/x.jsonl", d, d), 2,
+                 "--recall is required");
+}

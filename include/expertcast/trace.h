@@ -129,7 +129,8 @@ static inline const ec_guess *ec_trace_guesses(const ec_trace *t, size_t row, in
  * is in the guess with probability recall, and each one left out is
  * replaced by an expert drawn uniformly from those not used, so every
  * guess names k experts, in random order, each with probability 1/k.
- * Guesses t already carried are replaced. Deterministic for a seed (a
+ * Guesses t already carried are replaced (max_ahead 0: a copy without
+ * any guesses, the reference). Deterministic for a seed (a
  * record's draw depends on the seed and its position only).
  */
 ec_status ec_trace_draw_guesses(const ec_trace *t, double recall, int32_t max_ahead,

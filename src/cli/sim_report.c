@@ -78,7 +78,8 @@ void sim_print_table(FILE *f, const sim_report *rep)
         if (r->kind != EC_POLICY_LRU || rep->rows[i].what_if_recall != rep->what_if_recalls[0])
             continue;
         char c[32];
-        double be = sim_break_even(rep, r->cache_per_layer, r->cache_global);
+        double be = sim_break_even(rep, r->cache_per_layer, r->cache_global), without;
+        double pays = sim_guesses_pay_from(rep, r->cache_per_layer, r->cache_global, &without);
         if (isnan(be))
             fprintf(f, "\nbreak-even recall at cache %s: none (no tested recall makes predict or "
                        "gated faster than lru)",
@@ -87,6 +88,14 @@ void sim_print_table(FILE *f, const sim_report *rep)
             fprintf(f, "\nbreak-even recall at cache %s: %.2f (the lowest tested recall at which "
                        "predict or gated is faster than lru)",
                     cache_str(r, c, sizeof c), be);
+        if (isnan(pays))
+            fprintf(f, "\nguesses pay from: none tested (without guesses the best of predict and "
+                       "gated takes %.3f ms)",
+                    without);
+        else
+            fprintf(f, "\nguesses pay from: R = %.2f (the lowest tested recall at which predict "
+                       "or gated is faster than the best of them without guesses, %.3f ms)",
+                    pays, without);
     }
     if (rep->n_what_if)
         fputc('\n', f);
@@ -185,6 +194,10 @@ ec_status sim_write_json(FILE *f, void *ctx, ec_error *err)
             fprintf(f, ", \"cache_experts\": %d, \"cache_global\": %d, \"recall\": ",
                     r->cache_per_layer, r->cache_global);
             jnum(f, sim_break_even(rep, r->cache_per_layer, r->cache_global));
+            double without, pays = sim_guesses_pay_from(rep, r->cache_per_layer,
+                                                        r->cache_global, &without);
+            jfield(f, "guesses_pay_from_recall", pays);
+            jfield(f, "best_without_guesses_tpot_ms", without);
             fputs("}", f);
             first = 0;
         }

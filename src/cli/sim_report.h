@@ -32,6 +32,8 @@ typedef struct sim_report {
     const double *what_if_recalls;
     int32_t what_if_ahead;       /* guesses for 1..ahead layers ahead */
     uint64_t what_if_seed;
+    sim_row *base_rows;          /* the same runs without guesses (not reported as rows) */
+    size_t n_base_rows;
 } sim_report;
 
 /* Policies the simulator knows: the values of ec_policy_kind. */
@@ -88,7 +90,8 @@ void sim_report_clear_rows(sim_report *rep);
  * max horizon layers ahead (ec_trace_draw_guesses, `seed`), through the
  * plan's runs (a new simulator over the copy, base->sim's batch; the
  * predictor: `loaded` if not NULL, else `fit` fitted held out), appending
- * rows marked what_if to rep. Returns CLI_OK or an exit code after
+ * rows marked what_if to rep; the same runs on t itself (no guesses) go to
+ * rep->base_rows. Returns CLI_OK or an exit code after
  * printing the error.
  */
 int sim_whatif_rows(const sim_plan *base, const ec_trace *t, int32_t batch,
@@ -98,6 +101,12 @@ int sim_whatif_rows(const sim_plan *base, const ec_trace *t, int32_t batch,
  * or gated, any horizon) is faster than lru at this cache size; NaN when
  * it is at none. */
 double sim_break_even(const sim_report *rep, int32_t cache_per_layer, int32_t cache_global);
+/* The lowest what-if recall at which the best guess-using policy is faster
+ * than the best of them replayed without guesses (base_rows) at this cache
+ * size - where the guesses themselves start to pay; NaN when at none.
+ * *without_ms receives that best TPOT without guesses (NaN if none). */
+double sim_guesses_pay_from(const sim_report *rep, int32_t cache_per_layer,
+                            int32_t cache_global, double *without_ms);
 void sim_print_table(FILE *f, const sim_report *rep);
 ec_status sim_write_json(FILE *f, void *rep, ec_error *err);
 ec_status sim_write_csv(FILE *f, void *rep, ec_error *err);

@@ -18,14 +18,15 @@ int sim_whatif_rows(const sim_plan *base, const ec_trace *t, int32_t batch,
     rep->what_if_recalls = recalls;
     rep->what_if_ahead = ahead;
     rep->what_if_seed = seed;
-    for (int i = 0; i < n_recalls; i++) {
+    for (int i = -1; i < n_recalls; i++) { /* -1: the trace itself, without guesses */
         ec_error err = {0};
         ec_trace *g = NULL;
         ec_sim *sim = NULL;
         sim_report part = {0};
         char note[512];
         int rc = CLI_OK;
-        ec_status s = ec_trace_draw_guesses(t, recalls[i], ahead, seed, &g, &err);
+        ec_status s = ec_trace_draw_guesses(t, i < 0 ? 0 : recalls[i], i < 0 ? 0 : ahead, seed,
+                                            &g, &err);
         if (!s)
             s = ec_sim_create(g, batch, &sim, &err);
         if (!s && loaded)
@@ -40,12 +41,17 @@ int sim_whatif_rows(const sim_plan *base, const ec_trace *t, int32_t batch,
             rc = sim_run_rows(&p, &part);
         }
         sim_row *grown = NULL;
-        if (rc == CLI_OK) {
+        if (rc == CLI_OK && i < 0) {
+            rep->base_rows = part.rows;
+            rep->n_base_rows = part.n_rows;
+            part.rows = NULL;
+            part.n_rows = 0;
+        } else if (rc == CLI_OK) {
             grown = realloc(rep->rows, (rep->n_rows + part.n_rows) * sizeof *grown);
             if (!grown)
                 rc = (cli_error("out of memory"), CLI_DATA);
         }
-        if (rc == CLI_OK) {
+        if (rc == CLI_OK && i >= 0) {
             rep->rows = grown;
             for (size_t j = 0; j < part.n_rows; j++) {
                 part.rows[j].what_if = 1;
@@ -87,4 +93,34 @@ double sim_break_even(const sim_report *rep, int32_t cache_per_layer, int32_t ca
             best = R;
     }
     return best;
+}
+
+/* The fastest guess-using policy among rows at this cache size (and, for
+ * what-if rows, this recall); INFINITY when none. */
+static double fastest(const sim_row *rows, size_t n, int32_t pl, int32_t gl, int what_if, double R)
+{
+    double best = INFINITY;
+    for (size_t j = 0; j < n; j++) {
+        const sim_row *w = &rows[j];
+        if ((what_if && (!w->what_if || w->what_if_recall != R)) ||
+            !same_cache(&w->r, pl, gl) || !sim_predicts(w->r.kind))
+            continue;
+        best = w->r.tpot_ms < best ? w->r.tpot_ms : best;
+    }
+    return best;
+}
+
+double sim_guesses_pay_from(const sim_report *rep, int32_t cache_per_layer,
+                            int32_t cache_global, double *without_ms)
+{
+    double base = fastest(rep->base_rows, rep->n_base_rows, cache_per_layer, cache_global, 0, 0);
+    *without_ms = isinf(base) ? NAN : base;
+    double from = NAN;
+    for (int i = 0; i < rep->n_what_if; i++) {
+        double R = rep->what_if_recalls[i];
+        if (fastest(rep->rows, rep->n_rows, cache_per_layer, cache_global, 1, R) < base &&
+            (isnan(from) || R < from))
+            from = R;
+    }
+    return from;
 }

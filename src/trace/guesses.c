@@ -100,13 +100,17 @@ ec_status ec_trace_draw_guesses(const ec_trace *t, double recall, int32_t max_ah
         return ec_error_set(err, EC_ERR_INVALID, "ec_trace_draw_guesses: NULL trace");
     if (!(recall >= 0 && recall <= 1))
         return ec_error_set(err, EC_ERR_INVALID, "what-if recall %g is not in [0, 1]", recall);
-    if (max_ahead < 1 || max_ahead > t->n_layers || max_ahead > EC_MAX_GUESSES)
+    if (max_ahead < 0 || max_ahead > t->n_layers || max_ahead > EC_MAX_GUESSES)
         return ec_error_set(err, EC_ERR_INVALID,
-                            "what-if guesses: ahead %d is outside [1, min(%d layers, %d)]",
+                            "what-if guesses: ahead %d is outside [0, min(%d layers, %d)]",
                             max_ahead, t->n_layers, EC_MAX_GUESSES);
     ec_trace *c;
     if (copy_routing(t, &c))
         return ec_error_set(err, EC_ERR_NOMEM, "out of memory copying the trace");
+    if (max_ahead == 0) {
+        *out = c;
+        return EC_OK;
+    }
     const int32_t L = t->n_layers, k = t->k, E = t->n_experts;
     size_t cells = t->n_rows * (size_t)L, cap = cells * (size_t)max_ahead;
     c->guess_off = ec_malloc((cells + 1) * sizeof *c->guess_off);
