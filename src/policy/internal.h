@@ -147,11 +147,6 @@ struct ec_policy {
     int64_t *evicted_at;         /* [L*E] step its eviction became final, -1 */
     double evictions, regretted;
 
-    /* how well the predicted probabilities of started prefetches came true:
-     * gated scales q by realised / predicted (capped at 1) */
-    double *pf_prob;             /* [n_slots] q of the started prefetch in the slot */
-    double pf_predicted, pf_used; /* over resolved prefetches (used, or evicted unused) */
-
 };
 
 /* P(an evicted expert is wanted again at its next occurrence), online,

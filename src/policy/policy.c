@@ -108,11 +108,10 @@ ec_status ec_policy_create(const ec_policy_config *cfg, ec_cache *cache, ec_queu
     p->nu_stamp = ec_malloc(ns * sizeof *p->nu_stamp);
     p->evicted_at = ec_malloc(LE * sizeof *p->evicted_at);
     p->pool_full = ec_malloc((size_t)p->L * sizeof *p->pool_full);
-    p->pf_prob = ec_calloc(ns, sizeof *p->pf_prob);
     if (!p->taken || !p->plan_keep || !p->probs || !p->qrow || !p->qstamp || !p->qsrc ||
         calib_alloc(p) || !p->rank ||
         !p->reuse || !p->reuse_at || !p->last_tok || !p->row_tok || !p->fut_ex ||
-        !p->nu || !p->nu_stamp || !p->evicted_at || !p->pool_full || !p->pf_prob) {
+        !p->nu || !p->nu_stamp || !p->evicted_at || !p->pool_full) {
         ec_policy_destroy(p);
         return ec_error_set(err, EC_ERR_NOMEM, "out of memory creating policy");
     }
@@ -148,7 +147,6 @@ void ec_policy_destroy(ec_policy *p)
     ec_free(p->nu_stamp);
     ec_free(p->evicted_at);
     ec_free(p->pool_full);
-    ec_free(p->pf_prob);
     ec_free(p);
 }
 
@@ -182,7 +180,6 @@ void ec_policy_reset(ec_policy *p)
     for (int32_t i = 0; i < p->c->n_slots; i++)
         p->nu_stamp[i] = -1; /* next uses belong to the replay that computed them */
     p->evictions = p->regretted = 0;
-    p->pf_predicted = p->pf_used = 0;
 }
 
 /* Step 1 of observe: every queued prefetch comes back, newest first, so
@@ -315,15 +312,12 @@ void ec_policy_started(ec_policy *p, const ec_transfer *t)
         c->stats.evictions++;
         p->evicted_at[cache_key(c, prev->layer, prev->expert)] = p->step;
         p->evictions++;
-        if (prev->prefetched && prev->state == EC_SLOT_READY) {
+        if (prev->prefetched && prev->state == EC_SLOT_READY)
             c->stats.wasted++;
-            p->pf_predicted += p->pf_prob[t->slot];
-        }
         prev->layer = prev->expert = -1;
         prev->state = EC_SLOT_EMPTY;
     }
     c->slots[t->slot].state = EC_SLOT_LOADING;
-    p->pf_prob[t->slot] = t->demand ? 0 : t->prob;
     c->stats.loads++;
     if (!t->demand)
         c->stats.prefetches++;
@@ -368,8 +362,6 @@ int32_t ec_policy_acquire(ec_policy *p, int64_t step, int32_t layer, int32_t exp
     if (sl->prefetched) {
         sl->prefetched = 0;
         c->stats.prefetch_hits++;
-        p->pf_predicted += p->pf_prob[s];
-        p->pf_used += 1;
     }
     return s;
 }
