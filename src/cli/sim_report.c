@@ -88,7 +88,9 @@ void sim_print_table(FILE *f, const sim_report *rep)
             fprintf(f, "\nbreak-even recall at cache %s: %.2f (the lowest tested recall at which "
                        "predict or gated is faster than lru)",
                     cache_str(r, c, sizeof c), be);
-        if (isnan(pays))
+        if (isnan(without))
+            ; /* neither predict nor gated ran */
+        else if (isnan(pays))
             fprintf(f, "\nguesses pay from: none tested (without guesses the best of predict and "
                        "gated takes %.3f ms)",
                     without);
