@@ -95,6 +95,7 @@ Test(pregate, bad_arguments_are_refused)
     cr_assert_eq(ec_pregate_host(w, x, EC_DTYPE_F32, 2, 0, p), EC_ERR_INVALID);
     float inf[4] = {INFINITY, 0, 0, 0};
     cr_assert_eq(ec_pregate_host(inf, x, EC_DTYPE_F32, 2, 2, p), EC_ERR_RANGE);
+    cr_assert(isnan(p[0]) && isnan(p[1]), "no half-written probabilities");
     cr_assert_eq(ec_pregate_host(w, x, EC_DTYPE_F32, 2, 2, p), EC_OK);
 }
 

@@ -39,7 +39,8 @@ typedef enum ec_dtype {
  * of dtype dt, in host memory. Accumulates in double. EC_ERR_INVALID for a
  * NULL pointer, an unknown dtype, n_experts outside [1,
  * EC_PREGATE_MAX_EXPERTS] or d < 1; a non-finite logit gives
- * EC_ERR_RANGE (probs unspecified). Never allocates.
+ * EC_ERR_RANGE and every probability NaN (the stream paths, which cannot
+ * return a status, leave NaN too). Never allocates.
  */
 ec_status ec_pregate_host(const void *w, const void *x, ec_dtype dt, int32_t n_experts,
                           int32_t d, float *probs);

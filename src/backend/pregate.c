@@ -23,8 +23,11 @@ ec_status ec_pregate_host(const void *w, const void *x, ec_dtype dt, int32_t n_e
         size_t row = (size_t)e * (size_t)d;
         for (int32_t j = 0; j < d; j++)
             acc += elem(w, dt, row + (size_t)j) * elem(x, dt, (size_t)j);
-        if (!isfinite(acc) || !(fabs(acc) <= 3.0e38))
+        if (!isfinite(acc) || !(fabs(acc) <= 3.0e38)) {
+            for (int32_t i = 0; i < n_experts; i++)
+                probs[i] = NAN; /* as the stream paths leave them */
             return EC_ERR_RANGE;
+        }
         probs[e] = (float)acc;
         mx = acc > mx ? acc : mx;
     }
