@@ -14,6 +14,16 @@ for p in "${want[@]}"; do
 done
 if [ "${#missing[@]}" -gt 0 ]; then
   echo "installing: ${missing[*]}"
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+  # dpkg's unpacking chatter goes to a log; on failure its tail is shown
+  log=$(mktemp)
+  if ! { $SUDO apt-get update -qq &&
+         DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends \
+           "${missing[@]}"; } >"$log" 2>&1; then
+    tail -n 40 "$log" >&2
+    echo "deps.sh: installing ${missing[*]} failed (apt-get output above)" >&2
+    rm -f "$log"
+    exit 1
+  fi
+  rm -f "$log"
+  echo "installed: ${missing[*]}"
 fi

@@ -104,6 +104,12 @@ Test(demo, replays_and_simulates_every_policy_as_the_commands_do)
     cr_expect_not_null(strstr(p1, "predictor temporal, fitted on the 1 other sequence(s), not "
                                   "replayed (held out)"),
                        "%s", out);
+    /* each part says why its table looks as it does: the link's slack */
+    const char *why1 = strstr(p1, "why: one copy ("), *why2 = strstr(p2, "why: one copy (");
+    cr_expect(why1 && why1 < p2, "part 1 explains itself:\n%s", out);
+    cr_expect(why2 && why2 < p3 && strstr(why2, "outlasts a layer's compute"),
+              "part 2 (RTX 4090, 3.7 ms copies) says the link is saturated:\n%s", out);
+    cr_expect_not_null(strstr(p2, "suits lfu's counts"), "%s", out);
     double v[8], lru[8], od[8];
     const char *h1 = "policy       hit %  stall ms/tok";
     cr_assert_eq(row(p1, h1, "lru", lru, 8), 5);

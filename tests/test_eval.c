@@ -495,3 +495,29 @@ Test(real, mixtral_temporal_beats_the_prior_held_out_by_problem)
     ec_eval_report_destroy(r);
     ec_trace_destroy(t);
 }
+
+Test(cli_eval, notes_a_predictor_that_abstains_everywhere_or_scores_as_another)
+{
+    const char *d = tu_tmpdir();
+    const char *trace = synth_file(d, "");
+    char *out, *err;
+    /* seed-l5's skip rules never answer at horizon 1; "prior" twice scores alike */
+    int rc = tu_cli(&out, &err, "eval %s -p prior,seed-l5,temporal --resamples 20", trace);
+    cr_assert_eq(rc, 0, "%s", err);
+    cr_expect_not_null(strstr(out, "note: seed-l5 answers no case at horizon 1 (its skip rules "
+                                   "look 2, 4 or 8 layers ahead)"),
+                       "%s", out);
+    cr_expect_null(strstr(out, "note: temporal"), "%s", out);
+    cr_expect_null(strstr(out, "scores exactly as"), "%s", out);
+    free(out);
+    free(err);
+    /* on the bundled sample, mix's fitted weights go to temporal alone */
+    rc = tu_cli(&out, &err, "eval %s/data/sample_trace.jsonl -p temporal,mix --resamples 20",
+                EC_SOURCE_DIR);
+    cr_assert_eq(rc, 0, "%s", err);
+    cr_expect_not_null(strstr(out, "note: mix scores exactly as temporal at horizon 1 (its "
+                                   "weights"),
+                       "%s", out);
+    free(out);
+    free(err);
+}

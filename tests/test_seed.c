@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define MIXTRAL "mixtral-8x7b-instruct/humaneval_2_routing.jsonl"
 #define FLAME "flame-moe-290m/pretrain_32x64_routing.jsonl"
@@ -119,7 +120,9 @@ Test(seed, level_names_arities_and_distances_are_the_seeds)
         cr_expect_eq(ec_seed_level_distance(lv), dist[lv]);
     }
     cr_expect_null(ec_seed_level_name(EC_SEED_N_LEVELS));
-    cr_expect_str_eq(ec_seed_level_description(EC_SEED_L1), "(Layer, Expert) -> Next");
+    cr_expect_str_eq(ec_seed_level_description(EC_SEED_L1), "(Layer, Expert) -> Next Expert");
+    cr_expect_str_eq(ec_seed_level_description(EC_SEED_L4),
+                     "(Layer, Primary, Secondary) -> Next Primary");
 }
 
 Test(seed, python_round_two_decimals)
@@ -217,19 +220,26 @@ Test(seed, rules_json_has_the_seeds_layout_and_python_keys)
     cr_assert_eq(ec_seed_rules_save(r, out, &err), EC_OK, "%s", err.message);
     char *text = tu_read(out, NULL);
     cr_assert_not_null(text);
-    /* json.dump(indent=2) layout; key "(1, 6)" -> 4 with 2 votes of 3 */
-    cr_expect_not_null(strstr(text, "{\n  \"metadata\": {\n"));
+    /* json.dump(indent=2) layout; key "(1, 6)" -> 4 with 2 votes of 3, the
+     * votes as the seed's dict(Counter): every target, first seen first */
+    cr_expect_not_null(strstr(text, "{\n  \"metadata\": {\n    \"training_files\": [\n"));
     cr_expect_not_null(strstr(text, "  \"level1\": {\n    \"description\": \"(Layer, Expert) -> "
-                                    "Next\",\n    \"rules\": {\n"));
+                                    "Next Expert\",\n    \"rules\": {\n"));
     cr_expect_not_null(strstr(text, "      \"(1, 6)\": {\n        \"prediction\": 4,\n"
                                     "        \"confidence\": 0.6666666666666666,\n"
-                                    "        \"votes\": 2,\n        \"samples\": 3\n      }"));
+                                    "        \"votes\": {\n          \"3\": 1,\n"
+                                    "          \"4\": 2\n        },\n"
+                                    "        \"samples\": 3\n      }"), "%s", text);
     cr_expect_not_null(strstr(text, "\"(1, 5, 6)\": {"));
     cr_expect_not_null(strstr(text, "\"(0, 5, 6)\": {"), "level4 key (layer, primary, secondary)");
     cr_expect_not_null(strstr(text, "\"level5\": {\n    \"description\": "));
     cr_expect_not_null(strstr(text, "\"skip_2\": {\n        \"(0, 5)\": {"));
     cr_expect_not_null(strstr(text, "\"skip_8\": {}"));
+    /* a shape other than Mixtral's is written out; json.dump ends without a newline */
+    cr_expect_not_null(strstr(text, "\"description\": \"Expert prediction rules for 3 layers x 8 "
+                                    "experts, top-2\",\n    \"n_layers\": 3,\n"));
     cr_expect_not_null(strstr(text, "\"n_experts\": 8,"));
+    cr_expect_eq(text[strlen(text) - 1], '}');
     free(text);
 
     /* and it loads back to the same rules, in the same order */
@@ -272,6 +282,76 @@ Test(seed, a_seed_made_rules_file_defaults_to_mixtral_shape)
     cr_assert_not_null(u);
     cr_expect(u->prediction == 3 && u->votes == 3 && u->samples == 4); /* votes = 0.75 * 4 */
     ec_seed_rules_destroy(r);
+}
+
+Test(seed, a_seed_made_votes_object_loads_and_writes_back_byte_for_byte)
+{
+    /* the layout of the seed's create_rules.py (json.dump, indent=2) */
+    static const char seed_file[] =
+        "{\n  \"metadata\": {\n    \"training_files\": [\n      \"a.jsonl\",\n"
+        "      \"b.jsonl\"\n    ],\n    \"num_training_files\": 2,\n"
+        "    \"description\": \"Expert prediction rules for Mixtral 8x7B\"\n  },\n"
+        "  \"level1\": {\n    \"description\": \"(Layer, Expert) -> Next Expert\",\n"
+        "    \"rules\": {\n      \"(5, 6)\": {\n        \"prediction\": 3,\n"
+        "        \"confidence\": 0.6666666666666666,\n        \"votes\": {\n"
+        "          \"1\": 1,\n          \"3\": 2\n        },\n        \"samples\": 3\n"
+        "      }\n    }\n  },\n"
+        "  \"level2\": {\n    \"description\": \"(Layer, Prev, Curr) -> Next Expert\",\n"
+        "    \"rules\": {}\n  },\n"
+        "  \"level3\": {\n    \"description\": \"(Layer, E-2, E-1, E) -> Next Expert\",\n"
+        "    \"rules\": {}\n  },\n"
+        "  \"level4\": {\n    \"description\": \"(Layer, Primary, Secondary) -> Next "
+        "Primary\",\n    \"rules\": {}\n  },\n"
+        "  \"level5\": {\n    \"description\": \"(Layer, Expert) -> Expert at Layer+K\",\n"
+        "    \"rules\": {\n      \"skip_2\": {},\n      \"skip_4\": {},\n"
+        "      \"skip_8\": {}\n    }\n  }\n}";
+    const char *d = tu_tmpdir();
+    const char *p = tu_write(d, "seed_rules.json", seed_file);
+    ec_seed_rules *r = NULL;
+    ec_error err = {0};
+    cr_assert_eq(ec_seed_rules_load(p, &r, &err), EC_OK, "%s", err.message);
+    int32_t key[2] = {5, 6};
+    const ec_seed_rule *u = ec_seed_rules_find(r, EC_SEED_L1, key);
+    cr_assert_not_null(u);
+    cr_expect(u->prediction == 3 && u->votes == 2 && u->samples == 3);
+    char out[600];
+    snprintf(out, sizeof out, "%s/again.json", d);
+    cr_assert_eq(ec_seed_rules_save(r, out, &err), EC_OK, "%s", err.message);
+    char *text = tu_read(out, NULL);
+    cr_assert_not_null(text);
+    cr_expect_str_eq(text, seed_file);
+    free(text);
+    ec_seed_rules_destroy(r);
+}
+
+Test(seed, bad_votes_objects_name_the_field)
+{
+    static const struct {
+        const char *votes, *needle;
+    } cases[] = {
+        {"\"votes\": {\"x\": 1}, \"samples\": 1", "field 'level1.rules.(5, 6).votes': key \"x\""},
+        {"\"votes\": {\"3\": 0}, \"samples\": 1", "field 'level1.rules.(5, 6).votes.3': expected a count"},
+        {"\"votes\": {\"3\": 1.5}, \"samples\": 1", "votes.3': expected a count"},
+        {"\"votes\": {\"3\": 2}, \"samples\": 3", "field 'level1.rules.(5, 6).samples': 3 but the votes add up to 2"},
+        {"\"votes\": {\"1\": 2, \"3\": 1}", "field 'level1.rules.(5, 6).prediction': 3 is not among the most voted"},
+        {"\"votes\": {\"1\": 2}", "3 is not among the most voted"},
+        {"\"votes\": {\"03\": 2}", "key \"03\" is not an expert id"},
+    };
+    const char *d = tu_tmpdir();
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char text[1024];
+        snprintf(text, sizeof text,
+                 "{\"level1\": {\"rules\": {\"(5, 6)\": {\"prediction\": 3, %s}}}, \"level2\": "
+                 "{\"rules\": {}}, \"level3\": {\"rules\": {}}, \"level4\": {\"rules\": {}}}",
+                 cases[i].votes);
+        const char *p = tu_write(d, "bad.json", text);
+        ec_seed_rules *r = (ec_seed_rules *)1;
+        ec_error err = {0};
+        cr_expect_eq(ec_seed_rules_load(p, &r, &err), EC_ERR_PARSE, "case %zu", i);
+        cr_expect_null(r);
+        cr_expect_not_null(strstr(err.message, cases[i].needle), "case %zu: '%s' lacks '%s'", i,
+                           err.message, cases[i].needle);
+    }
 }
 
 Test(seed, bad_rules_files_name_the_field)
@@ -501,6 +581,12 @@ Test(seed, mixtral_extract_is_byte_identical_to_the_input_lines)
     free(all);
 }
 
+/*
+ * Where each correct/total pair below comes from:
+ *   SEED  the seed note states it (its results table or its results JSON);
+ *   OWN   expertcast's own output on the same journeys, pinned as a
+ *         regression (the note gives no figure for it).
+ */
 Test(seed, mixtral_acceptance_numbers)
 {
     const char *raw = TU_SHARED_OR_SKIP(MIXTRAL);
@@ -508,18 +594,38 @@ Test(seed, mixtral_acceptance_numbers)
     for (int p = 0; p < 2; p++)
         ec_extract_report_destroy(extract(raw, p, 0, 12, out));
 
-    /* rules from p0_token_0, tested on p1 tokens 0-9 and 11 */
-    int64_t t0[] = {0}, p1[] = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 11};
+    /* The note's headline table, rules from p0_token_0 (31 level-1 rules),
+     * tested on p0 tokens 1-4 and p1 tokens 0-4: L1 31/69, L2 25/30, L3
+     * 21/24, L4 23/35 (SEED); the skips 31/64, 31/57, 26/47 (OWN) are
+     * 48.4-55.3 %, the note's "48-55%". */
+    int64_t t0[] = {0}, p0h[] = {1, 2, 3, 4}, p1h[] = {0, 1, 2, 3, 4};
     ec_seed_rules *r = create(journeys(out, 0, t0, 1), 1, 0);
     cr_expect_eq(ec_seed_rules_n_experts(r), 8);
     cr_expect_eq(ec_seed_rules_count(r, EC_SEED_L1), 31);
-    ec_seed_eval *e = evaluate(r, journeys(out, 1, p1, 11), 11);
+    const char *tests[15];
+    memcpy(tests, journeys(out, 0, p0h, 4), 4 * sizeof *tests);
+    memcpy(tests + 4, journeys(out, 1, p1h, 5), 5 * sizeof *tests);
+    ec_seed_eval *e = evaluate(r, tests, 9);
+    static const size_t head[EC_SEED_N_LEVELS][2] = {{31, 69}, {25, 30}, {21, 24}, {23, 35},
+                                                     {31, 64}, {31, 57}, {26, 47}};
+    expect_scores(e, head, "the note's headline split");
+    cr_expect_eq(ec_seed_round2(ec_seed_accuracy(&e->total[EC_SEED_L1])), 44.93); /* "44.9%" */
+    cr_expect_eq(ec_seed_round2(ec_seed_accuracy(&e->total[EC_SEED_L2])), 83.33); /* "83.3%" */
+    cr_expect_eq(ec_seed_round2(ec_seed_accuracy(&e->total[EC_SEED_L3])), 87.5);  /* "87.5%" */
+    cr_expect_eq(ec_seed_round2(ec_seed_accuracy(&e->total[EC_SEED_L4])), 65.71); /* "65.7%" */
+    cr_expect_eq(ec_seed_eval_best(e), EC_SEED_L3);
+    ec_seed_eval_destroy(e);
+
+    /* The note's results JSON example: the same rules on p1 tokens 0-9 and
+     * 11 (11 files): L1 32/75 (vs_random 3.41), L2 22/31 (5.68), L3 18/21
+     * (6.86) (SEED); L4 and the skips (OWN). */
+    int64_t p1[] = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 11};
+    e = evaluate(r, journeys(out, 1, p1, 11), 11);
     static const size_t want1[EC_SEED_N_LEVELS][2] = {{32, 75}, {22, 31}, {18, 21}, {21, 32},
                                                       {32, 71}, {32, 66}, {28, 54}};
     expect_scores(e, want1, "p0_token_0 on p1");
     cr_expect_eq(e->n_experts, 8);
     cr_expect_eq(ec_seed_eval_best(e), EC_SEED_L3);
-    /* the seed's results JSON figures */
     cr_expect_eq(ec_seed_round2(ec_seed_accuracy(&e->total[EC_SEED_L1])), 42.67);
     cr_expect_eq(ec_seed_round2(ec_seed_vs_random(&e->total[EC_SEED_L1], 8)), 3.41);
     cr_expect_eq(ec_seed_round2(ec_seed_vs_random(&e->total[EC_SEED_L2], 8)), 5.68);
@@ -527,11 +633,11 @@ Test(seed, mixtral_acceptance_numbers)
     ec_seed_eval_destroy(e);
     ec_seed_rules_destroy(r);
 
-    /* rules from p0 tokens 0-4, tested on p0 tokens 5-9 and p1 tokens 0-9 */
+    /* rules from p0 tokens 0-4 (the note's rules_from_5tokens), tested on
+     * p0 tokens 5-9 and p1 tokens 0-9: every pair OWN */
     int64_t p0a[] = {0, 1, 2, 3, 4}, p0b[] = {5, 6, 7, 8, 9}, p1a[] = {0, 1, 2, 3, 4,
                                                                          5, 6, 7, 8, 9};
     r = create(journeys(out, 0, p0a, 5), 5, 0);
-    const char *tests[15];
     memcpy(tests, journeys(out, 0, p0b, 5), 5 * sizeof *tests);
     memcpy(tests + 5, journeys(out, 1, p1a, 10), 10 * sizeof *tests);
     e = evaluate(r, tests, 15);
@@ -540,17 +646,44 @@ Test(seed, mixtral_acceptance_numbers)
     expect_scores(e, want5, "p0 0-4 on p0 5-9 + p1 0-9");
     ec_seed_eval_destroy(e);
     ec_seed_rules_destroy(r);
+}
 
-    /* the seed's headline: rules from p1_token_0 on p0 tokens 0-4 */
-    r = create(journeys(out, 1, t0, 1), 1, 0);
-    e = evaluate(r, journeys(out, 0, p0a, 5), 5);
-    cr_expect_eq(e->total[EC_SEED_L2].correct, 25);
-    cr_expect_eq(e->total[EC_SEED_L2].total, 30);
-    cr_expect_eq(e->total[EC_SEED_L3].correct, 21);
-    cr_expect_eq(e->total[EC_SEED_L3].total, 24);
-    cr_expect_eq(ec_seed_round2(ec_seed_accuracy(&e->total[EC_SEED_L3])), 87.5);
-    ec_seed_eval_destroy(e);
-    ec_seed_rules_destroy(r);
+/* The rules files are byte-identical to what the seed's create_rules.py
+ * writes from the same journeys (json.dump(indent=2): key order, the votes
+ * object, float repr, no final newline). The hashes were taken from that
+ * layout written by Python's json module, independently of expertcast. */
+Test(seed, mixtral_rules_files_are_byte_identical_to_the_seeds)
+{
+    const char *raw = TU_SHARED_OR_SKIP(MIXTRAL);
+    const char *out = tu_tmpdir();
+    for (int p = 0; p < 2; p++)
+        ec_extract_report_destroy(extract(raw, p, 0, 10, out));
+    cr_assert_eq(chdir(out), 0); /* the metadata keeps the paths as given */
+    static const struct {
+        const char *files[20];
+        size_t n;
+        const char *sha256;
+    } cases[] = {
+        {{"p0_token_0.jsonl"}, 1, "1a743a201ee53f91b9848bf5b9ce079bc77dafd5c458f947cb655cab7e735bc5"},
+        {{"p0_token_0.jsonl", "p0_token_1.jsonl", "p0_token_2.jsonl", "p0_token_3.jsonl",
+          "p0_token_4.jsonl"},
+         5, "27dfc2ed224b9ad2acefb1218772973812a79837c1443cf3301820171db3fb62"},
+        {{"p0_token_0.jsonl", "p0_token_1.jsonl", "p0_token_2.jsonl", "p0_token_3.jsonl",
+          "p0_token_4.jsonl", "p0_token_5.jsonl", "p0_token_6.jsonl", "p0_token_7.jsonl",
+          "p0_token_8.jsonl", "p0_token_9.jsonl", "p1_token_0.jsonl", "p1_token_1.jsonl",
+          "p1_token_2.jsonl", "p1_token_3.jsonl", "p1_token_4.jsonl", "p1_token_5.jsonl",
+          "p1_token_6.jsonl", "p1_token_7.jsonl", "p1_token_8.jsonl", "p1_token_9.jsonl"},
+         20, "86bc6e629dde6585ec364a6efbab2d852f3b357ead43bbc16bed9a5c7ebdaecc"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        ec_seed_rules *r = create(cases[i].files, cases[i].n, 0);
+        ec_error err = {0};
+        cr_assert_eq(ec_seed_rules_save(r, "rules.json", &err), EC_OK, "%s", err.message);
+        char hex[65];
+        cr_assert_eq(tu_sha256("rules.json", hex), 0);
+        cr_expect_str_eq(hex, cases[i].sha256, "rules from %zu journeys", cases[i].n);
+        ec_seed_rules_destroy(r);
+    }
 }
 
 Test(seed, mixtral_results_json_matches_the_seeds_format)

@@ -148,6 +148,7 @@ int cmd_demo(int argc, char **argv)
     if (!t)
         return rc;
     d.trace_path = trace;
+    d.synthetic = trace == sample;
     d.t = t;
     d.cache = cache ? (int32_t)cache : t->n_experts / 2 > t->k ? t->n_experts / 2 : t->k;
     if (d.cache < t->k || d.cache > t->n_experts) {

@@ -81,6 +81,43 @@ static void print_ci(ec_ci c)
         printf(" [%.3f,%.3f]", c.lo, c.hi);
 }
 
+/* Same scores on every metric: two predictors that answered alike. */
+static bool same_scores(const ec_eval_report *r, const ec_eval_result *a, const ec_eval_result *b)
+{
+    if (a->horizon != b->horizon || a->n != b->n || a->coverage != b->coverage ||
+        a->top1 != b->top1 || a->exact_set != b->exact_set ||
+        a->primary_in_top2 != b->primary_in_top2)
+        return false;
+    for (size_t i = 0; i < r->n_ks; i++)
+        if (a->recall_at_k[i] != b->recall_at_k[i] || a->precision_at_k[i] != b->precision_at_k[i])
+            return false;
+    return true;
+}
+
+/* What a reader of the table would otherwise wonder about. */
+static void print_notes(const ec_eval_report *r)
+{
+    for (size_t j = 0; j < r->n_results; j++) {
+        const ec_eval_result *x = &r->results[j];
+        if (x->n > 0 && x->n_covered == 0)
+            printf("note: %s answers no case at horizon %d%s: every case is scored as its "
+                   "fallback, the layer prior\n",
+                   x->predictor, x->horizon,
+                   strcmp(x->predictor, "seed-l5") == 0 ? " (its skip rules look 2, 4 or 8 "
+                                                          "layers ahead)"
+                                                        : "");
+        for (size_t i = 0; i < j; i++)
+            if (strcmp(r->results[i].predictor, x->predictor) != 0 &&
+                same_scores(r, &r->results[i], x))
+                printf("note: %s scores exactly as %s at horizon %d%s\n", x->predictor,
+                       r->results[i].predictor, x->horizon,
+                       strcmp(x->predictor, "mix") == 0
+                           ? " (its weights, fitted per fold on held-out training data, went "
+                             "to one component)"
+                           : "");
+    }
+}
+
 static void print_table(const ec_eval_report *r, bool by_layer)
 {
     size_t K = 0; /* index of the trace's k among the report's ks, if there */
@@ -128,6 +165,7 @@ static void print_table(const ec_eval_report *r, bool by_layer)
     }
     printf("(r@k CI, blk CI and p@k are for k = %d; sequences tested per row: %zu)\n", kk,
            r->n_results ? r->results[0].n_seqs : (size_t)0);
+    print_notes(r);
     if (!by_layer)
         return;
     printf("\nrecall@%d by target layer (n per layer in the JSON):\n%-10s %3s", r->k, "predictor",

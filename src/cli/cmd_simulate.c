@@ -44,7 +44,7 @@ static const char *USAGE =
     "  --json FILE              write the results as JSON ('-' for stdout, then no table)\n"
     "  --sweep                  run every cache size x horizon x policy (lists above; default\n"
     "                           caches: top-k .. experts, horizons 1,2,4); progress on stderr\n"
-    "  --csv FILE               with --sweep: write every run as CSV\n"
+    "  --csv FILE               write every run as CSV (one row per policy, cache and horizon)\n"
     "  --plot FILE.png          with --sweep: TPOT vs cache size per policy; with\n"
     "                           --what-if-recall: TPOT vs R (gnuplot; skipped with a warning\n"
     "                           when gnuplot is absent)\n"
@@ -175,8 +175,6 @@ static int parse_args(int argc, char **argv, sim_args *a)
         return cli_usage_error("simulate", "--model and --hardware are required");
     if (a->predictor && a->fit)
         return cli_usage_error("simulate", "give one of --predictor and --fit");
-    if (a->csv && !a->sweep)
-        return cli_usage_error("simulate", "--csv needs --sweep");
     if (a->plot && !a->sweep && !a->n_recalls)
         return cli_usage_error("simulate", "--plot needs --sweep or --what-if-recall");
     if (a->predictor && strcmp(a->predictor, "hint") == 0) { /* fitted like --fit hint */

@@ -15,6 +15,7 @@ typedef struct demo_ctx {
     int32_t cache;           /* expert slots per layer, in [k, experts] */
     long long tokens;        /* tokens of the first sequence replayed at most */
     int seed_tools;          /* 1: the seed tools' full reports */
+    int synthetic;           /* 1: the trace is the bundled synthetic sample */
 } demo_ctx;
 
 /* Part 1: the first sequence through the real loader, every policy (predict

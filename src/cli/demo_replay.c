@@ -99,6 +99,15 @@ int demo_replay(const demo_ctx *d)
         printf("%-10s %7.2f %13.3f %13s %19s %9.3f\n", ec_policy_kind_name(rep.rows[i].kind),
                100 * r->hit_rate, r->stall_ms_per_token, vs_lru, vs_od, r->tpot_ms);
     }
+    /* why the table looks as it does: whether the link has room to prefetch */
+    double layer_ms = (a.attn_us + a.ffn_us * t->k) / 1000.0;
+    printf("\nwhy: one copy (%.3f ms) %s a layer's compute (%.3f ms)%s\n", rep.copy_ms,
+           rep.copy_ms < layer_ms ? "fits in" : "outlasts", layer_ms,
+           rep.copy_ms < layer_ms
+               ? ": the link has slack, so prefetching\n(predict, gated) can hide copies that "
+                 "lru and lfu wait for."
+               : ": demand misses saturate the link, so\nprefetching hides little and eviction "
+                 "decides.");
     printf("\nhit %%: uses whose expert was resident or in flight when the router chose it; "
            "stall: measured wait of the\ncompute stream per token; saved: the reference's "
            "stall minus the policy's, ms per token. The hit rates of\non-demand, lru and lfu "

@@ -125,7 +125,8 @@ int demo_seed(const demo_ctx *d)
         rc = seed_run_evaluate(rules, test_files, n_test, results, 0, d->seed_tools);
     }
     if (rc == CLI_OK && !d->seed_tools)
-        printf("(each tool's full report: expertcast demo --seed-tools)\n");
+        printf("(expertcast demo --seed-tools adds extract's per-token report and evaluate's "
+               "per-file accuracy)\n");
     seed_free_list(train_files, n_train);
     seed_free_list(test_files, n_test);
     return rc;

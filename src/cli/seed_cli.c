@@ -297,10 +297,8 @@ int seed_run_evaluate(const char *rules_path, char *const *tests, size_t n, cons
     ec_status s = ec_seed_rules_load(rules_path, &r, &err);
     if (s)
         return cli_fail(s, &err);
-    if (ec_seed_rules_experts_source(r) == EC_SEED_SHAPE_DEFAULT && n_experts == 0)
-        cli_warn("%s: metadata has no n_experts (a seed-made file?): assuming %d, the seed's "
-                 "Mixtral; set it with --experts",
-                 rules_path, ec_seed_rules_n_experts(r));
+    /* a file without n_experts (the seed's layout) means Mixtral's 8: the
+     * report's Random line says so and how to change it */
     ec_seed_eval *e;
     if ((s = ec_seed_evaluate(r, (const char *const *)tests, n, n_experts, &e, &err))) {
         ec_seed_rules_destroy(r);

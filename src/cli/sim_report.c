@@ -46,14 +46,16 @@ void sim_print_table(FILE *f, const sim_report *rep)
                    "the predictor for its target. Not a predictor.\n",
                 rep->what_if_ahead, (unsigned long long)rep->what_if_seed);
     fputc('\n', f);
-    fprintf(f, "%-10s %-11s %2s %9s %9s %6s %12s %13s %6s %7s %7s\n", "policy", "cache", "H",
-            "TPOT ms", "stall ms", "hit %", "xfer/tok", "GB/tok", "prec", "vs lru", "gap");
-    fprintf(f, "%-10s %-11s %2s %9s %9s %6s %12s %13s %6s %7s %7s\n", "", "", "", "", "/token",
-            "", "(wasted)", "(wasted)", "", "", "closed");
+    fprintf(f, "%-10s %-11s %2s %9s %9s %6s %12s %6s %13s %6s %7s %7s %7s\n", "policy", "cache",
+            "H", "TPOT ms", "stall ms", "hit %", "xfer/tok", "pf/tok", "GB/tok", "prec", "vs lru",
+            "gap", "gap");
+    fprintf(f, "%-10s %-11s %2s %9s %9s %6s %12s %6s %13s %6s %7s %7s %7s\n", "", "", "", "",
+            "/token", "", "(wasted)", "", "(wasted)", "", "", "oracle", "bound");
+    double bound = NAN;
     for (size_t i = 0; i < rep->n_rows; i++) {
         const sim_row *w = &rep->rows[i];
         const ec_sim_result *r = &w->r;
-        char c[32], h[8], xf[32], gb[32], prec[16], vs[16], gap[16];
+        char c[32], h[8], xf[32], gb[32], prec[16], vs[16], gap[16], gapb[16];
         snprintf(h, sizeof h, uses_horizon(r->kind) ? "%d" : "-", r->horizon);
         snprintf(xf, sizeof xf, "%.2f (%.2f)", r->transfers_per_token,
                  r->wasted_transfers_per_token);
@@ -65,12 +67,17 @@ void sim_print_table(FILE *f, const sim_report *rep)
             snprintf(prec, sizeof prec, "%.2f", r->prefetch_precision);
         snprintf(vs, sizeof vs, isnan(w->vs_lru) ? "-" : "%.3f", w->vs_lru);
         snprintf(gap, sizeof gap, isnan(w->gap_closed) ? "-" : "%.3f", w->gap_closed);
+        snprintf(gapb, sizeof gapb, isnan(w->gap_closed_bound) ? "-" : "%.3f",
+                 w->gap_closed_bound);
+        double pf = r->n_tokens ? (double)r->stats.prefetches / (double)r->n_tokens : 0.0;
+        if (r->kind == EC_POLICY_LRU)
+            bound = r->lower_bound_ms_per_token;
         char wi[32] = "";
         if (w->what_if)
             snprintf(wi, sizeof wi, "  what-if R=%.2f", w->what_if_recall);
-        fprintf(f, "%-10s %-11s %2s %9.3f %9.3f %6.1f %12s %13s %6s %7s %7s%s%s\n",
+        fprintf(f, "%-10s %-11s %2s %9.3f %9.3f %6.1f %12s %6.2f %13s %6s %7s %7s %7s%s%s\n",
                 ec_policy_kind_name(r->kind), cache_str(r, c, sizeof c), h, r->tpot_ms,
-                r->stall_ms_per_token, 100 * r->hit_rate, xf, gb, prec, vs, gap,
+                r->stall_ms_per_token, 100 * r->hit_rate, xf, pf, gb, prec, vs, gap, gapb,
                 w->beats_oracle ? "  < oracle" : "", wi);
     }
     for (size_t i = 0; rep->n_what_if && i < rep->n_rows; i++) {
@@ -102,11 +109,15 @@ void sim_print_table(FILE *f, const sim_report *rep)
     if (rep->n_what_if)
         fputc('\n', f);
     fprintf(f, "\nTPOT and stall per decode step of the batch; n = %lld steps. hit %% = experts "
-               "resident or already loading when the router asked.\n"
-               "gap closed = (lru - policy) / (lru - oracle) on TPOT at the same cache size; "
-               "the JSON also gives it against the analytic bound (max(compute, Belady loads x "
-               "transfer)).\n",
+               "resident or already loading when the router asked;\npf/tok = prefetches started "
+               "per token. gap closed = (lru - policy) / (lru - reference) on TPOT at the same "
+               "cache size,\nagainst the oracle (Belady + greedy perfect prefetch: a reference, "
+               "not a bound) and against the analytic lower bound\nmax(compute, Belady loads x "
+               "transfer)",
             (long long)rep->n_tokens);
+    if (!isnan(bound))
+        fprintf(f, " = %.3f ms/token at lru's cache size", bound);
+    fprintf(f, ".\n");
 }
 
 static ec_status write_error(ec_error *err)
@@ -258,7 +269,7 @@ ec_status sim_write_csv(FILE *f, void *ctx, ec_error *err)
     fputs("model,dtype,hardware,policy,cache_experts,cache_global,horizon,tpot_ms,"
           "stall_ms_per_token,hit_rate,bytes_per_token,wasted_bytes_per_token,"
           "prefetch_precision,vs_lru,gap_closed,gap_closed_bound,lower_bound_ms_per_token,"
-          "what_if_recall\n",
+          "transfers_per_token,prefetches_per_token,what_if_recall\n",
           f);
     for (size_t i = 0; i < rep->n_rows; i++) {
         const sim_row *w = &rep->rows[i];
@@ -268,7 +279,8 @@ ec_status sim_write_csv(FILE *f, void *ctx, ec_error *err)
                 uses_horizon(r->kind) ? r->horizon : 0);
         double v[] = {r->tpot_ms, r->stall_ms_per_token, r->hit_rate, r->bytes_per_token,
                       r->wasted_bytes_per_token, r->prefetch_precision, w->vs_lru, w->gap_closed,
-                      w->gap_closed_bound, r->lower_bound_ms_per_token};
+                      w->gap_closed_bound, r->lower_bound_ms_per_token, r->transfers_per_token,
+                      r->n_tokens ? (double)r->stats.prefetches / (double)r->n_tokens : 0.0};
         for (size_t j = 0; j < sizeof v / sizeof v[0]; j++) {
             if (isfinite(v[j]))
                 fprintf(f, ",%.10g", v[j]);

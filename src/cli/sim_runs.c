@@ -4,6 +4,7 @@
 
 #include <math.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 int sim_predicts(int k) { return k == EC_POLICY_PREDICT || k == EC_POLICY_GATED; }
 
@@ -14,6 +15,7 @@ typedef struct runner {
     int32_t prefetch_k;
     int done, total;
     int progress;
+    int tty;      /* stderr is a terminal */
 } runner;
 
 static int run_one(runner *rn, ec_policy_kind k, int32_t cache, int32_t horizon,
@@ -28,13 +30,16 @@ static int run_one(runner *rn, ec_policy_kind k, int32_t cache, int32_t horizon,
     ec_error err = {0};
     ec_status s = ec_sim_run(rn->sim, &cfg, out, &err);
     if (rn->progress) {
+        /* a terminal gets one line redrawn; a log gets a line per tenth */
         rn->done++;
-        fprintf(stderr, "\rsimulate: %d/%d runs", rn->done, rn->total);
-        if (rn->done == rn->total)
-            fputc('\n', stderr);
+        if (rn->tty)
+            fprintf(stderr, "\rsimulate: %d/%d runs%s", rn->done, rn->total,
+                    rn->done == rn->total ? "\n" : "");
+        else if (rn->done * 10 / rn->total != (rn->done - 1) * 10 / rn->total)
+            fprintf(stderr, "simulate: %d/%d runs\n", rn->done, rn->total);
     }
     if (s) {
-        if (rn->progress)
+        if (rn->progress && rn->tty)
             fputc('\n', stderr);
         return cli_fail(s, &err);
     }
@@ -70,6 +75,7 @@ int sim_run_rows(const sim_plan *p, sim_report *rep)
                         ? (sim_predicts(k) ? p->n_horizons : 1) * p->n_caches
                         : 0;
     rn.progress = p->progress && rn.total > 1;
+    rn.tty = isatty(STDERR_FILENO);
     for (int ci = 0; ci < p->n_caches; ci++) {
         ec_sim_result lru, orc;
         if ((rc = run_one(&rn, EC_POLICY_LRU, p->caches[ci], 1, &lru)))

@@ -118,7 +118,6 @@ void pyw_string(pyw *w, const char *s)
 
 ec_status pyw_finish(pyw *w, ec_error *err)
 {
-    fputc('\n', w->f);
     if (w->oom)
         return ec_error_set(err, EC_ERR_NOMEM, "out of memory writing JSON");
     if (ferror(w->f))

@@ -31,7 +31,8 @@ void pyw_key(pyw *w, const char *key);
 void pyw_int(pyw *w, int64_t v);
 void pyw_float(pyw *w, double v);
 void pyw_string(pyw *w, const char *s);
-/* Ends the document with a newline; EC_ERR_IO / EC_ERR_NOMEM on failure. */
+/* Ends the document; as json.dump, no newline follows the last brace.
+ * EC_ERR_IO / EC_ERR_NOMEM on failure. */
 ec_status pyw_finish(pyw *w, ec_error *err);
 
 #endif

@@ -10,9 +10,9 @@ static const struct {
     const char *name, *description;
     int32_t arity, distance;
 } LEVELS[EC_SEED_N_LEVELS] = {
-    {"level1", "(Layer, Expert) -> Next", 2, 1},
-    {"level2", "(Layer, Prev, Curr) -> Next", 3, 1},
-    {"level3", "(Layer, E-2, E-1, E) -> Next", 4, 1},
+    {"level1", "(Layer, Expert) -> Next Expert", 2, 1},
+    {"level2", "(Layer, Prev, Curr) -> Next Expert", 3, 1},
+    {"level3", "(Layer, E-2, E-1, E) -> Next Expert", 4, 1},
     {"level4", "(Layer, Primary, Secondary) -> Next Primary", 3, 1},
     {"level5_skip2", "(Layer, Expert) -> Expert at Layer+2", 2, 2},
     {"level5_skip4", "(Layer, Expert) -> Expert at Layer+4", 2, 4},
@@ -138,32 +138,37 @@ ec_status seed_table_get(ec_seed_rules *r, ec_seed_level lv, const int32_t *key,
     return EC_OK;
 }
 
+ec_status seed_rules_add_votes(ec_seed_rules *r, ec_seed_level lv, size_t i, int32_t target,
+                               int32_t count)
+{
+    seed_table *t = &r->lv[lv];
+    for (int32_t c = t->head[i]; c >= 0; c = r->cand[c].next)
+        if (r->cand[c].expert == target) {
+            r->cand[c].count += count;
+            return EC_OK;
+        }
+    if (r->n_cand >= INT32_MAX ||
+        ec_grow((void **)&r->cand, &r->cap_cand, r->n_cand + 1, sizeof *r->cand))
+        return EC_ERR_NOMEM;
+    int32_t c = (int32_t)r->n_cand++;
+    r->cand[c] = (seed_cand){target, count, -1};
+    if (t->tail[i] >= 0)
+        r->cand[t->tail[i]].next = c;
+    else
+        t->head[i] = c;
+    t->tail[i] = c;
+    return EC_OK;
+}
+
 ec_status seed_rules_vote(ec_seed_rules *r, ec_seed_level lv, const int32_t *key, int32_t target)
 {
     ec_seed_rule *rule;
     int created;
     if (seed_table_get(r, lv, key, &rule, &created))
         return EC_ERR_NOMEM;
-    seed_table *t = &r->lv[lv];
-    size_t ri = (size_t)(rule - t->rules);
-    rule->samples++;
-    for (int32_t c = t->head[ri]; c >= 0; c = r->cand[c].next)
-        if (r->cand[c].expert == target) {
-            r->cand[c].count++;
-            return EC_OK;
-        }
-    if (r->n_cand >= INT32_MAX ||
-        ec_grow((void **)&r->cand, &r->cap_cand, r->n_cand + 1, sizeof *r->cand)) {
-        rule->samples--;
+    if (seed_rules_add_votes(r, lv, (size_t)(rule - r->lv[lv].rules), target, 1))
         return EC_ERR_NOMEM;
-    }
-    int32_t c = (int32_t)r->n_cand++;
-    r->cand[c] = (seed_cand){target, 1, -1};
-    if (t->tail[ri] >= 0)
-        r->cand[t->tail[ri]].next = c;
-    else
-        t->head[ri] = c;
-    t->tail[ri] = c;
+    rule->samples++;
     return EC_OK;
 }
 
@@ -171,7 +176,7 @@ void seed_rules_finish(ec_seed_rules *r)
 {
     for (int lv = 0; lv < EC_SEED_N_LEVELS; lv++) {
         seed_table *t = &r->lv[lv];
-        for (size_t i = 0; i < t->n && t->head; i++) {
+        for (size_t i = 0; i < t->n; i++) {
             int32_t best = -1, votes = 0;
             /* strictly more votes replaces: a tie keeps the first seen */
             for (int32_t c = t->head[i]; c >= 0; c = r->cand[c].next)
@@ -184,14 +189,7 @@ void seed_rules_finish(ec_seed_rules *r)
                 t->rules[i].votes = votes;
             }
         }
-        ec_free(t->head);
-        ec_free(t->tail);
-        t->head = t->tail = NULL;
-        t->cap_head = t->cap_tail = 0;
     }
-    ec_free(r->cand);
-    r->cand = NULL;
-    r->n_cand = r->cap_cand = 0;
 }
 
 /* ---- cases of a journey ---------------------------------------------------- */

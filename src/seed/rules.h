@@ -8,8 +8,8 @@
 
 #include <cjson/cJSON.h>
 
-/* A vote candidate while rules are learnt: one target of one key, in a
- * per-rule list kept in first-seen order. */
+/* A vote: one target of one key and how many training cases chose it, in a
+ * per-rule list kept in first-seen order (the seed's "votes" object). */
 typedef struct seed_cand {
     int32_t expert;
     int32_t count;
@@ -22,13 +22,14 @@ typedef struct seed_table {
     size_t n, cap;
     uint32_t *slots;  /* [n_slots] rule index + 1; 0 = empty */
     size_t n_slots;   /* a power of two, >= 2 * n */
-    int32_t *head, *tail; /* [n] first / last candidate of each rule (learning only) */
+    int32_t *head, *tail; /* [n] first / last vote of each rule; -1 when the rule's
+                             votes are not known (a compact predictor file) */
     size_t cap_head, cap_tail;
 } seed_table;
 
 struct ec_seed_rules {
     seed_table lv[EC_SEED_N_LEVELS];
-    seed_cand *cand; /* learning only */
+    seed_cand *cand; /* every rule's votes, linked through head / next */
     size_t n_cand, cap_cand;
     int32_t n_layers, n_experts, k;
     ec_seed_shape_source experts_source;
@@ -51,8 +52,13 @@ ec_status seed_table_get(ec_seed_rules *r, ec_seed_level lv, const int32_t *key,
 /* Adds one training case (key -> target) to the votes. */
 ec_status seed_rules_vote(ec_seed_rules *r, ec_seed_level lv, const int32_t *key, int32_t target);
 
-/* Turns the votes into predictions (most votes, first seen on a tie) and
- * frees the candidate lists. */
+/* Adds `count` votes for target to rule i of level lv (a vote read from a
+ * file: the rule's samples are not changed). EC_ERR_NOMEM. */
+ec_status seed_rules_add_votes(ec_seed_rules *r, ec_seed_level lv, size_t i, int32_t target,
+                               int32_t count);
+
+/* Turns the votes into predictions (most votes, first seen on a tie). The
+ * vote lists are kept: the rules file lists them. */
 void seed_rules_finish(ec_seed_rules *r);
 
 /*

@@ -6,6 +6,7 @@
 
 #include <math.h>
 #include <stddef.h>
+#include <stdlib.h>
 #include <string.h>
 
 static const char *const SOURCE_NAMES[] = {"given", "inferred", "default"};
@@ -30,8 +31,21 @@ static void write_table(pyw *w, const ec_seed_rules *r, ec_seed_level lv)
         pyw_int(w, u->prediction);
         pyw_key(w, "confidence");
         pyw_float(w, u->samples ? (double)u->votes / (double)u->samples : 0.0);
+        /* dict(Counter): every target with its count, first seen first. A
+         * rule whose other targets are unknown (read from an older file or
+         * a compact predictor file) keeps its winner's count as an integer */
         pyw_key(w, "votes");
-        pyw_int(w, u->votes);
+        if (t->head && t->head[i] >= 0) {
+            pyw_begin_object(w);
+            for (int32_t c = t->head[i]; c >= 0; c = r->cand[c].next) {
+                snprintf(key, sizeof key, "%d", r->cand[c].expert);
+                pyw_key(w, key);
+                pyw_int(w, r->cand[c].count);
+            }
+            pyw_end_object(w);
+        } else {
+            pyw_int(w, u->votes);
+        }
         pyw_key(w, "samples");
         pyw_int(w, u->samples);
         pyw_end_object(w);
@@ -39,6 +53,22 @@ static void write_table(pyw *w, const ec_seed_rules *r, ec_seed_level lv)
     pyw_end_object(w);
 }
 
+/* The shape a seed-made file implies by saying nothing: Mixtral-8x7B's. */
+static int default_shape(const ec_seed_rules *r)
+{
+    return r->n_layers == 32 && r->n_experts == 8 && r->k == 2;
+}
+
+/*
+ * Writes the layout of the seed's create_rules.py byte for byte (json.dump
+ * with indent=2: metadata with training_files, num_training_files and
+ * description, then level1..level5 with description and rules; every rule
+ * with prediction, confidence, votes as {expert: count} and samples); a
+ * rule read with only its winner's count keeps that integer. A model of
+ * another shape than Mixtral-8x7B's, which a seed-made file implies by
+ * saying nothing, adds n_layers, n_experts and k to the metadata so that
+ * the file reads back with its own shape.
+ */
 ec_status ec_seed_rules_write(const ec_seed_rules *r, FILE *f, ec_error *err)
 {
     if (!r || !f)
@@ -48,8 +78,6 @@ ec_status ec_seed_rules_write(const ec_seed_rules *r, FILE *f, ec_error *err)
     pyw_begin_object(&w);
     pyw_key(&w, "metadata");
     pyw_begin_object(&w);
-    pyw_key(&w, "tool");
-    pyw_string(&w, "expertcast " EC_VERSION_STRING);
     pyw_key(&w, "training_files");
     pyw_begin_array(&w);
     for (size_t i = 0; i < r->n_train; i++)
@@ -57,23 +85,23 @@ ec_status ec_seed_rules_write(const ec_seed_rules *r, FILE *f, ec_error *err)
     pyw_end_array(&w);
     pyw_key(&w, "num_training_files");
     pyw_int(&w, (int64_t)r->n_train);
-    pyw_key(&w, "num_journeys");
-    pyw_int(&w, (int64_t)r->n_journeys);
-    pyw_key(&w, "n_layers");
-    pyw_int(&w, r->n_layers);
-    pyw_key(&w, "n_experts");
-    pyw_int(&w, r->n_experts);
-    pyw_key(&w, "n_experts_source");
-    pyw_string(&w, SOURCE_NAMES[r->experts_source]);
-    pyw_key(&w, "k");
-    pyw_int(&w, r->k);
-    pyw_key(&w, "rule_counts");
-    pyw_begin_object(&w);
-    for (int lv = 0; lv < EC_SEED_N_LEVELS; lv++) {
-        pyw_key(&w, ec_seed_level_name((ec_seed_level)lv));
-        pyw_int(&w, (int64_t)r->lv[lv].n);
+    pyw_key(&w, "description");
+    if (default_shape(r)) {
+        pyw_string(&w, "Expert prediction rules for Mixtral 8x7B");
+    } else {
+        char desc[160];
+        snprintf(desc, sizeof desc, "Expert prediction rules for %d layers x %d experts, top-%d",
+                 r->n_layers, r->n_experts, r->k);
+        pyw_string(&w, desc);
+        pyw_key(&w, "n_layers");
+        pyw_int(&w, r->n_layers);
+        pyw_key(&w, "n_experts");
+        pyw_int(&w, r->n_experts);
+        pyw_key(&w, "n_experts_source");
+        pyw_string(&w, SOURCE_NAMES[r->experts_source]);
+        pyw_key(&w, "k");
+        pyw_int(&w, r->k);
     }
-    pyw_end_object(&w);
     pyw_end_object(&w);
     for (int lv = EC_SEED_L1; lv <= EC_SEED_L4; lv++) {
         pyw_key(&w, ec_seed_level_name((ec_seed_level)lv));
@@ -145,6 +173,48 @@ static ec_status get_int(const cJSON *obj, const char *field, int required, int6
     return EC_OK;
 }
 
+/* The seed's votes object of rule ri: {"6": 2, "3": 1}. Fills the rule's
+ * vote list; *votes = the prediction's count, *samples = the sum. */
+static ec_status parse_votes(ec_seed_rules *r, ec_seed_level lv, size_t ri, const cJSON *vo,
+                             int64_t pred, int64_t *votes, int64_t *samples, const char *path,
+                             const char *at, ec_error *err)
+{
+    int64_t sum = 0, best = 0, of_pred = 0;
+    const cJSON *v;
+    cJSON_ArrayForEach(v, vo)
+    {
+        char *end;
+        long id = strtol(v->string, &end, 10);
+        if (!*v->string || *end || id < 0 || id >= EC_MAX_EXPERTS || v->string[0] == '+' ||
+            (v->string[0] == '0' && v->string[1]))
+            return ec_error_set(err, EC_ERR_PARSE,
+                                "%s: field '%svotes': key \"%.32s\" is not an expert id", path,
+                                at, v->string);
+        double d = cJSON_IsNumber(v) ? v->valuedouble : NAN;
+        if (!isfinite(d) || d != floor(d) || d < 1 || d > INT32_MAX)
+            return ec_error_set(err, EC_ERR_PARSE,
+                                "%s: field '%svotes.%s': expected a count >= 1", path, at,
+                                v->string);
+        int64_t n = (int64_t)d;
+        if (sum > INT32_MAX - n)
+            return ec_error_set(err, EC_ERR_PARSE, "%s: field '%svotes': more than %d votes",
+                                path, at, INT32_MAX);
+        sum += n;
+        best = EC_MAX(best, n);
+        if (id == pred)
+            of_pred += n;
+        if (seed_rules_add_votes(r, lv, ri, (int32_t)id, (int32_t)n))
+            return ec_error_set(err, EC_ERR_NOMEM, "%s: out of memory", path);
+    }
+    if (of_pred == 0 || of_pred < best)
+        return ec_error_set(err, EC_ERR_PARSE,
+                            "%s: field '%sprediction': %lld is not among the most voted experts",
+                            path, at, (long long)pred);
+    *votes = of_pred;
+    *samples = sum;
+    return EC_OK;
+}
+
 static ec_status parse_table(ec_seed_rules *r, ec_seed_level lv, const cJSON *rules,
                              const char *path, const char *where, ec_error *err)
 {
@@ -175,23 +245,41 @@ static ec_status parse_table(ec_seed_rules *r, ec_seed_level lv, const cJSON *ru
         if (!cJSON_IsObject(it))
             return ec_error_set(err, EC_ERR_PARSE, "%s: field '%s.%s': expected an object",
                                 path, where, shown);
-        int64_t pred, samples, votes;
+        int64_t pred, samples = 0, votes = 0;
         ec_status s;
-        if ((s = get_int(it, "prediction", 1, 0, 0, EC_MAX_EXPERTS - 1, &pred, path, at, err)) ||
-            (s = get_int(it, "samples", 0, 1, 1, INT32_MAX, &samples, path, at, err)))
-            return s;
-        /* votes: given, else confidence * samples, else every sample */
-        const cJSON *conf = cJSON_GetObjectItemCaseSensitive(it, "confidence");
-        int64_t def = samples;
-        if (cJSON_IsNumber(conf) && conf->valuedouble > 0 && conf->valuedouble <= 1)
-            def = EC_MAX(1, (int64_t)llround(conf->valuedouble * (double)samples));
-        if ((s = get_int(it, "votes", 0, def, 1, samples, &votes, path, at, err)))
+        if ((s = get_int(it, "prediction", 1, 0, 0, EC_MAX_EXPERTS - 1, &pred, path, at, err)))
             return s;
         ec_seed_rule *u;
         int created;
         if (seed_table_get(r, lv, key, &u, &created))
             return ec_error_set(err, EC_ERR_NOMEM, "%s: out of memory", path);
-        /* A repeated key replaces the earlier value in place, as json.load does. */
+        size_t ri = (size_t)(u - r->lv[lv].rules);
+        if (!created) /* a repeated key replaces the earlier value, as json.load does */
+            r->lv[lv].head[ri] = r->lv[lv].tail[ri] = -1;
+        const cJSON *vo = cJSON_GetObjectItemCaseSensitive(it, "votes");
+        if (cJSON_IsObject(vo)) {
+            /* the seed's {"expert": count}: samples are their sum, the
+             * prediction one of the most voted */
+            if ((s = parse_votes(r, lv, ri, vo, pred, &votes, &samples, path, at, err)))
+                return s;
+            int64_t given;
+            if ((s = get_int(it, "samples", 0, samples, 1, INT32_MAX, &given, path, at, err)))
+                return s;
+            if (given != samples)
+                return ec_error_set(err, EC_ERR_PARSE,
+                                    "%s: field '%ssamples': %lld but the votes add up to %lld",
+                                    path, at, (long long)given, (long long)samples);
+        } else {
+            if ((s = get_int(it, "samples", 0, 1, 1, INT32_MAX, &samples, path, at, err)))
+                return s;
+            /* votes: an integer, else confidence * samples, else every sample */
+            const cJSON *conf = cJSON_GetObjectItemCaseSensitive(it, "confidence");
+            int64_t def = samples;
+            if (cJSON_IsNumber(conf) && conf->valuedouble > 0 && conf->valuedouble <= 1)
+                def = EC_MAX(1, (int64_t)llround(conf->valuedouble * (double)samples));
+            if ((s = get_int(it, "votes", 0, def, 1, samples, &votes, path, at, err)))
+                return s;
+        }
         u->prediction = (int32_t)pred;
         u->votes = (int32_t)votes;
         u->samples = (int32_t)samples;
@@ -344,12 +432,6 @@ ec_status seed_rules_parse(const cJSON *root, const char *path, ec_seed_rules **
     if (s) {
         ec_seed_rules_destroy(r);
         return s;
-    }
-    for (int lv = 0; lv < EC_SEED_N_LEVELS; lv++) {
-        ec_free(r->lv[lv].head);
-        ec_free(r->lv[lv].tail);
-        r->lv[lv].head = r->lv[lv].tail = NULL;
-        r->lv[lv].cap_head = r->lv[lv].cap_tail = 0;
     }
     *out = r;
     return EC_OK;
