@@ -16,6 +16,7 @@
 #include "expertcast/policy.h"
 #include "expertcast/sim.h"
 #include "expertcast/backend.h"
+#include "expertcast/hostffn.h"
 #include "expertcast/store.h"
 #include "expertcast/loader.h"
 #include "expertcast/pregate.h"

@@ -42,6 +42,17 @@ cudaError_t ec_kernel_pregate(const void *w, const void *x, int dtype, int32_t n
                               int32_t d, float *probs, cudaStream_t stream);
 
 /*
+ * The same from q4 weights (ggml Q4_0 blocks of 32 weights, 18 bytes each,
+ * layout in include/expertcast/hostffn.h), [w1 | w3 | w2] with every row
+ * cut into groups, dequantized on the fly. d_model and d_ff multiples of
+ * 32; w 2-byte aligned, x and scratch 16-byte aligned, else
+ * cudaErrorInvalidValue without a launch. One warp per output row, each
+ * lane one group at a time, float accumulation.
+ */
+cudaError_t ec_kernel_ffn_q4(const void *w, const void *x, float *out, int32_t d_model,
+                             int32_t d_ff, float *scratch, cudaStream_t stream);
+
+/*
  * Loads every kernel of this library into the current context now. With
  * CUDA's lazy module loading (the default since CUDA 12) a kernel's first
  * launch loads its module, which can wait on other work in the context; a

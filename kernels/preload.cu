@@ -5,6 +5,7 @@
  * (cudaFuncGetAttributes forces a lazily loaded module in). */
 extern "C" cudaError_t ec_kernel_checksum_preload(void);
 extern "C" cudaError_t ec_kernel_ffn_preload(void);
+extern "C" cudaError_t ec_kernel_ffn_q4_preload(void);
 extern "C" cudaError_t ec_kernel_spin_preload(void);
 extern "C" cudaError_t ec_kernel_pregate_preload(void);
 
@@ -13,6 +14,8 @@ extern "C" cudaError_t ec_kernels_preload(void)
     cudaError_t e = ec_kernel_checksum_preload();
     if (e == cudaSuccess)
         e = ec_kernel_ffn_preload();
+    if (e == cudaSuccess)
+        e = ec_kernel_ffn_q4_preload();
     if (e == cudaSuccess)
         e = ec_kernel_spin_preload();
     if (e == cudaSuccess)

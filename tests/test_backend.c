@@ -341,6 +341,97 @@ BACKEND_TEST(ffn_matches_the_cpu_reference)
     ec_backend_destroy(b);
 }
 
+/* q4 expert FFN on the backend (cuda: the dequantizing kernel; cpu: the
+ * scalar reference) against the host kernel (ec_hostffn_run) on the same
+ * bytes and the same fp16 inputs. Tolerance: both accumulate in float, so
+ * |backend - host| <= 1e-4 * sum_r |W2[i][r] h[r]| + 1e-6, h in double. */
+static void ffn_q4_against_host_kernel(ec_backend *b, ec_hostffn *hk, int32_t d, int32_t ff,
+                                       uint64_t seed)
+{
+    size_t bytes = ec_expert_bytes(EC_DTYPE_Q4, d, ff), n = 3 * (size_t)d * ff;
+    float *wf = malloc(n * sizeof *wf), *xf = malloc((size_t)d * 4), *want = malloc((size_t)d * 4);
+    double *hd = malloc((size_t)ff * sizeof *hd);
+    cr_assert(wf && xf && want && hd);
+    void *w, *x, *dw, *dx;
+    float *got, *dout, *dscratch;
+    cr_assert_eq(ec_backend_host_alloc(b, bytes, &w), EC_OK);
+    cr_assert_eq(ec_backend_host_alloc(b, (size_t)d * 2, &x), EC_OK);
+    cr_assert_eq(ec_backend_host_alloc(b, (size_t)d * 4, (void **)&got), EC_OK);
+    cr_assert_eq(ec_backend_dev_alloc(b, bytes, &dw), EC_OK);
+    cr_assert_eq(ec_backend_dev_alloc(b, (size_t)d * 2, &dx), EC_OK);
+    cr_assert_eq(ec_backend_dev_alloc(b, (size_t)d * 4, (void **)&dout), EC_OK);
+    cr_assert_eq(ec_backend_dev_alloc(b, (size_t)ff * 4, (void **)&dscratch), EC_OK);
+    ec_rng r;
+    ec_rng_seed(&r, seed);
+    for (size_t i = 0; i < n; i++)
+        wf[i] = (float)((ec_rng_uniform(&r) * 2 - 1) / sqrt((double)(d > ff ? d : ff)));
+    ec_error err = {0};
+    cr_assert_eq(ec_expert_quantize_q4(wf, d, ff, w, &err), EC_OK, "%s", err.message);
+    uint16_t *xh = x;
+    for (int32_t i = 0; i < d; i++) {
+        xh[i] = ec_half_from_float((float)(ec_rng_uniform(&r) * 2 - 1));
+        xf[i] = ec_half_to_float(xh[i]);
+    }
+    cr_assert_eq(ec_hostffn_run(hk, EC_DTYPE_Q4, w, xf, want, 1, d, ff), EC_OK, "%s",
+                 ec_hostffn_errmsg(hk));
+
+    ec_stream *s;
+    cr_assert_eq(ec_stream_create(b, &s), EC_OK);
+    cr_assert_eq(ec_stream_copy_h2d(s, dw, w, bytes), EC_OK);
+    cr_assert_eq(ec_stream_copy_h2d(s, dx, x, (size_t)d * 2), EC_OK);
+    cr_assert_eq(ec_stream_expert_ffn(s, EC_DTYPE_Q4, dw, dx, dout, d, ff, dscratch), EC_OK,
+                 "%s", ec_backend_errmsg(b));
+    cr_assert_eq(ec_stream_copy_d2h(s, got, dout, (size_t)d * 4), EC_OK);
+    cr_assert_eq(ec_stream_sync(s), EC_OK, "%s", ec_backend_errmsg(b));
+
+    cr_assert_eq(ec_expert_dequantize(EC_DTYPE_Q4, w, d, ff, wf, NULL), EC_OK);
+    const float *w1 = wf, *w3 = wf + (size_t)d * ff, *w2 = wf + 2 * (size_t)d * ff;
+    for (int32_t k = 0; k < ff; k++) {
+        double a = 0, c = 0;
+        for (int32_t j = 0; j < d; j++) {
+            a += (double)w1[(size_t)k * d + j] * xf[j];
+            c += (double)w3[(size_t)k * d + j] * xf[j];
+        }
+        hd[k] = a / (1 + exp(-a)) * c;
+    }
+    for (int32_t i = 0; i < d; i++) {
+        double mag = 0;
+        for (int32_t k = 0; k < ff; k++)
+            mag += fabs(w2[(size_t)i * ff + k] * hd[k]);
+        cr_assert(fabs((double)got[i] - want[i]) <= 1e-4 * mag + 1e-6,
+                  "%s d=%d ff=%d out[%d]: %g, host kernel %g (magnitude %g)", ec_backend_name(b),
+                  d, ff, i, got[i], want[i], mag);
+    }
+    /* a shape q4 cannot hold is refused before any work */
+    cr_assert_eq(ec_stream_expert_ffn(s, EC_DTYPE_Q4, dw, dx, dout, 48, ff, dscratch),
+                 EC_ERR_INVALID);
+    cr_assert(strstr(ec_backend_errmsg(b), "d_model=48 d_ff"), "%s", ec_backend_errmsg(b));
+    ec_stream_destroy(s);
+    ec_backend_dev_free(b, dw);
+    ec_backend_dev_free(b, dx);
+    ec_backend_dev_free(b, dout);
+    ec_backend_dev_free(b, dscratch);
+    ec_backend_host_free(b, w);
+    ec_backend_host_free(b, x);
+    ec_backend_host_free(b, got);
+    free(wf);
+    free(xf);
+    free(want);
+    free(hd);
+}
+
+BACKEND_TEST(ffn_q4_matches_the_host_kernel)
+{
+    ec_backend *b = backend_or_skip(backend);
+    ec_hostffn *hk;
+    cr_assert_eq(ec_hostffn_create(2, &hk, NULL), EC_OK);
+    ffn_q4_against_host_kernel(b, hk, 256, 384, 1);   /* fewer groups per row than lanes */
+    ffn_q4_against_host_kernel(b, hk, 96, 160, 2);    /* odd group counts */
+    ffn_q4_against_host_kernel(b, hk, 1280, 1088, 3); /* lanes loop over groups */
+    ec_hostffn_destroy(hk);
+    ec_backend_destroy(b);
+}
+
 BACKEND_TEST(registered_host_memory_copies)
 {
     ec_backend *b = backend_or_skip(backend);

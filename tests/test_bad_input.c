@@ -91,6 +91,12 @@ static const bad_trace bad_traces[] = {
     {"guess_probs_over_one.jsonl", "",
      ":2: field 'guesses[0].probs': probabilities sum to 1.25, more than 1"},
     {"guess_expert_duplicate.jsonl", "", ":1: field 'guesses[0].experts': expert 4 appears twice"},
+    {"cr_only_line_ends.jsonl", "",
+     ":1: carriage return inside the line (near byte 64): CR-only line ends are not supported; "
+     "convert them to LF (e.g. tr '\\r' '\\n')"},
+    {"problem_id_1e300.jsonl", "",
+     ":1: field 'problem_id': 1e+300 is out of range [-4611686018427387904, "
+     "4611686018427387903]"},
     {"empty.jsonl", "", ": empty file, no routing record"},
     {"blank_lines.jsonl", "", ": empty file, no routing record"},
 };
@@ -297,6 +303,8 @@ static const bad_model bad_models[] = {
     {"trailing_data.json", "trailing data after the JSON document (near byte 321)"},
     {"wrong_format.json", "field 'format': not an expertcast predictor file"},
     {"option_fraction.json", "field 'context': 0.5 is not an integer"},
+    {"version_2.json", "field 'version': unsupported version 2 (this build reads version 1)"},
+    {"deep_nesting.json", "JSON nested deeper than 1000 levels (near byte 1057)"},
 };
 
 static size_t g_largest; /* bytes of the largest request seen */
@@ -373,6 +381,8 @@ static const bad_trace bad_rules[] = {
     {"two_documents.json", "",
      ": not valid JSON (near byte 101; a rules file is one JSON document)"},
     {"truncated.json", "", ": not valid JSON (near byte 48; a rules file is one JSON document)"},
+    {"level5_skip_3.json", "",
+     ": field 'level5.rules.skip_3': unknown table (expected skip_2, skip_4 or skip_8)"},
     {"a_trace_not_rules.json", "",
      ": not valid JSON (near byte 110; a rules file is one JSON document)"},
 };
@@ -484,4 +494,81 @@ Test(bad_input, malformed_profiles_fail_simulate_and_write_nothing)
                           "int4)\n"),
               "%s", err);
     free(err);
+}
+
+/* ---- well-formed data that is of no use, and names that are not text -------- */
+
+#define MSG_DIR BAD_DIR "/messages"
+
+Test(bad_input, no_complete_token_is_a_data_error_in_fit_eval_and_replay)
+{
+    char d[256]; /* tu_tmpdir reuses its buffers after 8 calls (tu_cli makes one each) */
+    snprintf(d, sizeof d, "%s", tu_tmpdir());
+    char args[2048], want[2048];
+    snprintf(args, sizeof args, "fit '%s/no_complete_token.jsonl' -p prior -o '%s/m.json'",
+             MSG_DIR, d);
+    snprintf(want, sizeof want,
+             "expertcast: %s/no_complete_token.jsonl: no complete token (4 tokens, each missing "
+             "a layer): nothing to fit",
+             MSG_DIR);
+    expect_failure(args, 1, want);
+    snprintf(args, sizeof args, "eval '%s/no_complete_token.jsonl' --json '%s/r.json'", MSG_DIR,
+             d);
+    expect_failure(args, 1,
+                   "expertcast: eval: the training data has no complete token (4 tokens, each "
+                   "missing a layer): nothing to fit");
+    cr_assert_eq(count_entries(d), 0, "a failed run wrote into %s", d);
+    char *err = NULL;
+    int rc = tu_cli(NULL, &err, "replay --backend cpu '%s/no_complete_token.jsonl'", MSG_DIR);
+    cr_assert_eq(rc, 1, "exit %d: %s", rc, err);
+    cr_assert(strstr(err, "replay: no complete token to replay"), "%s", err);
+    free(err);
+}
+
+Test(bad_input, eval_with_complete_training_but_no_complete_test_token_fails)
+{
+    char train[1024], args[3000];
+    snprintf(train, sizeof train, "%s/accepted/crlf.jsonl", BAD_DIR);
+    snprintf(args, sizeof args, "eval --train '%s' --test '%s/no_complete_token.jsonl'", train,
+             MSG_DIR);
+    /* the shapes differ (2 x 4 both): only completeness is wrong */
+    expect_failure(args, 1, "expertcast: eval: the test tokens (4) have no complete one: nothing "
+                            "to score");
+}
+
+Test(bad_input, extract_names_the_byte_that_is_not_utf8)
+{
+    char d[256]; /* tu_tmpdir reuses its buffers after 8 calls (tu_cli makes one each) */
+    snprintf(d, sizeof d, "%s", tu_tmpdir());
+    char args[2048], want[2048];
+    snprintf(args, sizeof args, "extract '%s/bad_utf8.jsonl' -p 3 -t 0 1 -o '%s'", MSG_DIR, d);
+    snprintf(want, sizeof want,
+             "expertcast: %s/bad_utf8.jsonl:1: not valid UTF-8 (byte 0xe9 near byte 16)", MSG_DIR);
+    expect_failure(args, 1, want);
+    cr_assert_eq(count_entries(d), 0);
+}
+
+Test(bad_input, info_escapes_control_characters_in_dataset_names)
+{
+    char *out = NULL;
+    cr_assert_eq(tu_cli(&out, NULL, "info '%s/ansi_dataset.jsonl'", MSG_DIR), 0);
+    cr_assert(strstr(out, "  \\x1b[2J\\x1b[31mred\\x07/1: 1 tokens\n"), "%s", out);
+    for (const char *p = out; *p; p++)
+        cr_assert(*p == '\n' || (unsigned char)*p >= 0x20, "raw control byte 0x%02x printed",
+                  (unsigned char)*p);
+    free(out);
+}
+
+Test(bad_input, the_simulator_reports_no_complete_token_as_no_data)
+{
+    const char *path = MSG_DIR "/no_complete_token.jsonl";
+    ec_trace *t = NULL;
+    ec_sim *s = NULL;
+    ec_error err = {0};
+    cr_assert_eq(ec_trace_load(&path, 1, NULL, &t, &err), EC_OK, "%s", err.message);
+    cr_assert_eq(ec_sim_create(t, 1, &s, &err), EC_ERR_NO_DATA, "%s", err.message);
+    cr_assert_null(s);
+    cr_assert_str_eq(err.message, "simulate: the trace has no complete token");
+    cr_assert_str_eq(ec_status_str(EC_ERR_NO_DATA), "no usable data");
+    ec_trace_destroy(t);
 }

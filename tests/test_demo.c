@@ -242,9 +242,11 @@ Test(demo, bad_options_exit_2_before_anything_is_written)
         {"--cache-experts 1", "--cache-experts 1: the trace needs 2 to 8"},
         {"--cache-experts 9", "--cache-experts 9: the trace needs 2 to 8"},
         {"--tokens 0", "out of range"},
-        {"--hardware nope", "--hardware: no profile 'nope'"},
+        {"--hardware nope", "--hardware: no hardware profile 'nope'"},
+        {"--hardware nope", "h100-pcie5"}, /* the names that exist are listed */
         {"--hardware ,", "--hardware: no profile named"},
-        {"--model nope", "--model: no profile 'nope'"},
+        {"--model nope", "--model: no model profile 'nope'"},
+        {"--model nope", "mixtral-8x7b"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         char *err = NULL;

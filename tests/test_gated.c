@@ -55,7 +55,7 @@ static int gated_no_slower_than_lru(const char *trace, const char *model, const 
 static const char *const MIXTRAL_DTYPES[] = {"fp16", "int8", "int4"};
 static const int32_t MIXTRAL_CACHES[] = {2, 3, 4, 5, 6, 7, 8};
 
-Test(mixtral, gated_is_never_slower_than_lru_on_any_shipped_profile_and_cache_size)
+Test(mixtral_real, gated_is_never_slower_than_lru_on_any_shipped_profile_and_cache_size)
 {
     const char *path = TU_SHARED_OR_SKIP("mixtral-8x7b-instruct/humaneval_2_routing.jsonl");
     /* each problem replayed with a prior fitted on the other problem only */
@@ -64,7 +64,7 @@ Test(mixtral, gated_is_never_slower_than_lru_on_any_shipped_profile_and_cache_si
     cr_assert_eq(n, 3 * 4 * 7 * 3);
 }
 
-Test(mixtral, gated_with_the_default_predictor_is_never_slower_than_lru)
+Test(mixtral_real, gated_with_the_default_predictor_is_never_slower_than_lru)
 {
     const char *path = TU_SHARED_OR_SKIP("mixtral-8x7b-instruct/humaneval_2_routing.jsonl");
     /* temporal, the default of `expertcast simulate`, fitted held out */
@@ -73,7 +73,7 @@ Test(mixtral, gated_with_the_default_predictor_is_never_slower_than_lru)
     cr_assert_eq(n, 3 * 4 * 7 * 3);
 }
 
-Test(qwen3, gated_with_the_default_predictor_is_never_slower_than_lru)
+Test(qwen3_real, gated_with_the_default_predictor_is_never_slower_than_lru)
 {
     const char *path = TU_SHARED_OR_SKIP("qwen3-30b-a3b/decode_4prompts_routing.jsonl");
     /* 128 experts, top-8, 48 layers: per-layer caches of 16, 32 and 64 */
@@ -131,7 +131,7 @@ Test(sim, gated_beats_lru_where_tokens_reuse_their_predecessors_experts)
     ec_trace_destroy(t);
 }
 
-Test(mixtral, gated_with_the_default_predictor_beats_lru_on_int4_rtx4090)
+Test(mixtral_real, gated_with_the_default_predictor_beats_lru_on_int4_rtx4090)
 {
     const char *path = TU_SHARED_OR_SKIP("mixtral-8x7b-instruct/humaneval_2_routing.jsonl");
     ec_trace *t;

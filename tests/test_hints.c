@@ -209,7 +209,7 @@ Test(trace, drawn_guesses_have_the_recall_asked_for_and_are_deterministic)
 }
 
 /* eval --predictor hint scores guesses drawn with recall R at about R. */
-Test(eval, hint_recall_matches_the_recall_the_guesses_were_drawn_with)
+Test(eval_real, hint_recall_matches_the_recall_the_guesses_were_drawn_with)
 {
     const char *path = TU_SHARED_OR_SKIP("mixtral-8x7b-instruct/humaneval_2_routing.jsonl");
     ec_trace *t;
@@ -258,7 +258,7 @@ static ec_sim_timing mixtral_int4_on(const char *hw)
 /* Mixtral int4, 4 experts per layer, horizon 2, what-if guesses of recall
  * 0.3 .. 1.0 with the held-out temporal predictor behind them: on every
  * shipped machine the best policy (gated, predict) is never slower than lru. */
-Test(whatif, the_best_policy_is_never_slower_than_lru_at_any_recall_from_0_3)
+Test(whatif_real, the_best_policy_is_never_slower_than_lru_at_any_recall_from_0_3)
 {
     const char *path = TU_SHARED_OR_SKIP("mixtral-8x7b-instruct/humaneval_2_routing.jsonl");
     ec_trace *t;
@@ -293,7 +293,7 @@ Test(whatif, the_best_policy_is_never_slower_than_lru_at_any_recall_from_0_3)
     ec_trace_destroy(t);
 }
 
-Test(whatif, recall_0_9_at_horizon_2_on_gh200_closes_0_30_of_the_lru_oracle_gap)
+Test(whatif_real, recall_0_9_at_horizon_2_on_gh200_closes_0_30_of_the_lru_oracle_gap)
 {
     const char *path = TU_SHARED_OR_SKIP("mixtral-8x7b-instruct/humaneval_2_routing.jsonl");
     ec_trace *t, *g;
@@ -321,7 +321,7 @@ Test(whatif, recall_0_9_at_horizon_2_on_gh200_closes_0_30_of_the_lru_oracle_gap)
 /* Guesses that are always wrong (recall 0) never make gated slower than it
  * is with no guesses at all beyond a few early prefetches: it stops trusting
  * them once the stream has scored them. */
-Test(whatif, wrong_guesses_are_not_trusted)
+Test(whatif_real, wrong_guesses_are_not_trusted)
 {
     const char *path = TU_SHARED_OR_SKIP("mixtral-8x7b-instruct/humaneval_2_routing.jsonl");
     ec_trace *t, *g;

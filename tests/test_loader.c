@@ -479,6 +479,50 @@ LOADER_TEST(replay_verifies_every_acquisition_under_every_policy)
     ec_trace_destroy(t);
 }
 
+/* 4-bit experts through the real path: the store holds q4 blocks, copies
+ * move those bytes (every acquisition checksummed on the device) and the
+ * q4 FFN runs on each slot. */
+LOADER_TEST(replay_moves_and_runs_q4_experts)
+{
+    ec_synth_opts so;
+    ec_synth_opts_default(&so);
+    so.n_layers = 4;
+    so.n_seqs = 1;
+    so.n_tokens = 10;
+    ec_trace *t = NULL;
+    cr_assert_eq(ec_synth_generate(&so, &t, NULL), EC_OK);
+    ec_backend *b = backend_or_skip(backend);
+    int32_t d = 64, ff = 96;
+    size_t bytes = ec_expert_bytes(EC_DTYPE_Q4, d, ff);
+    ec_store *s;
+    cr_assert_eq(ec_store_create(b, 4, 8, bytes, &s, NULL), EC_OK);
+    cr_assert_eq(ec_store_set_format(s, EC_DTYPE_Q4, d, ff), EC_OK);
+    cr_assert_eq(ec_store_fill_synthetic(s, 5, 1), EC_OK);
+    cr_assert_eq(ec_store_validate(s), EC_OK, "%s", ec_store_errmsg(s));
+    ec_replay_opts o = {0};
+    ec_loader_config_default(&o.loader);
+    o.loader.policy.kind = EC_POLICY_LRU;
+    o.loader.cache_per_layer = 3;
+    o.d_model = d;
+    o.d_ff = ff;
+    o.verify = 1;
+    ec_replay_result res;
+    ec_error err = {0};
+    cr_assert_eq(ec_replay_run(b, s, t, NULL, &o, &res, &err), EC_ERR_INVALID);
+    cr_assert(strstr(err.message, "f16 FFN 64 x 96 needs 36864 bytes per expert, the store has "
+                                  "10368"),
+              "%s", err.message);
+    o.dtype = EC_DTYPE_Q4;
+    cr_assert_eq(ec_replay_run(b, s, t, NULL, &o, &res, &err), EC_OK, "%s", err.message);
+    cr_assert_eq(res.tokens, 10);
+    cr_assert_eq(res.verify_failures, 0);
+    cr_assert_eq(res.verified, res.total.cache.acquires);
+    cr_assert(res.total.copies > 0);
+    ec_store_destroy(s);
+    ec_backend_destroy(b);
+    ec_trace_destroy(t);
+}
+
 /* ---- integrity stress ------------------------------------------------------------------ */
 
 /*

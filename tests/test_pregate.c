@@ -53,7 +53,7 @@ Test(pregate, host_fp32_and_fp16_match_the_reference)
     double ref[E];
     float p[E];
     reference(w, x, ref);
-    cr_assert_eq(ec_pregate_host(w, x, EC_DTYPE_F32, E, D, p), EC_OK);
+    cr_assert_eq(ec_pregate_host(w, x, EC_GATE_F32, E, D, p), EC_OK);
     double sum = 0;
     for (int e = 0; e < E; e++) {
         cr_assert(fabs(p[e] - ref[e]) <= 1e-6 * fmax(ref[e], 1e-3), "fp32 expert %d: %g vs %g", e,
@@ -67,7 +67,7 @@ Test(pregate, host_fp32_and_fp16_match_the_reference)
     for (int j = 0; j < D; j++)
         xf[j] = ec_half_to_float(xh[j]);
     reference(wf, xf, ref);
-    cr_assert_eq(ec_pregate_host(wh, xh, EC_DTYPE_F16, E, D, p), EC_OK);
+    cr_assert_eq(ec_pregate_host(wh, xh, EC_GATE_F16, E, D, p), EC_OK);
     for (int e = 0; e < E; e++)
         cr_assert(fabs(p[e] - ref[e]) <= 1e-6 * fmax(ref[e], 1e-3), "fp16 expert %d: %g vs %g", e,
                   p[e], ref[e]);
@@ -89,14 +89,14 @@ Test(pregate, topk_ranks_by_probability_lower_id_first_on_ties)
 Test(pregate, bad_arguments_are_refused)
 {
     float w[4] = {1, 2, 3, 4}, x[2] = {1, 1}, p[2];
-    cr_assert_eq(ec_pregate_host(NULL, x, EC_DTYPE_F32, 2, 2, p), EC_ERR_INVALID);
-    cr_assert_eq(ec_pregate_host(w, x, (ec_dtype)7, 2, 2, p), EC_ERR_INVALID);
-    cr_assert_eq(ec_pregate_host(w, x, EC_DTYPE_F32, 0, 2, p), EC_ERR_INVALID);
-    cr_assert_eq(ec_pregate_host(w, x, EC_DTYPE_F32, 2, 0, p), EC_ERR_INVALID);
+    cr_assert_eq(ec_pregate_host(NULL, x, EC_GATE_F32, 2, 2, p), EC_ERR_INVALID);
+    cr_assert_eq(ec_pregate_host(w, x, (ec_gate_dtype)7, 2, 2, p), EC_ERR_INVALID);
+    cr_assert_eq(ec_pregate_host(w, x, EC_GATE_F32, 0, 2, p), EC_ERR_INVALID);
+    cr_assert_eq(ec_pregate_host(w, x, EC_GATE_F32, 2, 0, p), EC_ERR_INVALID);
     float inf[4] = {INFINITY, 0, 0, 0};
-    cr_assert_eq(ec_pregate_host(inf, x, EC_DTYPE_F32, 2, 2, p), EC_ERR_RANGE);
+    cr_assert_eq(ec_pregate_host(inf, x, EC_GATE_F32, 2, 2, p), EC_ERR_RANGE);
     cr_assert(isnan(p[0]) && isnan(p[1]), "no half-written probabilities");
-    cr_assert_eq(ec_pregate_host(w, x, EC_DTYPE_F32, 2, 2, p), EC_OK);
+    cr_assert_eq(ec_pregate_host(w, x, EC_GATE_F32, 2, 2, p), EC_OK);
 }
 
 /* The stream path of a backend against the host reference. */
@@ -128,9 +128,9 @@ static void stream_matches_host(const char *name, double rel)
     cr_assert_eq(ec_stream_copy_h2d(s, dxh, xh, sizeof xh), EC_OK);
     for (int e = 0; e < 2 * E; e++)
         probs[e] = -1.0f;
-    cr_assert_eq(ec_stream_pregate(s, dw, dx, EC_DTYPE_F32, E, D, probs), EC_OK, "%s",
+    cr_assert_eq(ec_stream_pregate(s, dw, dx, EC_GATE_F32, E, D, probs), EC_OK, "%s",
                  ec_backend_errmsg(b));
-    cr_assert_eq(ec_stream_pregate(s, dwh, dxh, EC_DTYPE_F16, E, D, probs + E), EC_OK, "%s",
+    cr_assert_eq(ec_stream_pregate(s, dwh, dxh, EC_GATE_F16, E, D, probs + E), EC_OK, "%s",
                  ec_backend_errmsg(b));
     cr_assert_eq(ec_event_record(done, s), EC_OK);
     int fin = 0;
@@ -142,13 +142,13 @@ static void stream_matches_host(const char *name, double rel)
     if (!fin)
         cr_assert_eq(ec_event_sync(done), EC_OK);
     float host[2 * E];
-    cr_assert_eq(ec_pregate_host(w, x, EC_DTYPE_F32, E, D, host), EC_OK);
-    cr_assert_eq(ec_pregate_host(wh, xh, EC_DTYPE_F16, E, D, host + E), EC_OK);
+    cr_assert_eq(ec_pregate_host(w, x, EC_GATE_F32, E, D, host), EC_OK);
+    cr_assert_eq(ec_pregate_host(wh, xh, EC_GATE_F16, E, D, host + E), EC_OK);
     for (int e = 0; e < 2 * E; e++)
         cr_assert(fabsf(probs[e] - host[e]) <= rel * fmaxf(host[e], 1e-3f),
                   "%s %s expert %d: %g vs host %g", name, e < E ? "fp32" : "fp16", e % E,
                   probs[e], host[e]);
-    cr_assert_eq(ec_stream_pregate(s, dw, dx, EC_DTYPE_F32, 0, D, probs), EC_ERR_INVALID);
+    cr_assert_eq(ec_stream_pregate(s, dw, dx, EC_GATE_F32, 0, D, probs), EC_ERR_INVALID);
     ec_backend_host_free(b, probs);
     ec_backend_dev_free(b, dw);
     ec_backend_dev_free(b, dx);

@@ -529,7 +529,7 @@ Test(seed, extract_needs_a_dataset_when_a_problem_is_in_several)
 
 /* ---- the seed's acceptance numbers on the Mixtral trace ----------------------- */
 
-Test(seed, mixtral_extract_is_byte_identical_to_the_input_lines)
+Test(seed_real, mixtral_extract_is_byte_identical_to_the_input_lines)
 {
     const char *raw = TU_SHARED_OR_SKIP(MIXTRAL);
     const char *out = tu_tmpdir();
@@ -587,7 +587,7 @@ Test(seed, mixtral_extract_is_byte_identical_to_the_input_lines)
  *   OWN   expertcast's own output on the same journeys, pinned as a
  *         regression (the note gives no figure for it).
  */
-Test(seed, mixtral_acceptance_numbers)
+Test(seed_real, mixtral_acceptance_numbers)
 {
     const char *raw = TU_SHARED_OR_SKIP(MIXTRAL);
     const char *out = tu_tmpdir();
@@ -652,7 +652,7 @@ Test(seed, mixtral_acceptance_numbers)
  * writes from the same journeys (json.dump(indent=2): key order, the votes
  * object, float repr, no final newline). The hashes were taken from that
  * layout written by Python's json module, independently of expertcast. */
-Test(seed, mixtral_rules_files_are_byte_identical_to_the_seeds)
+Test(seed_real, mixtral_rules_files_are_byte_identical_to_the_seeds)
 {
     const char *raw = TU_SHARED_OR_SKIP(MIXTRAL);
     const char *out = tu_tmpdir();
@@ -686,7 +686,7 @@ Test(seed, mixtral_rules_files_are_byte_identical_to_the_seeds)
     }
 }
 
-Test(seed, mixtral_results_json_matches_the_seeds_format)
+Test(seed_real, mixtral_results_json_matches_the_seeds_format)
 {
     const char *raw = TU_SHARED_OR_SKIP(MIXTRAL);
     const char *out = tu_tmpdir();
@@ -724,7 +724,7 @@ Test(seed, mixtral_results_json_matches_the_seeds_format)
 
 /* ---- FLAME: 64 experts, top-6, 8 layers ----------------------------------------- */
 
-Test(seed, flame_runs_with_its_own_shape)
+Test(seed_real, flame_runs_with_its_own_shape)
 {
     const char *raw = TU_SHARED_OR_SKIP(FLAME);
     const char *out = tu_tmpdir();

@@ -163,7 +163,7 @@ Test(seed_cli, data_errors_exit_1_and_write_nothing)
     expect_cli(1, "not valid JSON", a);
 }
 
-Test(seed_cli, mixtral_workflow_prints_the_seeds_numbers)
+Test(seed_cli_real, mixtral_workflow_prints_the_seeds_numbers)
 {
     const char *raw = TU_SHARED_OR_SKIP(MIXTRAL);
     TMPDIR(d);
@@ -234,7 +234,7 @@ Test(seed_cli, mixtral_workflow_prints_the_seeds_numbers)
     free(out);
 }
 
-Test(seed_cli, flame_uses_64_experts_for_vs_random)
+Test(seed_cli_real, flame_uses_64_experts_for_vs_random)
 {
     const char *raw = TU_SHARED_OR_SKIP(FLAME);
     TMPDIR(d);

@@ -114,7 +114,7 @@ static void expect_levels(const ec_trace *train, const ec_trace *test,
     }
 }
 
-Test(seed_predict, mixtral_one_level_predictors_reproduce_the_seed)
+Test(seed_predict_real, mixtral_one_level_predictors_reproduce_the_seed)
 {
     const char *raw = TU_SHARED_OR_SKIP(MIXTRAL);
     const char *dir = tu_tmpdir();
@@ -153,7 +153,7 @@ Test(seed_predict, mixtral_one_level_predictors_reproduce_the_seed)
     ec_trace_destroy(test);
 }
 
-Test(seed_predict, mixtral_hybrid_is_level3_then_2_then_1_then_the_prior)
+Test(seed_predict_real, mixtral_hybrid_is_level3_then_2_then_1_then_the_prior)
 {
     const char *raw = TU_SHARED_OR_SKIP(MIXTRAL);
     const char *dir = tu_tmpdir();

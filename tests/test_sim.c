@@ -410,7 +410,7 @@ Test(profile, a_value_without_source_is_rejected_naming_file_and_field)
     cr_assert_eq(ec_hw_profile_load("/nonexistent/x.json", &hp, &err), EC_ERR_IO);
 }
 
-Test(mixtral, flame_and_a_deepseek_sized_trace_replay_without_code_changes)
+Test(mixtral_real, flame_and_a_deepseek_sized_trace_replay_without_code_changes)
 {
     const char *path = TU_SHARED_OR_SKIP("flame-moe-290m/pretrain_32x64_routing.jsonl");
     ec_trace *t;

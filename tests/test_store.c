@@ -146,3 +146,87 @@ Test(store, every_failed_allocation_is_reported_and_nothing_leaks)
     }
     cr_assert(completed, "the sequence never completed within 400 allocations");
 }
+
+/* ---- 4-bit experts ------------------------------------------------------------------- */
+
+Test(store, q4_format_sizes_synthetic_weights_and_validation)
+{
+    ec_backend *b = cpu();
+    int32_t d = 64, ff = 96;
+    size_t bytes = ec_expert_bytes(EC_DTYPE_Q4, d, ff);
+    ec_store *s;
+    cr_assert_eq(ec_store_create(b, 2, 3, bytes, &s, NULL), EC_OK);
+    cr_assert_eq(ec_store_format(s, NULL, NULL, NULL), 0);
+    cr_assert_eq(ec_store_validate(s), EC_ERR_STATE);
+    cr_assert_eq(ec_store_set_format(s, EC_DTYPE_F16, d, ff), EC_ERR_RANGE);
+    cr_assert(strstr(ec_store_errmsg(s), "has 36864 bytes, the store holds 10368 per expert"),
+              "%s", ec_store_errmsg(s));
+    cr_assert_eq(ec_store_set_format(s, EC_DTYPE_Q4, 48, ff), EC_ERR_RANGE);
+    cr_assert_eq(ec_store_set_format(s, EC_DTYPE_Q4, d, ff), EC_OK);
+    ec_dtype dt;
+    int32_t dm, df;
+    cr_assert_eq(ec_store_format(s, &dt, &dm, &df), 1);
+    cr_assert(dt == EC_DTYPE_Q4 && dm == d && df == ff);
+    cr_assert_eq(ec_store_fill_synthetic(s, 3, 2), EC_OK);
+    cr_assert_eq(ec_store_validate(s), EC_OK, "%s", ec_store_errmsg(s));
+    /* the synthetic scales are in [1/128, 1/64): every weight within 1/8 */
+    float *w = malloc(3 * (size_t)d * ff * sizeof *w);
+    cr_assert(w);
+    cr_assert_eq(ec_expert_dequantize(EC_DTYPE_Q4, ec_store_expert(s, 1, 2), d, ff, w, NULL),
+                 EC_OK);
+    float amax = 0;
+    for (size_t i = 0; i < 3 * (size_t)d * ff; i++)
+        amax = fmaxf(amax, fabsf(w[i]));
+    cr_assert(amax <= 0.125f && amax > 0.05f, "largest weight %g", amax);
+    free(w);
+    /* a NaN scale planted in layer 1 expert 0, W1 row 2 group 1 */
+    uint8_t *e = ec_store_expert(s, 1, 0);
+    e[(2 * 2 + 1) * 18 + 1] = 0x7e;
+    cr_assert_eq(ec_store_validate(s), EC_ERR_PARSE);
+    cr_assert(strstr(ec_store_errmsg(s),
+                     "layer 1 expert 0: q4 expert: W1 row 2 group 1 (blob offset 90): scale is NaN"),
+              "%s", ec_store_errmsg(s));
+    ec_store_destroy(s);
+    ec_backend_destroy(b);
+}
+
+Test(store, loading_a_q4_file_names_the_expert_and_field_of_bad_data)
+{
+    ec_backend *b = cpu();
+    int32_t d = 32, ff = 64, L = 2, E = 2;
+    size_t bytes = ec_expert_bytes(EC_DTYPE_Q4, d, ff), off = 5;
+    ec_store *src;
+    cr_assert_eq(ec_store_create(b, L, E, bytes, &src, NULL), EC_OK);
+    cr_assert_eq(ec_store_set_format(src, EC_DTYPE_Q4, d, ff), EC_OK);
+    cr_assert_eq(ec_store_fill_synthetic(src, 9, 1), EC_OK);
+    const char *dir = tu_tmpdir();
+    char path[512];
+    snprintf(path, sizeof path, "%s/q4.bin", dir);
+    FILE *f = fopen(path, "wb");
+    cr_assert(f);
+    fwrite("hdr..", 1, off, f);
+    for (int32_t l = 0; l < L; l++)
+        for (int32_t e = 0; e < E; e++) {
+            uint8_t *p = ec_store_expert(src, l, e);
+            if (l == 1 && e == 1) /* W2 (rows of 2 groups, from block 128) row 3 group 0: +Inf */
+                p[(128 + 6) * 18] = 0, p[(128 + 6) * 18 + 1] = 0x7c;
+            cr_assert_eq(fwrite(p, 1, bytes, f), bytes);
+        }
+    fclose(f);
+    ec_store *s;
+    cr_assert_eq(ec_store_create(b, L, E, bytes, &s, NULL), EC_OK);
+    cr_assert_eq(ec_store_load_file(s, path, off), EC_OK, "without a format bytes are bytes");
+    cr_assert_eq(ec_store_set_format(s, EC_DTYPE_Q4, d, ff), EC_OK);
+    cr_assert_eq(ec_store_load_file(s, path, off), EC_ERR_PARSE);
+    char want[1200];
+    snprintf(want, sizeof want,
+             "%s: layer 1 expert 1 (file byte %zu): q4 expert: W2 row 3 group 0 (blob offset "
+             "2412): scale is Inf",
+             path, off + 3 * bytes);
+    cr_assert(strstr(ec_store_errmsg(s), want), "%s\nwanted %s", ec_store_errmsg(s), want);
+    /* experts before the bad one loaded as they are */
+    cr_assert_eq(memcmp(ec_store_expert(s, 1, 0), ec_store_expert(src, 1, 0), bytes), 0);
+    ec_store_destroy(s);
+    ec_store_destroy(src);
+    ec_backend_destroy(b);
+}

@@ -213,7 +213,7 @@ Test(trace, write_then_load_round_trips)
     ec_trace_destroy(b);
 }
 
-Test(trace, loads_the_real_traces_of_every_shape)
+Test(trace_real, loads_the_real_traces_of_every_shape)
 {
     static const struct { const char *rel; int L, E, k, gates; size_t seqs; } real[] = {
         {"mixtral-8x7b-instruct/humaneval_2_routing.jsonl", 32, 8, 2, 1, 2},
@@ -234,7 +234,7 @@ Test(trace, loads_the_real_traces_of_every_shape)
     }
 }
 
-Test(trace, mixtral_trace_counts_match_its_readme)
+Test(trace_real, mixtral_trace_counts_match_its_readme)
 {
     const char *p = TU_SHARED_OR_SKIP("mixtral-8x7b-instruct/humaneval_2_routing.jsonl");
     ec_trace *t;

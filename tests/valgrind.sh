@@ -99,6 +99,13 @@ run 0 eval --help
 run 2 fit "$small" -p nosuch -o "$TMP/nosuch.json"
 run 1 fit "$small" -p ngram -o "$TMP/missing/model.json"
 run 1 fit tests/bad/expert_fraction.jsonl -p prior -o "$TMP/bad-model.json"
+# outputs: an input refused, special files, '-', links, a full stdout
+run 2 fit "$small" -p prior -o "$small"
+run 1 fit "$small" -p prior -o /dev/full
+run 0 fit "$small" -p prior -o -
+ln -s "$TMP/model-prior.json" "$TMP/link.json"
+run 0 fit "$small" -p prior -o "$TMP/link.json"
+run 1 fit tests/bad/messages/no_complete_token.jsonl -p prior -o "$TMP/none.json"
 
 # simulate (profiles by name and by path, JSON out) and the loader's replay on the cpu
 # backend, on a trace of flame-moe-290m's shape (8 layers, 64 experts, top-6)
@@ -113,6 +120,13 @@ run 0 simulate "$flame" --model flame-moe-290m --hardware h100-pcie5 --policy pr
   --predictor "$TMP/flame-ngram.json"
 run 1 simulate "$flame" --model flame-moe-290m --hardware h100-pcie5 --policy predict \
   --predictor tests/bad/predictor/prior_negative.json
+run 0 simulate "$flame" --model flame-moe-290m --hardware h100-pcie5 --policy lru,gated,oracle \
+  --cache-sized 128 --horizon 2
+run 0 reuse "$flame" --json "$TMP/reuse.json"
+run 0 reuse "$flame" -p none
+run 0 reuse --help
+run 2 reuse
+run 1 reuse "$small" -p prior --json "$TMP/missing/reuse.json"
 run 0 simulate --help
 # the runtime's guesses: a what-if copy, scored by eval, replayed and swept by simulate
 run 0 guesses "$flame" --recall 0.8 --ahead 2 --seed 5 -o "$TMP/flame-guesses.jsonl"

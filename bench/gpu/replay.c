@@ -5,9 +5,11 @@
  * Per token and layer: an attention stand-in kernel of fixed duration, the
  * router's choice from a routing trace (a file, or a synthetic trace made
  * here), ec_loader_observe, then per chosen expert ec_loader_acquire, the
- * real SwiGLU FFN kernel on the slot's fp16 weights, ec_loader_release.
+ * real SwiGLU FFN kernel on the slot's weights, ec_loader_release.
  * Default expert: d_model 4096 x d_ff 3584 in fp16 = 88,080,384 bytes, the
  * size of a 4-bit Mixtral expert (whose 4-bit GEMV reads as many bytes).
+ * --dtype q4 stores, copies and runs real 4-bit experts instead (Q4_0
+ * blocks, kernels/ffn_q4.cu): Mixtral's 4096 x 14336 is 99,090,432 bytes.
  *
  * Measured in the same run and written to the JSON: the device name, the
  * host->device peak of plain back-to-back cudaMemcpyAsync copies of one
@@ -31,22 +33,26 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 static const char *USAGE =
     "usage: gpu_replay [options]\n\n"
     "Options:\n"
     "  --backend NAME       cuda, cpu or auto (default cuda)\n"
-    "  --trace PATH         routing trace (raw JSONL); default data/sample_trace.jsonl when\n"
+    "  --trace PATH         routing trace (raw JSONL); default the bundled sample_trace.jsonl when\n"
     "                       present, else a synthetic Mixtral-shaped trace made here\n"
     "  --layers N           layers of the synthetic trace (default 32)\n"
     "  --synth-seqs N       sequences of the synthetic trace (default 4)\n"
     "  --synth-tokens N     tokens per synthetic sequence (default 96)\n"
     "  --d-model N          expert input/output width (default 4096)\n"
     "  --d-ff N             expert hidden width (default 3584: 88 MB fp16 experts)\n"
+    "  --dtype f16|q4       expert weight format (default f16; q4: multiples of 32)\n"
     "  --cache-experts N    device slots per layer (default 4 of 8)\n"
     "  --cache-global N     one pool of N slots instead\n"
-    "  --policies LIST      comma-separated (default on-demand,lru,predict,gated,oracle,resident)\n"
+    "  --policies LIST      comma-separated (default on-demand,lru,predict,gated,hybrid,oracle,\n"
+    "                       resident); hybrid's host runs the host expert kernel, whose\n"
+    "                       time (measured here) decides whether a miss goes to the host\n"
     "  --predictor NAME     for predict and gated (default temporal), fitted on the sequences\n"
     "                       not replayed\n"
     "  --horizon H          layers ahead to prefetch for (default 1)\n"
@@ -60,6 +66,7 @@ static const char *USAGE =
 
 typedef struct args {
     const char *backend, *trace, *policies, *predictor, *json;
+    ec_dtype dtype;
     int layers, synth_seqs, synth_tokens, d_model, d_ff, cache_experts, cache_global;
     int horizon, window, tokens, warmup, verify, threads;
     double attn_us;
@@ -78,7 +85,7 @@ static int die(const char *fmt, ...)
 
 static int parse(int argc, char **argv, args *a)
 {
-    *a = (args){.backend = "cuda", .policies = "on-demand,lru,predict,gated,oracle,resident",
+    *a = (args){.backend = "cuda", .policies = "on-demand,lru,predict,gated,hybrid,oracle,resident",
                 .predictor = "temporal", .layers = 32, .synth_seqs = 4, .synth_tokens = 96,
                 .d_model = 4096, .d_ff = 3584, .cache_experts = 4, .horizon = 1, .window = 2,
                 .tokens = 48, .warmup = 4, .threads = 16, .attn_us = 200};
@@ -102,6 +109,10 @@ static int parse(int argc, char **argv, args *a)
         else if (!strcmp(o, "--predictor")) a->predictor = v;
         else if (!strcmp(o, "--json")) a->json = v;
         else if (!strcmp(o, "--attn-us")) a->attn_us = atof(v);
+        else if (!strcmp(o, "--dtype")) {
+            if (ec_dtype_parse(v, &a->dtype))
+                return die("--dtype: '%s' is not f16 or q4", v);
+        }
         else if (!strcmp(o, "--layers")) iv = &a->layers;
         else if (!strcmp(o, "--synth-seqs")) iv = &a->synth_seqs;
         else if (!strcmp(o, "--synth-tokens")) iv = &a->synth_tokens;
@@ -125,6 +136,9 @@ static int parse(int argc, char **argv, args *a)
     }
     if (a->d_model < 1 || a->d_ff < 1 || a->layers < 1 || a->tokens < 1)
         return die("shapes and --tokens must be positive");
+    if (!ec_expert_bytes(a->dtype, a->d_model, a->d_ff))
+        return die("--d-model %d x --d-ff %d is not a valid %s shape (q4: multiples of 32)",
+                   a->d_model, a->d_ff, ec_dtype_name(a->dtype));
     if (a->cache_global)
         a->cache_experts = 0;
     return 0;
@@ -137,6 +151,8 @@ typedef struct calib {
     double copy_ms;     /* one copy, median of 5 */
     double attn_ms;     /* the attention stand-in, mean of 20 */
     double ffn_ms;      /* one expert FFN on resident weights, mean of 20 */
+    double host_ms;     /* one expert on the host (host kernel on the store), median of 3 */
+    double act_ms;      /* the layer input to the host and an output back, median of 5 */
 } calib;
 
 #define CK(call)                                                                                   \
@@ -146,6 +162,24 @@ typedef struct calib {
             goto out;                                                                              \
         }                                                                                          \
     } while (0)
+
+static double wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec * 1e-6;
+}
+
+static double median(double *v, int n)
+{
+    for (int i = 1; i < n; i++)
+        for (int j = i; j > 0 && v[j] < v[j - 1]; j--) {
+            double t = v[j];
+            v[j] = v[j - 1];
+            v[j - 1] = t;
+        }
+    return v[n / 2];
+}
 
 static ec_status calibrate(ec_backend *b, ec_store *st, const args *a, calib *c)
 {
@@ -195,14 +229,59 @@ static ec_status calibrate(ec_backend *b, ec_store *st, const args *a, calib *c)
     CK(ec_event_elapsed(e0, e1, &ms));
     c->attn_ms = ms / 20.0;
     /* dx holds whatever: the FFN's time does not depend on the values */
-    CK(ec_stream_ffn(q, dev, dx, dout, a->d_model, a->d_ff, dscr)); /* warm-up */
+    CK(ec_stream_expert_ffn(q, a->dtype, dev, dx, dout, a->d_model, a->d_ff, dscr)); /* warm-up */
     CK(ec_event_record(e0, q));
     for (int i = 0; i < 20; i++)
-        CK(ec_stream_ffn(q, dev, dx, dout, a->d_model, a->d_ff, dscr));
+        CK(ec_stream_expert_ffn(q, a->dtype, dev, dx, dout, a->d_model, a->d_ff, dscr));
     CK(ec_event_record(e1, q));
     CK(ec_event_sync(e1));
     CK(ec_event_elapsed(e0, e1, &ms));
     c->ffn_ms = ms / 20.0;
+    {
+        /* hybrid's host: the host expert kernel (every CPU) on the store's
+         * weights in their format, wall clock */
+        size_t d = (size_t)a->d_model;
+        uint16_t *hx = calloc(d, sizeof *hx);
+        float *hout = calloc(d, sizeof *hout), *hscr = calloc(d, sizeof *hscr);
+        ec_hostffn *hf = NULL;
+        double h[5];
+        if (!hx || !hout || !hscr || ec_hostffn_create(0, &hf, NULL)) {
+            free(hx);
+            free(hout);
+            free(hscr);
+            s = EC_ERR_NOMEM;
+            goto out;
+        }
+        for (int i = 0; i < 3; i++) {
+            double t0 = wall_ms();
+            if ((s = ec_hostffn_run(hf, a->dtype, src, hscr, hout, 1, a->d_model, a->d_ff)))
+                break;
+            h[i] = wall_ms() - t0;
+        }
+        ec_hostffn_destroy(hf);
+        if (s) {
+            free(hx);
+            free(hout);
+            free(hscr);
+            goto out;
+        }
+        c->host_ms = median(h, 3);
+        for (int i = 0; i < 5; i++) {
+            double t0 = wall_ms();
+            if ((s = ec_stream_copy_d2h(q, hx, dx, d * 2)) || (s = ec_stream_sync(q)) ||
+                (s = ec_stream_copy_h2d(q, dout, hout, d * 4)) || (s = ec_stream_sync(q)))
+                break;
+            h[i] = wall_ms() - t0;
+        }
+        c->act_ms = median(h, 5);
+        free(hx);
+        free(hout);
+        free(hscr);
+        if (s) {
+            fprintf(stderr, "gpu_replay: activation copies: %s\n", ec_backend_errmsg(b));
+            goto out;
+        }
+    }
 out:
     ec_backend_dev_free(b, dev);
     ec_backend_dev_free(b, dx);
@@ -242,8 +321,8 @@ static void write_json(FILE *f, const args *a, ec_backend *b, const ec_trace *t,
     ec_json_write_string(f, source);
     fprintf(f, ", \"layers\": %d, \"experts\": %d, \"k\": %d, \"sequences\": %zu},\n",
             (int)t->n_layers, (int)t->n_experts, (int)t->k, t->n_seqs);
-    fprintf(f, "  \"expert\": {\"d_model\": %d, \"d_ff\": %d, \"bytes\": %zu, \"dtype\": \"fp16\"},\n",
-            a->d_model, a->d_ff, bytes);
+    fprintf(f, "  \"expert\": {\"d_model\": %d, \"d_ff\": %d, \"bytes\": %zu, \"dtype\": \"%s\"},\n",
+            a->d_model, a->d_ff, bytes, a->dtype == EC_DTYPE_Q4 ? "q4_0" : "fp16");
     fprintf(f, "  \"cache_per_layer\": %d, \"cache_global\": %d, \"window\": %d, \"horizon\": %d,\n",
             a->cache_experts, a->cache_global, a->window, a->horizon);
     fputs("  \"predictor\": ", f);
@@ -256,10 +335,12 @@ static void write_json(FILE *f, const args *a, ec_backend *b, const ec_trace *t,
             "  \"measured\": {\"h2d_peak_gbps\": %.4f, \"h2d_peak_method\": \"10 back-to-back "
             "%s of one expert from %s memory on one stream, event-timed\", "
             "\"copy_ms\": %.5f, \"attn_ms\": %.5f, \"ffn_ms\": %.5f, \"layer_compute_ms\": "
-            "%.5f},\n",
+            "%.5f, \"host_ffn_ms\": %.5f, \"host_ffn_method\": \"the library's reference FFN "
+            "(scalar) on one expert in the store, wall clock, median of 3\", "
+            "\"host_act_ms\": %.5f},\n",
             c->peak_gbps, strcmp(ec_backend_name(b), "cuda") == 0 ? "cudaMemcpyAsync" : "memcpy",
             strcmp(ec_backend_name(b), "cuda") == 0 ? "pinned" : "host", c->copy_ms, c->attn_ms,
-            c->ffn_ms, c->attn_ms + t->k * c->ffn_ms);
+            c->ffn_ms, c->attn_ms + t->k * c->ffn_ms, c->host_ms, c->act_ms);
     fputs("  \"sim_model\": \"ec_sim_run on the replayed tokens: 1 copy engine, transfer = "
           "measured copy_ms, router = measured attn_ms, per expert = measured ffn_ms; its TPOT "
           "includes the warm-up tokens, so sim_rel_error compares it with tpot_all_ms. "
@@ -290,7 +371,8 @@ static void write_json(FILE *f, const args *a, ec_backend *b, const ec_trace *t,
                 "\"copy_gbps\": %.4f, \"copy_vs_peak\": %.4f, \"observe_us\": %.3f, "
                 "\"acquire_us\": %.3f, \"release_us\": %.3f, \"acquire_us_max\": %.3f, "
                 "\"wall_ms_per_token\": %.4f, \"verified\": %lld, \"verify_failures\": %lld, "
-                "\"tpot_all_ms\": %.5f, ",
+                "\"tpot_all_ms\": %.5f, \"host_runs_per_token\": %.3f, "
+                "\"host_ms_per_token\": %.4f, ",
                 r->tokens_measured, (long long)m->cache.acquires, r->tpot_ms,
                 r->stall_ms_per_token, r->hit_rate, r->resident_rate,
                 per_tok(m->copies, r->tokens_measured),
@@ -300,7 +382,8 @@ static void write_json(FILE *f, const args *a, ec_backend *b, const ec_trace *t,
                 c->peak_gbps > 0 ? r->copy_gbps / c->peak_gbps : 0, r->observe_us,
                 r->acquire_us, r->release_us, r->acquire_us_max,
                 r->wall_ms / (double)(r->tokens_measured ? r->tokens_measured : 1),
-                (long long)r->verified, (long long)r->verify_failures, r->tpot_all_ms);
+                (long long)r->verified, (long long)r->verify_failures, r->tpot_all_ms,
+                per_tok(r->host_runs, r->tokens_measured), r->host_ms_per_token);
         fprintf(f, "\"hit_rate_all\": %.5f, ",
                 r->total.cache.acquires
                     ? (double)(r->total.cache.hits + r->total.cache.inflight_hits) /
@@ -326,12 +409,14 @@ static void write_json(FILE *f, const args *a, ec_backend *b, const ec_trace *t,
 static void print_table(const args *a, ec_backend *b, const ec_trace *t, size_t bytes,
                         const calib *c, const row *rows, int n)
 {
-    printf("gpu_replay on %s (%s), %d layers x %d experts top-%d, expert %.1f MB fp16 "
+    printf("gpu_replay on %s (%s), %d layers x %d experts top-%d, expert %.1f MB %s "
            "(%d x %d)\n",
            ec_backend_name(b), ec_backend_device_name(b), (int)t->n_layers, (int)t->n_experts,
-           (int)t->k, (double)bytes / 1e6, a->d_model, a->d_ff);
-    printf("measured: h2d peak %.2f GB/s, one copy %.3f ms, attention %.3f ms, FFN %.3f ms\n",
-           c->peak_gbps, c->copy_ms, c->attn_ms, c->ffn_ms);
+           (int)t->k, (double)bytes / 1e6, a->dtype == EC_DTYPE_Q4 ? "q4_0" : "fp16", a->d_model,
+           a->d_ff);
+    printf("measured: h2d peak %.2f GB/s, one copy %.3f ms, attention %.3f ms, FFN %.3f ms; "
+           "host FFN %.3f ms, activations there and back %.3f ms\n",
+           c->peak_gbps, c->copy_ms, c->attn_ms, c->ffn_ms, c->host_ms, c->act_ms);
     printf("%-10s %9s %10s %7s %9s %8s %10s %10s %9s %9s %8s %8s\n", "policy", "TPOT ms",
            "stall ms", "hit%", "copy GB/s", "vs peak", "observe us", "acquire us", "all-tok",
            "sim TPOT", "sim err", "cal err");
@@ -443,7 +528,9 @@ static double simulate(const ec_trace *sub, const ec_predictor *pred, const args
     }
     ec_sim_timing tm = {.transfer_ms = c->copy_ms, .engines = 1, .compute_fixed_ms = 0,
                         .compute_per_expert_ms = c->ffn_ms, .router_ms = c->attn_ms,
-                        .predictor_ms = 0, .expert_bytes = (double)bytes};
+                        .predictor_ms = 0, .expert_bytes = (double)bytes,
+                        .host_lanes = 1, .host_stream_ms = c->host_ms,
+                        .host_d2h_ms = c->act_ms / 2, .host_h2d_ms = c->act_ms / 2};
     sim_all(sim, sub, a, &tm, rows, n, 0);
     /* The resident replay has no copies: what it takes beyond the modeled
      * compute is the host's per-layer overhead (router read-back, launches,
@@ -468,8 +555,9 @@ static ec_trace *load_or_synth(const args *a, const char **source)
     ec_trace *t = NULL;
     ec_error err = {0};
     const char *path = a->trace;
-    if (!path && access("data/sample_trace.jsonl", R_OK) == 0)
-        path = "data/sample_trace.jsonl";
+    static char sample[4096]; /* the bundled trace, found from any directory */
+    if (!path && ec_data_find("sample_trace.jsonl", sample, sizeof sample, NULL) == EC_OK)
+        path = sample;
     if (path) {
         *source = path;
         if (ec_trace_load(&path, 1, NULL, &t, &err))
@@ -496,7 +584,7 @@ int main(int argc, char **argv)
     ec_trace *t = load_or_synth(&a, &source);
     if (!t)
         return 1;
-    size_t bytes = ec_ffn_bytes(a.d_model, a.d_ff);
+    size_t bytes = ec_expert_bytes(a.dtype, a.d_model, a.d_ff);
     ec_error err = {0};
     ec_backend *b = NULL;
     ec_store *st = NULL;
@@ -519,6 +607,10 @@ int main(int argc, char **argv)
             ec_backend_name(b), ec_backend_device_name(b), host_need / 1e9);
     if (ec_store_create(b, t->n_layers, t->n_experts, bytes, &st, &err)) {
         rc = die("%s", err.message);
+        goto done;
+    }
+    if (ec_store_set_format(st, a.dtype, a.d_model, a.d_ff)) {
+        rc = die("%s", ec_store_errmsg(st));
         goto done;
     }
     ec_store_fill_synthetic(st, 1, a.threads);
@@ -564,12 +656,15 @@ int main(int argc, char **argv)
         o.loader.policy.horizon = a.horizon;
         o.loader.policy.transfer_ms = c.copy_ms;
         o.loader.policy.compute_ms = c.attn_ms + t->k * c.ffn_ms;
+        o.loader.policy.host_ms = c.host_ms;
+        o.loader.policy.host_act_ms = c.act_ms;
         o.loader.cache_per_layer = r->kind == EC_POLICY_RESIDENT ? t->n_experts : a.cache_experts;
         o.loader.cache_global = r->kind == EC_POLICY_RESIDENT ? 0 : a.cache_global;
         o.loader.issue_window = a.window;
         o.attn_us = a.attn_us;
         o.d_model = a.d_model;
         o.d_ff = a.d_ff;
+        o.dtype = a.dtype;
         o.max_tokens = (size_t)a.tokens;
         o.warmup_tokens = (size_t)a.warmup;
         o.verify = a.verify;

@@ -5,12 +5,19 @@
 #   1. unpacks the Debian packages carried in .deb/ (bench/gpu/fetch_debs.sh) into a
 #      private prefix with dpkg -x, and checks that a Criterion test links and runs;
 #   2. configures and builds with CUDA (Release, sm_${EC_CUDA_ARCH:-90});
-#   3. runs test_backend, test_loader (the CUDA cases, the 1M-operation integrity
-#      stress on CUDA included), the CUDA cases of test_pregate (the pre-gate kernel
-#      writing pinned host memory) and test_hints, and the README's decode-loop example;
+#   3. runs test_backend and test_loader (the CUDA cases, the 1M-operation integrity
+#      stress on CUDA included; test_backend's ffn_q4_matches_the_host_kernel checks the
+#      4-bit kernel against the host kernel), test_hostffn, the CUDA cases of test_pregate
+#      (the pre-gate kernel writing pinned host memory) and test_hints, and the README's
+#      decode-loop example;
 #   4. runs gpu_replay: 88 MB fp16 experts, 32 layers, 4 of 8 experts per layer, every
-#      policy, then a short replay that checksums every acquired slot on the device;
-#   5. time allowing, compute-sanitizer (memcheck, racecheck) over short loader tests.
+#      policy (hybrid included: its host runs the FFN on the host, timed in the run, so
+#      the host takes a miss only where that beats a copy), then a short replay that
+#      checksums every acquired slot on the device, then real 4-bit Mixtral-sized experts
+#      (q4_0, 4096 x 14336, 99 MB; 8 layers) with every acquired slot checksummed and the
+#      q4 kernel timed;
+#   5. bench_host_ffn: the host kernel's weight GB/s against the host's read bandwidth;
+#   6. time allowing, compute-sanitizer (memcheck, racecheck) over short loader tests.
 #
 # Everything goes under OUT ($1, else $OUT, else out/gpu): the JSON results, summary.txt,
 # run.log and logs.tar.gz with every other log (at most 8 files, as the device tool returns).
@@ -82,8 +89,8 @@ cmake -S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DEC_CUDA=ON \
   -DCMAKE_LIBRARY_PATH="$LIBDIR" \
   -DCMAKE_EXE_LINKER_FLAGS="-Wl,-rpath-link,$LIBDIR -Wl,-rpath,$LIBDIR" \
   > "$OUT/configure.log" 2>&1 || { tail -n 30 "$OUT/configure.log"; note "configure failed"; exit 1; }
-TARGETS=(expertcast gpu_replay example_decode_loop)
-[ "$TESTS" = ON ] && TARGETS+=(test_backend test_loader test_replay test_pregate test_hints)
+TARGETS=(expertcast gpu_replay example_decode_loop bench_host_ffn)
+[ "$TESTS" = ON ] && TARGETS+=(test_backend test_loader test_replay test_hostffn test_pregate test_hints)
 cmake --build "$BUILD" -j"$(nproc)" --target "${TARGETS[@]}" > "$OUT/build.log" 2>&1 \
   || { tail -n 40 "$OUT/build.log"; note "build failed"; exit 1; }
 note "built ${TARGETS[*]} in $(elapsed) s"
@@ -92,6 +99,7 @@ if [ "$TESTS" = ON ]; then
   run test_backend 120 "$BUILD/tests/test_backend" --verbose --jobs 4
   run test_loader 300 "$BUILD/tests/test_loader" --verbose --jobs 4
   run test_replay 60 "$BUILD/tests/test_replay" --verbose
+  run test_hostffn 60 "$BUILD/tests/test_hostffn" --verbose
   run test_pregate 60 "$BUILD/tests/test_pregate" --verbose --filter 'pregate_cuda/*'
   run test_hints 120 "$BUILD/tests/test_hints" --verbose --filter 'hints_cuda/*'
   grep -h -E "^\[(SKIP|FAIL)|stress on|Synthesis" "$OUT"/test_*.log | tee -a "$SUMMARY"
@@ -101,6 +109,11 @@ run example 60 "$BUILD/bench/example_decode_loop"
 run gpu_replay 300 "$BUILD/bench/gpu_replay" --trace data/sample_trace.jsonl --json "$OUT/replay.json"
 run gpu_replay_verify 120 "$BUILD/bench/gpu_replay" --layers 8 --tokens 12 --warmup 2 \
   --policies lru,predict,oracle --verify --json "$OUT/replay_verify.json"
+run gpu_replay_q4 150 "$BUILD/bench/gpu_replay" --dtype q4 --d-model 4096 --d-ff 14336 \
+  --layers 8 --tokens 16 --warmup 2 --policies lru,gated,oracle --verify \
+  --json "$OUT/replay_q4.json"
+run bench_host_ffn 90 sh -c "\"$BUILD/bench/bench_host_ffn\" --reps 5 --read-mb 1024 \
+  --pool-mb 512 > \"$OUT/host_ffn.json\""
 
 CS=$(command -v compute-sanitizer)
 NVCC_DIR=$(dirname "$(command -v nvcc 2>/dev/null || echo /usr/local/cuda/bin/nvcc)")

@@ -23,7 +23,9 @@
  *            (timing disabled unless asked), host buffers cudaHostAlloc'd,
  *            device buffers cudaMalloc'd. Available when the library was
  *            built with CUDA (EC_HAVE_CUDA) and a device exists.
- *   "auto" - cuda when it can be created, else cpu.
+ *   "auto" - cuda when it can be created, else cpu; the reason cuda was not
+ *            used is kept (ec_backend_fallback_reason) to be announced.
+ *            An explicit "cuda" never falls back: it fails with the reason.
  *
  * Errors: every call returns an ec_status; the backend keeps the message
  * of its last failure (ec_backend_errmsg), which for CUDA names the failing
@@ -39,6 +41,7 @@
 #define EXPERTCAST_BACKEND_H
 
 #include "expertcast/core.h"
+#include "expertcast/hostffn.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -62,6 +65,19 @@ ec_status ec_backend_create(const char *name, const ec_backend_opts *opts, ec_ba
 /* Waits for every stream of the backend to drain, then frees it. Every
  * stream, event and buffer of the backend must be destroyed first. */
 void ec_backend_destroy(ec_backend *b);
+/* ec_backend_destroy that reports: the first failed clean-up call of the
+ * backend's life (ec_backend_cleanup_status) or of the final drain (a
+ * device synchronize for cuda), with its message in err. b is freed in
+ * every case. */
+ec_status ec_backend_close(ec_backend *b, ec_error *err);
+/*
+ * Clean-up calls (ec_backend_host_free, _host_unregister, _dev_free,
+ * ec_stream_destroy, ec_event_destroy) return nothing; the first one that
+ * failed on this backend is kept here: its status (EC_OK when none) and,
+ * in *msg (may be NULL), its message naming the runtime call, e.g.
+ * "src/backend/cuda/cuda_backend.c:80: cudaFree failed: ...".
+ */
+ec_status ec_backend_cleanup_status(const ec_backend *b, const char **msg);
 
 /* "cpu" or "cuda". */
 const char *ec_backend_name(const ec_backend *b);
@@ -69,6 +85,10 @@ const char *ec_backend_name(const ec_backend *b);
 const char *ec_backend_device_name(const ec_backend *b);
 /* Message of the last failed call on this backend or its objects ("" if none). */
 const char *ec_backend_errmsg(const ec_backend *b);
+/* For a backend created as "auto" that is cpu: why cuda was not used (the
+ * message cuda's creation gave, e.g. "backend cuda: no CUDA device: ..."),
+ * for the caller to announce the fallback. "" otherwise. */
+const char *ec_backend_fallback_reason(const ec_backend *b);
 
 /* ---- memory --------------------------------------------------------------- */
 
@@ -133,6 +153,16 @@ ec_status ec_stream_host_fn(ec_stream *s, void (*fn)(void *arg), void *arg);
  */
 ec_status ec_stream_ffn(ec_stream *s, const void *w, const void *x, float *out, int32_t d_model,
                         int32_t d_ff, float *scratch);
+/*
+ * The same for weights in format dt (expertcast/hostffn.h): fp16 as
+ * ec_stream_ffn, or q4 blocks dequantized on the fly (cuda: one warp per
+ * row, each lane one 32-weight group at a time; d_model and d_ff multiples
+ * of 32, x 16-byte aligned). x stays fp16, out float, scratch float
+ * [d_ff]. Bytes read: ec_expert_bytes(dt, d_model, d_ff). The cpu backend
+ * runs the scalar reference (ec_hostffn_reference's arithmetic).
+ */
+ec_status ec_stream_expert_ffn(ec_stream *s, ec_dtype dt, const void *w, const void *x,
+                               float *out, int32_t d_model, int32_t d_ff, float *scratch);
 
 /* ---- events ---------------------------------------------------------------- */
 

@@ -37,7 +37,8 @@ typedef enum ec_status {
     EC_ERR_NO_DEVICE = 8,   /* no usable GPU */
     EC_ERR_CUDA = 9,        /* a CUDA runtime call failed */
     EC_ERR_NOT_FOUND = 10,  /* a named thing (predictor, profile...) is unknown */
-    EC_ERR_BUSY = 11        /* every candidate slot is pinned by pending work */
+    EC_ERR_BUSY = 11,       /* every candidate slot is pinned by pending work */
+    EC_ERR_NO_DATA = 12     /* the input holds nothing usable (no complete token) */
 } ec_status;
 
 /* A static, never-NULL English name for a status ("out of memory"...). */
@@ -74,15 +75,74 @@ typedef struct ec_allocator {
 void ec_set_allocator(const ec_allocator *a);
 
 /*
- * Atomic output files. ec_outfile_open creates "PATH.tmp.XXXXXX" beside
- * PATH and hands back a FILE* to write; ec_outfile_commit flushes, syncs
- * and renames it over PATH; ec_outfile_abort removes it. Either call frees
- * the handle. An interrupted writer therefore leaves PATH as it was.
+ * Output files. ec_outfile_open prepares PATH for writing and hands back a
+ * FILE* to write; ec_outfile_commit completes it; ec_outfile_abort drops
+ * what was written. Either call frees the handle.
+ *   - A regular file (new or existing) is written to a temporary
+ *     "NAME.ectmp.PID.XXXXXX" beside it (NAME shortened when needed, so that
+ *     any valid file name works); commit flushes, syncs and renames it over
+ *     PATH, abort removes it, so an interrupted writer leaves PATH as it was.
+ *     A rewritten file keeps its permission bits, and its owner and group
+ *     where the process may set them. An existing file this process may not
+ *     write is refused (as opening it would be), although the directory
+ *     would allow replacing it.
+ *   - A symbolic link is followed: its target is written (and replaced as
+ *     above); the link stays. A link to a missing file is refused.
+ *   - A file with several hard links is rewritten in place at commit, from
+ *     the complete temporary, so that every link sees the new contents; an
+ *     error during that copy can leave it incomplete (the message says so).
+ *   - A character device or FIFO (/dev/null, /dev/stdout, a named pipe) is
+ *     opened and written directly, never replaced; commit reports any write
+ *     error (/dev/full fails), abort cannot take back what was written.
+ *   - "-" is standard output: flushed (errors reported) but not closed.
+ *   - A directory, block device or socket is refused.
+ * The first open in a directory (per process) removes the temporaries of
+ * this naming left there by killed writers: those whose process is gone,
+ * owned by this user, untouched for a minute.
  */
 typedef struct ec_outfile ec_outfile;
 ec_status ec_outfile_open(const char *path, ec_outfile **out, FILE **fp, ec_error *err);
 ec_status ec_outfile_commit(ec_outfile *o, ec_error *err);
 void ec_outfile_abort(ec_outfile *o);
+
+/*
+ * Removes every temporary of an ec_outfile this process has open (at most
+ * 32 at once are tracked). Async-signal-safe: for a SIGINT/SIGTERM handler,
+ * which then lets the signal end the process.
+ */
+void ec_outfile_cleanup_signal(void);
+
+/*
+ * Refuses (EC_ERR_INVALID, naming both paths) an output that is the same
+ * file as one of the inputs, compared by device and inode, so that "./x",
+ * an absolute path, a hard link or a symbolic link to an input all count;
+ * and two outputs that are the same file (existing or to be created in the
+ * same directory under the same name). NULL and "-" (standard output)
+ * entries are skipped, and so are character devices and FIFOs, which no
+ * write destroys. Call it before reading any input.
+ */
+ec_status ec_outputs_check(const char *const *outputs, size_t n_out, const char *const *inputs,
+                           size_t n_in, ec_error *err);
+
+/*
+ * Data files shipped with expertcast (profiles/, sample_trace.jsonl): finds
+ * `rel` (e.g. "profiles/h100-pcie5.json") in these directories, in order:
+ *   1. $EXPERTCAST_DATA, when set and not empty;
+ *   2. the installation the running executable belongs to:
+ *      <directory of the executable>/../share/expertcast;
+ *   3. the source tree's data/ this library was built from (compiled in, so
+ *      that a build folder anywhere works without installing);
+ *   4. the configured install prefix's share/expertcast (compiled in).
+ * The current directory is not searched. Writes the first existing regular
+ * file's path into path[cap]. EC_ERR_NOT_FOUND (message listing the
+ * directories tried) when none has it.
+ */
+ec_status ec_data_find(const char *rel, char *path, size_t cap, ec_error *err);
+/* The i-th directory of that search order (0 <= i < EC_DATA_DIRS) into
+ * dir[cap]; 0 when there is none (variable unset, nothing compiled in), else
+ * 1. The directory need not exist. */
+#define EC_DATA_DIRS 4
+int ec_data_dir(int i, char *dir, size_t cap);
 
 #ifdef __cplusplus
 }

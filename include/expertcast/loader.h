@@ -23,6 +23,10 @@
  *       known complete, `stream` waits on the slot's ready event (device
  *       side: the host never blocks). The slot is pinned until release.
  *   expert kernels on `stream` read w
+ *   (policy hybrid: ec_loader_acquire_where(l, N, e, stream, &ref) instead
+ *   says where the expert runs: ref.where == EC_WHERE_DEVICE, ref.dev as
+ *   above; or EC_WHERE_HOST, ref.host the expert's weights in the store,
+ *   for the runtime's host kernel - no slot, no copy)
  *   ec_loader_release(l, N, e, stream)
  *       records the slot's released event on `stream` and unpins it. A
  *       copy that later overwrites the slot waits on that event on the copy
@@ -66,8 +70,10 @@ typedef struct ec_loader_config {
     int32_t history_depth;   /* earlier tokens of routing history kept for the predictor
                                 (raised to what the predictor's fit read) */
     int no_timing;           /* 1: no timing events (stall_ms and copy_ms stay 0) */
-    const char *record_path; /* write every observe as raw JSONL here (NULL: off) */
+    const char *record_path; /* write every observe as raw JSONL here (NULL: off; "-": stdout) */
     const ec_future *future; /* perfect knowledge, required by the oracle policy */
+    const ec_reuse_model *reuse_model; /* fitted reuse counts for gated's eviction (copied;
+                                          NULL: the stream alone calibrates it) */
 } ec_loader_config;
 
 /* Defaults: k 2, 4 slots per layer, policy lru with horizon 1, issue
@@ -79,16 +85,21 @@ void ec_loader_config_default(ec_loader_config *c);
  * it). predictor is borrowed and may be NULL (then the predict and gated
  * policies are refused). Allocates the slots on the device (EC_ERR_NOMEM
  * with a HINT when they do not fit), the copy stream and the events, and
- * opens the recording (written atomically when the loader is finished).
+ * starts the recording (checked to be creatable now; kept in memory and
+ * written as one output file when the loader is finished).
  * On failure *out is NULL and err says why.
  */
 ec_status ec_loader_create(ec_backend *b, ec_store *s, const ec_predictor *predictor,
                            const ec_loader_config *cfg, ec_loader **out, ec_error *err);
 
 /*
- * Waits for the copy stream, harvests the timing events and commits the
- * recording (rename into place). Returns the first error met. Idempotent;
- * the loader must not be used afterwards except for stats and destroy.
+ * Waits for the copy stream and for the readers of every slot, harvests
+ * the timing events and commits the recording (ec_outfile: written beside
+ * and renamed into place, or "-" for stdout). Returns the first error met.
+ * Idempotent; the loader must not be used afterwards except for stats and
+ * destroy. When a wait on the device failed (here or earlier), the slots'
+ * device memory is not freed by destroy: a kernel may still read it, so it
+ * is leaked on purpose, and the message says so.
  */
 ec_status ec_loader_finish(ec_loader *l);
 
@@ -149,8 +160,40 @@ ec_status ec_loader_hint(ec_loader *l, int32_t horizon, const int16_t *experts,
 ec_status ec_loader_acquire(ec_loader *l, int32_t layer, int32_t expert, ec_stream *stream,
                             void **dev_ptr);
 
+/* Where an expert of the current observation runs. */
+typedef enum ec_expert_where {
+    EC_WHERE_DEVICE = 0, /* in a device slot: run the device kernel on `dev` */
+    EC_WHERE_HOST = 1    /* on the host: run the host kernel on `host` */
+} ec_expert_where;
+
+typedef struct ec_expert_ref {
+    ec_expert_where where;
+    void *dev;          /* EC_WHERE_DEVICE: the slot's device address, ordered after its
+                           copy for kernels on the acquiring stream; else NULL */
+    const void *host;   /* EC_WHERE_HOST: the expert's weights in the store (host
+                           memory, ec_store_expert); else NULL */
+    size_t bytes;       /* the expert's bytes */
+} ec_expert_ref;
+
+/*
+ * Like ec_loader_acquire, and tells where the expert runs. The policy
+ * hybrid runs some misses on the host (ec_policy_on_host): those get
+ * EC_WHERE_HOST and the store's host copy of the weights; the runtime
+ * computes them with its host kernel (the activations go to the host and
+ * the output comes back on its own streams). Every other expert gets
+ * EC_WHERE_DEVICE exactly as ec_loader_acquire gives it. Either way release
+ * it with ec_loader_release once its work is submitted (for a host expert:
+ * once the host kernel has read the weights; nothing is recorded on the
+ * stream). ec_loader_acquire refuses a host expert (EC_ERR_STATE), so a
+ * runtime unaware of hosts never computes one from a wrong slot.
+ */
+ec_status ec_loader_acquire_where(ec_loader *l, int32_t layer, int32_t expert, ec_stream *stream,
+                                  ec_expert_ref *out);
+
 /* The kernels on `stream` that read (layer, expert) are all submitted:
- * records the slot's released event on stream and unpins it. */
+ * records the slot's released event on stream and unpins it. A host
+ * expert (ec_loader_acquire_where) has no slot: only its acquire is
+ * closed. */
 ec_status ec_loader_release(ec_loader *l, int32_t layer, int32_t expert, ec_stream *stream);
 
 /*
@@ -183,6 +226,7 @@ typedef struct ec_loader_stats {
     int64_t waits_timed;     /* waits measured so far */
     double stall_ms;         /* measured time reader streams sat waiting (ms) */
     int64_t hints;           /* ec_loader_hint calls accepted */
+    int64_t host_acquires;   /* hybrid: experts handed to the host kernel */
 } ec_loader_stats;
 
 /* Copies the statistics gathered so far (call ec_loader_sync first for

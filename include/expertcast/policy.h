@@ -11,7 +11,8 @@
  *     of prefetches, so that a demand can overtake and a stale prefetch can
  *     be cancelled before it spends bandwidth;
  *   - ec_policy: the rules (on-demand, lru, lfu, predict, gated, oracle,
- *     resident) that fill the queue and choose victims.
+ *     resident, hybrid) that fill the queue, choose victims and (hybrid)
+ *     say which misses run on the host instead of being copied.
  *
  * Time is counted in "steps": step = token * n_layers + layer, the position
  * of one layer of one token in the decode stream. The caller (loader or
@@ -22,6 +23,9 @@
 
 #include "expertcast/core.h"
 #include "expertcast/predict.h"
+#include "expertcast/trace.h"
+
+#include <stdio.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -66,6 +70,10 @@ typedef struct ec_cache_stats {
     int64_t evictions;       /* occupants dropped (a transfer into their slot started,
                                 or on-demand's release) */
     int64_t loads;           /* transfers started (demand + prefetch) */
+    int64_t host_runs;       /* hybrid: misses run on the host instead of copied
+                                (counted in misses too) */
+    int64_t copy_behinds;    /* hybrid: host-run experts queued for a background copy
+                                (started ones count as prefetches) */
 } ec_cache_stats;
 
 typedef struct ec_cache ec_cache;
@@ -89,6 +97,33 @@ int32_t ec_cache_find(const ec_cache *c, int32_t layer, int32_t expert);
 void ec_cache_pool(const ec_cache *c, int32_t layer, int32_t *first, int32_t *n);
 const ec_cache_stats *ec_cache_stats_get(const ec_cache *c);
 
+/*
+ * Sizes the one pool per layer (a global cache only): quota[l] slots for
+ * layer l, summing to the pool's slots (each in [0, n_experts]). Victims
+ * then keep the partition: a layer below its quota takes a slot of a layer
+ * above its own (or an empty one), a layer at or above it replaces one of
+ * its own; only when no such slot can be evicted does a victim come from
+ * anywhere. The partition may change at any time (it is reached as slots
+ * change hands) - the shape of per-layer pools of unequal sizes in one
+ * allocation. NULL clears. EC_ERR_INVALID for a per-layer cache or sizes
+ * that do not add up.
+ */
+ec_status ec_cache_set_quotas(ec_cache *c, const int32_t *quota);
+/* Layer's quota, or -1 without quotas. */
+int32_t ec_cache_quota(const ec_cache *c, int32_t layer);
+
+/*
+ * Per-layer pool sizes from a use profile: replays the sequences of t with
+ * seq_mask set (NULL: all), measures for every layer how many uses an LRU
+ * pool of each size would hit (stack distances, per sequence), and gives
+ * `total` slots out one at a time to the layer that gains the most hits,
+ * starting from min_per_layer each (ties: the lower layer). Writes
+ * sizes[n_layers]. total must lie in [min_per_layer x layers, layers x
+ * experts]. err may be NULL.
+ */
+ec_status ec_cache_size_layers(const ec_trace *t, const uint8_t *seq_mask, int32_t total,
+                               int32_t min_per_layer, int32_t *sizes, ec_error *err);
+
 /* ---- transfer queue ----------------------------------------------------- */
 
 typedef struct ec_transfer {
@@ -109,6 +144,72 @@ int ec_queue_pop(ec_queue *q, ec_transfer *out);
 /* The i-th transfer in pop order (O(i)), or NULL past the end. */
 const ec_transfer *ec_queue_at(const ec_queue *q, int32_t i);
 
+/* ---- reuse model ---------------------------------------------------------- */
+
+/*
+ * What eviction needs to know: for an expert of a layer, the probability
+ * that the layer uses it again within the next 1, 2, 4 and 8 tokens, from
+ * its recency, its uses over the last 16 tokens and a predictor's vote for
+ * the next token (which reads this token's routing so far). The model is a
+ * table of counts per feature cell, fitted by replaying training
+ * sequences; a policy adds the counts of the running stream to it
+ * (calibration on the stream) and gated evicts by it (reuse.c).
+ */
+typedef struct ec_reuse_model ec_reuse_model;
+
+ec_status ec_reuse_model_create(int32_t n_layers, int32_t n_experts, int32_t k,
+                                ec_reuse_model **out);
+void ec_reuse_model_destroy(ec_reuse_model *m);
+/*
+ * Fits on the sequences of t with seq_mask[i] != 0 (NULL: all), each
+ * replayed token by token with its own history through pred (borrowed, may
+ * be NULL: no vote) - pass a predictor fitted on the same training
+ * sequences. Replaces what an earlier fit counted. err may be NULL.
+ */
+ec_status ec_reuse_model_fit(ec_reuse_model *m, const ec_trace *t, const uint8_t *seq_mask,
+                             const ec_predictor *pred, ec_error *err);
+/* Cases (layer, expert, token) the fit counted at horizon 1. */
+int64_t ec_reuse_model_n_cases(const ec_reuse_model *m);
+
+/* Horizons of the reuse model, in tokens. */
+#define EC_REUSE_N_HORIZONS 4
+#define EC_REUSE_N_VARIANTS 5
+
+/*
+ * Held-out evaluation of the reuse model: every sequence is replayed with
+ * a predictor and a reuse model fitted on the other sequences only; every
+ * (token, layer, expert) whose outcome within n tokens is known is a case.
+ * Variants, all fitted the same way: "recency" (age alone), "recency+uses",
+ * "full" (age, uses and the predictor's vote), "full, fit only" (no
+ * calibration on the stream) and "full, stream only" (no fit: what gated
+ * had before a fitted model). Brier score and AUC of "used within n" per
+ * horizon; intervals are 95 % bootstraps over the test sequences (1000
+ * resamples, seed fixed). AUC is computed over 1000 score bins (ties
+ * within a bin count half).
+ */
+typedef struct ec_reuse_eval_result {
+    const char *variant;
+    int64_t n[EC_REUSE_N_HORIZONS];
+    double base_rate[EC_REUSE_N_HORIZONS]; /* share of cases used within n */
+    double brier[EC_REUSE_N_HORIZONS], brier_lo[EC_REUSE_N_HORIZONS],
+        brier_hi[EC_REUSE_N_HORIZONS];
+    double auc[EC_REUSE_N_HORIZONS], auc_lo[EC_REUSE_N_HORIZONS], auc_hi[EC_REUSE_N_HORIZONS];
+} ec_reuse_eval_result;
+
+typedef struct ec_reuse_eval_report {
+    const char *predictor;   /* the vote's predictor name */
+    int32_t n_seqs;          /* folds: each sequence held out once */
+    int64_t n_tokens;        /* tokens replayed (complete rows) */
+    int32_t horizons[EC_REUSE_N_HORIZONS];
+    ec_reuse_eval_result v[EC_REUSE_N_VARIANTS];
+} ec_reuse_eval_report;
+
+/* Needs at least 2 sequences. opts may be NULL; err may be NULL. */
+ec_status ec_reuse_eval(const ec_trace *t, const char *predictor, const ec_predictor_opts *opts,
+                        ec_reuse_eval_report *out, ec_error *err);
+/* Writes the report as JSON to f. */
+ec_status ec_reuse_eval_write_json(const ec_reuse_eval_report *r, FILE *f, ec_error *err);
+
 /* ---- policy ------------------------------------------------------------- */
 
 typedef enum ec_policy_kind {
@@ -118,13 +219,25 @@ typedef enum ec_policy_kind {
     EC_POLICY_PREDICT,       /* prefetch the predictor's top experts, evict LRU */
     EC_POLICY_GATED,         /* prefetch only when expected gain > expected cost;
                                 prefetch victims by predicted reuse, demand
-                                victims by recency unless calibrated predicted
-                                reuse clearly says otherwise (plan.c, reuse.c) */
+                                victims by the reuse model where it clearly
+                                beats recency, admission through a scratch
+                                slot (plan.c, reuse.c) */
     EC_POLICY_ORACLE,        /* perfect knowledge: Belady eviction, perfect prefetch */
-    EC_POLICY_RESIDENT       /* every expert on the device */
+    EC_POLICY_RESIDENT,      /* every expert on the device */
+    EC_POLICY_HYBRID         /* gated, and a miss runs on the host instead of being
+                                copied when the cost model says that finishes
+                                sooner; an expert run on the host is copied behind,
+                                for later reuse, only when its calibrated reuse pays
+                                for the slot (hybrid.c) */
 } ec_policy_kind;
 
+/* Number of policy kinds (one past the last). */
+#define EC_POLICY_N_KINDS (EC_POLICY_HYBRID + 1)
+
 const char *ec_policy_kind_name(ec_policy_kind k);
+/* 1 for the policies that read a predictor and a horizon (predict, gated),
+ * else 0. */
+int ec_policy_kind_predicts(ec_policy_kind k);
 /* Parses "on-demand", "lru", ... EC_ERR_NOT_FOUND for an unknown name. */
 ec_status ec_policy_kind_parse(const char *name, ec_policy_kind *out);
 
@@ -139,6 +252,14 @@ typedef struct ec_policy_config {
     double transfer_ms;  /* one expert over the link, latency included (ms) */
     double compute_ms;   /* one step: router overhead + layer compute (ms), the lead
                             time one step of horizon buys */
+    /* Host execution, for hybrid (from the hardware profile's host facts). */
+    double host_ms;      /* one expert run on the host for one step of the batch: its
+                            weights streamed once through the host's memory (ms);
+                            0: the host runs no expert, and hybrid decides exactly
+                            as gated */
+    double host_act_ms;  /* the step's activations to the host and the host experts'
+                            summed output back, once per step that runs any (ms) */
+    int32_t copy_engines; /* transfers in flight at once, sharing the link (0: 1) */
 } ec_policy_config;
 
 /*
@@ -174,6 +295,11 @@ const ec_policy_config *ec_policy_config_get(const ec_policy *p);
 /* Swaps the borrowed predictor (e.g. one fitted without the sequence about
  * to be replayed). NULL is allowed only for kinds that do not predict. */
 ec_status ec_policy_set_predictor(ec_policy *p, const ec_predictor *predictor);
+
+/* Gives the policy the counts of a fitted reuse model (copied; NULL:
+ * none, the stream alone calibrates). gated evicts by it. Keeps what the
+ * stream has counted. EC_ERR_INVALID when the shapes differ. */
+ec_status ec_policy_set_reuse_model(ec_policy *p, const ec_reuse_model *m);
 
 /* Empties cache and queue and zeroes the stats (resident: refilled). */
 void ec_policy_reset(ec_policy *p);
@@ -219,6 +345,24 @@ ec_status ec_policy_observe_batch(ec_policy *p, int64_t step, int32_t layer,
  * queued prefetches and plans again (uses are not counted twice).
  */
 void ec_policy_forget_predictions(ec_policy *p);
+
+/*
+ * hybrid: how busy the lanes are when the next observation's router has
+ * decided - the wait (ms) until the link can start a new copy and until the
+ * host can start a new expert. The caller (the simulator knows them; a
+ * loader estimates them) sets them before each observe of a new step; they
+ * stay 0 until set. Other kinds ignore them. The policy itself keeps no
+ * clock: these are its only view of time besides the config's costs.
+ */
+void ec_policy_set_lanes(ec_policy *p, double link_wait_ms, double host_wait_ms);
+
+/*
+ * hybrid: 1 when the current observation runs (layer, expert) on the host:
+ * it has no slot (do not acquire it); the caller computes it from the host
+ * copy of the weights. 0 otherwise (acquire it on the device), and always
+ * for other kinds.
+ */
+int ec_policy_on_host(const ec_policy *p, int32_t layer, int32_t expert);
 
 /* The caller started transfer t (popped from the queue): slot LOADING, the
  * slot's previous occupant is gone for good. */

@@ -150,6 +150,19 @@ const char *ec_predictor_errmsg(const ec_predictor *p);
 ec_status ec_predictor_fit(ec_predictor *p, const ec_trace *t, const uint8_t *seq_mask);
 
 /*
+ * Creates predictor `name` (opts may be NULL) fitted on the sequences of t
+ * that are not held out (held_out[i] != 0 holds sequence i out; NULL: none),
+ * so that replaying the held-out ones measures it without leakage. When
+ * every sequence is held out there is nothing else to fit on: it is fitted
+ * on all of them and *in_sample (may be NULL) is set to 1 - its figures are
+ * then optimistic and must be reported as in-sample; else *in_sample is 0.
+ * On failure *out is NULL and err names the predictor.
+ */
+ec_status ec_predictor_create_heldout(const char *name, const ec_predictor_opts *opts,
+                                      const ec_trace *t, const uint8_t *held_out,
+                                      ec_predictor **out, int *in_sample, ec_error *err);
+
+/*
  * Earlier tokens the predictor reads (opts.tokens_back, 0 when it reads
  * none): create the ec_history passed to predict with at least this depth,
  * or the prediction sees less than the fit did.
@@ -171,8 +184,9 @@ int32_t ec_predictor_n_experts(const ec_predictor *p);
 int ec_predictor_predict(const ec_predictor *p, const ec_history *h, int32_t horizon,
                          float *probs);
 
-/* Saves to / loads from a JSON file (atomically written). A rules file from
- * "expertcast rules create" loads as the seed predictors' tables. */
+/* Saves to / loads from a JSON file (written as an ec_outfile: atomically,
+ * "-" for stdout). Load refuses a file whose "version" is not 1. A rules
+ * file from "expertcast rules create" loads as the seed predictors' tables. */
 ec_status ec_predictor_save(const ec_predictor *p, const char *path, ec_error *err);
 ec_status ec_predictor_load(const char *path, ec_predictor **out, ec_error *err);
 
@@ -181,6 +195,26 @@ ec_status ec_predictor_load(const char *path, ec_predictor **out, ec_error *err)
  * expert id. Never allocates.
  */
 void ec_rank(const float *probs, int32_t n, int32_t *idx, int32_t m);
+
+/* ---- the seed's rules as predictors ---------------------------------------------------------- */
+
+/*
+ * The predictors "seed-l1" ... "seed-l4" (horizon 1), "seed-l5" (skip rules,
+ * horizons 2, 4, 8) and "hybrid" (level3 -> level2 -> level1 -> layer
+ * prior at horizon 1, skip rule -> prior at 2, 4, 8; always answers) are
+ * created and fitted with ec_predictor_create / ec_predictor_fit like any
+ * other predictor.
+ *
+ * This loads a rules JSON (from "rules create" or the seed's
+ * create_rules.py) as the seed predictor `name` (NULL: "hybrid"); the
+ * shape is the rules' (ec_seed_rules_load, expertcast/seed.h). A rules file holds no layer
+ * frequencies, so the prior (hybrid's last resort, and the rest of every
+ * distribution) is uniform. ec_predictor_load calls this with "hybrid" for
+ * a file that has "level1" and no "format". EC_ERR_INVALID for a name that
+ * is not a seed predictor.
+ */
+ec_status ec_predictor_load_seed_rules(const char *path, const char *name, ec_predictor **out,
+                                       ec_error *err);
 
 #ifdef __cplusplus
 }

@@ -26,10 +26,12 @@
 extern "C" {
 #endif
 
-typedef enum ec_dtype {
-    EC_DTYPE_F32 = 0, /* float */
-    EC_DTYPE_F16 = 1  /* IEEE half, as uint16_t */
-} ec_dtype;
+/* The router's and the hidden state's element type (the experts' weight
+ * formats are ec_dtype, hostffn.h). */
+typedef enum ec_gate_dtype {
+    EC_GATE_F32 = 0, /* float */
+    EC_GATE_F16 = 1  /* IEEE half, as uint16_t */
+} ec_gate_dtype;
 
 /* Largest number of experts the pre-gate helpers take. */
 #define EC_PREGATE_MAX_EXPERTS 4096
@@ -42,7 +44,7 @@ typedef enum ec_dtype {
  * EC_ERR_RANGE and every probability NaN (the stream paths, which cannot
  * return a status, leave NaN too). Never allocates.
  */
-ec_status ec_pregate_host(const void *w, const void *x, ec_dtype dt, int32_t n_experts,
+ec_status ec_pregate_host(const void *w, const void *x, ec_gate_dtype dt, int32_t n_experts,
                           int32_t d, float *probs);
 
 /*
@@ -61,7 +63,7 @@ int32_t ec_pregate_topk(const float *probs, int32_t n_experts, int32_t k, int16_
  * Float accumulation on cuda (matches the host reference to ~1e-5
  * relative); one thread block per call, meant for router-sized GEMVs.
  */
-ec_status ec_stream_pregate(ec_stream *s, const void *w, const void *x, ec_dtype dt,
+ec_status ec_stream_pregate(ec_stream *s, const void *w, const void *x, ec_gate_dtype dt,
                             int32_t n_experts, int32_t d, float *probs_host);
 
 #ifdef __cplusplus

@@ -42,8 +42,13 @@ typedef struct ec_replay_opts {
     ec_loader_config loader; /* cache, policy, window...; k is set from the trace */
     double attn_us;          /* attention stand-in per layer (us) */
     double ffn_us;           /* FFN stand-in per expert (us) when d_model is 0 */
-    int32_t d_model, d_ff;   /* > 0: run the real FFN; the store must hold fp16 weights of
-                                ec_ffn_bytes(d_model, d_ff) bytes per expert */
+    double host_ffn_us;      /* policy hybrid, d_model 0: host time of an expert the loader
+                                runs on the host (us, spent by the calling thread); with
+                                d_model > 0 the host runs the FFN on the store's weights
+                                (the layer's input brought to the host once) */
+    int32_t d_model, d_ff;   /* > 0: run the real FFN; the store must hold weights of
+                                ec_expert_bytes(dtype, d_model, d_ff) bytes per expert */
+    ec_dtype dtype;          /* their format (0: EC_DTYPE_F16) */
     size_t max_tokens;       /* complete rows replayed at most (0: all) */
     size_t warmup_tokens;    /* first tokens left out of the measured figures */
     int verify;              /* checksum every acquired slot on the compute stream and
@@ -73,6 +78,8 @@ typedef struct ec_replay_result {
     double acquire_us_max;    /* slowest single layer's acquires */
     int64_t verified;         /* acquisitions checksummed */
     int64_t verify_failures;  /* of which the slot did not hold the expert's weights */
+    int64_t host_runs;        /* hybrid: expert uses run on the host, measured tokens */
+    double host_ms_per_token; /* host wall time of those runs (input, FFN, output) */
 } ec_replay_result;
 
 /*
@@ -84,6 +91,14 @@ typedef struct ec_replay_result {
 ec_status ec_replay_run(ec_backend *b, ec_store *s, const ec_trace *t,
                         const ec_predictor *predictor, const ec_replay_opts *o,
                         ec_replay_result *out, ec_error *err);
+
+/*
+ * Milliseconds to copy one expert of s host -> device on b: the median of 5
+ * timed copies (experts of layer 0 in turn) on a stream of its own. This is
+ * the transfer cost the gated policy weighs when no other is given. On
+ * failure err names the backend call that failed.
+ */
+ec_status ec_replay_measure_copy_ms(ec_backend *b, ec_store *s, double *ms, ec_error *err);
 
 #ifdef __cplusplus
 }

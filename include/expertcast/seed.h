@@ -23,7 +23,6 @@
 #define EXPERTCAST_SEED_H
 
 #include "expertcast/core.h"
-#include "expertcast/predict.h"
 #include "expertcast/trace.h"
 
 #include <stdio.h>
@@ -220,25 +219,9 @@ ec_status ec_seed_eval_write(const ec_seed_eval *e, const ec_seed_rules *r,
                              const char *rules_file, const char *timestamp, FILE *f,
                              ec_error *err);
 
-/* ---- as predictors ---------------------------------------------------------- */
-
-/*
- * The predictors "seed-l1" ... "seed-l4" (horizon 1), "seed-l5" (skip rules,
- * horizons 2, 4, 8) and "hybrid" (level3 -> level2 -> level1 -> layer
- * prior at horizon 1, skip rule -> prior at 2, 4, 8; always answers) are
- * created and fitted with ec_predictor_create / ec_predictor_fit like any
- * other predictor (see expertcast/predict.h).
- *
- * This loads a rules JSON (from "rules create" or the seed's
- * create_rules.py) as the seed predictor `name` (NULL: "hybrid"); the
- * shape is the rules' (ec_seed_rules_load). A rules file holds no layer
- * frequencies, so the prior (hybrid's last resort, and the rest of every
- * distribution) is uniform. ec_predictor_load calls this with "hybrid" for
- * a file that has "level1" and no "format". EC_ERR_INVALID for a name that
- * is not a seed predictor.
- */
-ec_status ec_predictor_load_seed_rules(const char *path, const char *name, ec_predictor **out,
-                                       ec_error *err);
+/* The seed's rules as predictors ("seed-l1" ... "seed-l5", "hybrid") are in
+ * expertcast/predict.h: the predict module builds on this one, never the
+ * other way round. */
 
 #ifdef __cplusplus
 }

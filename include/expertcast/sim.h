@@ -19,6 +19,14 @@
  *   compute starts once every needed expert is READY, and takes
  *   fixed + per_expert * (experts used);
  *   stall = compute start - router time.
+ * With host lanes (hybrid only): an expert the policy runs on the host
+ * starts on the earliest free lane once the activations are on the host
+ * and takes ec_sim_host_ms; the output returns host_h2d_ms after the
+ * step's last host expert is done. The activations leave for the host
+ * when the router starts (they are its input), so they arrive
+ * max(0, host_d2h_ms - router_ms) after the router's decision. The device computes only the experts on the device; the
+ * step ends when both are done, and its stall is the time beyond the
+ * device's own compute.
  * Everything is deterministic: the same inputs give bit-identical results.
  */
 #ifndef EXPERTCAST_SIM_H
@@ -58,6 +66,14 @@ typedef struct ec_hw_profile {
     double predictor_us;       /* one prediction round (us), for predicting policies */
     double compute_fixed_ms;   /* < 0: derived from the model's bytes and hbm_gbs */
     double compute_per_expert_ms; /* < 0: derived */
+    /* The host's facts, for running experts on the host (policy hybrid).
+     * Optional as a group: a profile without them loads with has_host 0
+     * (host execution unavailable); one that gives some must give all. */
+    int has_host;
+    int32_t host_cores;        /* cores the host kernel spreads an expert over */
+    double host_read_gbs;      /* host memory read bandwidth a streaming GEMV reaches (1e9 B/s) */
+    double host_act_d2h_us;    /* one token's activations device -> host (us) */
+    double host_act_h2d_us;    /* the expert's output host -> device (us) */
 } ec_hw_profile;
 
 /*
@@ -69,6 +85,23 @@ ec_status ec_model_profile_load(const char *path, const char *dtype, ec_model_pr
                                 ec_error *err);
 ec_status ec_hw_profile_load(const char *path, ec_hw_profile *out, ec_error *err);
 
+/*
+ * Finds a profile by path or name. `name` is a file path when it contains a
+ * '/' or names an existing file; otherwise NAME.json is looked up in
+ * $EXPERTCAST_PROFILES (when set), then in profiles/ of the data
+ * directories (ec_data_find: $EXPERTCAST_DATA, the executable's
+ * installation, the source tree, the install prefix). For a model
+ * (is_model 1) NAME-DTYPE also names dtype DTYPE of NAME.json: then
+ * dtype[EC_PROFILE_NAME_MAX] (may be NULL) receives "DTYPE", else "".
+ * path[cap] receives the file. EC_ERR_NOT_FOUND when there is none, with a
+ * message listing the model (or hardware) profiles that are there.
+ */
+ec_status ec_profile_find(const char *name, int is_model, char *path, size_t cap, char *dtype,
+                          ec_error *err);
+/* ec_profile_find for both, then ec_model_profile_load / ec_hw_profile_load. */
+ec_status ec_profiles_load(const char *model, const char *hardware, ec_model_profile *m,
+                           ec_hw_profile *h, ec_error *err);
+
 /* Times (ms) the simulator uses, derived from a model and a hardware profile. */
 typedef struct ec_sim_timing {
     double transfer_ms;        /* one expert on one engine, latency included */
@@ -78,7 +111,24 @@ typedef struct ec_sim_timing {
     double router_ms;
     double predictor_ms;       /* delays the transfers that wait for a prediction */
     double expert_bytes;
+    /* host execution (hybrid): an expert used by b tokens of a step runs on
+     * a host lane in ceil(b / EC_SIM_HOST_BATCH) * host_stream_ms (the
+     * kernel streams the weights once for up to that many tokens); a step
+     * that runs any expert on the host also moves its activations there and
+     * the summed output back once (host_d2h_ms, host_h2d_ms). host_lanes 0: no host
+     * execution. */
+    int32_t host_lanes;        /* concurrent host experts (they share the memory bandwidth) */
+    double host_stream_ms;     /* one expert's weights read once at the host's read bandwidth */
+    double host_d2h_ms;        /* the step's activations device -> host */
+    double host_h2d_ms;        /* the host experts' output host -> device */
 } ec_sim_timing;
+
+/* Tokens one pass of the host kernel serves while streaming an expert once. */
+#define EC_SIM_HOST_BATCH 8
+
+/* Host lane time (ms) of one expert used by b >= 1 tokens (activations
+ * not included); 0 without host lanes. */
+double ec_sim_host_ms(const ec_sim_timing *tm, int32_t b);
 
 void ec_sim_timing_derive(const ec_model_profile *m, const ec_hw_profile *h, ec_sim_timing *out);
 
@@ -120,6 +170,10 @@ typedef struct ec_sim_config {
     ec_policy_kind kind;
     int32_t cache_per_layer;  /* slots per layer, or 0 with cache_global > 0 */
     int32_t cache_global;
+    int32_t cache_sized;      /* with cache_global: the pool is sized per layer (quotas,
+                                 ec_cache_set_quotas) from the use profile of the sequences
+                                 outside each batch group (held out; needs 2 groups and
+                                 cache_global >= the step's experts x layers) */
     int32_t horizon;          /* 0: 1 */
     int32_t prefetch_k;       /* 0: the step's union size */
     ec_sim_timing timing;
@@ -128,6 +182,7 @@ typedef struct ec_sim_config {
 typedef struct ec_sim_result {
     ec_policy_kind kind;
     int32_t cache_per_layer, cache_global, horizon;
+    int32_t cache_sized;        /* the global pool was sized per layer */
     int64_t n_tokens, n_steps;
     double total_ms;            /* virtual time of the whole replay */
     double tpot_ms;             /* total_ms / n_tokens */
@@ -144,6 +199,8 @@ typedef struct ec_sim_result {
     int32_t n_layers;
     double *stall_per_layer;    /* [n_layers] ms per token, owned: ec_sim_result_clear */
     double *bound_per_layer;    /* [n_layers] ms per token: max(compute, Belady loads x transfer) */
+    double host_runs_per_token; /* hybrid: expert uses run on the host */
+    double host_busy_ms_per_token; /* hybrid: host lane time spent on them */
 } ec_sim_result;
 
 /*
@@ -153,6 +210,39 @@ typedef struct ec_sim_result {
  */
 ec_status ec_sim_run(ec_sim *s, const ec_sim_config *cfg, ec_sim_result *res, ec_error *err);
 void ec_sim_result_clear(ec_sim_result *r);
+
+/* ---- measuring a policy against lru, the oracle and the analytic bound ----- */
+
+/*
+ * The reference runs of one cache size: lru (horizon 1) and the oracle
+ * (Belady eviction with greedy perfect prefetch; it is not a bound, a policy
+ * can beat it). Their results own per-layer arrays: ec_sim_baselines_clear.
+ */
+typedef struct ec_sim_baselines {
+    ec_sim_result lru, oracle;
+} ec_sim_baselines;
+
+/* Runs lru and the oracle with cfg's cache, horizon (the oracle's),
+ * prefetch_k and timing; cfg->kind is ignored. On failure *out is cleared. */
+ec_status ec_sim_run_baselines(ec_sim *s, const ec_sim_config *cfg, ec_sim_baselines *out,
+                               ec_error *err);
+void ec_sim_baselines_clear(ec_sim_baselines *b);
+
+/* Where one result stands against the baselines of its cache size; works
+ * for any policy kind. Every figure is on TPOT. */
+typedef struct ec_sim_comparison {
+    double vs_lru;           /* tpot / lru tpot */
+    double saved_vs_lru_ms;  /* lru tpot - tpot (ms per token; > 0: faster than lru) */
+    double vs_oracle_ms;     /* tpot - oracle tpot (ms per token; < 0: beats the oracle) */
+    double vs_bound_ms;      /* tpot - the analytic bound (ms per token; never < 0) */
+    double gap_closed;       /* (lru - tpot) / (lru - oracle); NaN when lru <= oracle */
+    double gap_closed_bound; /* (lru - tpot) / (lru - bound); NaN when lru <= bound */
+    int beats_oracle;        /* tpot < oracle tpot (resident, which loads nothing, never) */
+} ec_sim_comparison;
+
+/* Fills *out for result r against b (same cache size). The bound is r's own
+ * lower_bound_ms_per_token (it depends on the cache, not on the policy). */
+void ec_sim_compare(const ec_sim_result *r, const ec_sim_baselines *b, ec_sim_comparison *out);
 
 #ifdef __cplusplus
 }

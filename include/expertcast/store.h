@@ -9,11 +9,18 @@
  * asynchronously at full link speed) or from the caller. Each expert has a
  * 64-bit checksum (ec_checksum64) computed when the store is filled, so a
  * device copy can be verified against it.
+ *
+ * A store holds raw bytes until it is given a format (ec_store_set_format:
+ * fp16 or q4 experts of d_model x d_ff, expertcast/hostffn.h). With one,
+ * the synthetic fill writes valid weights of that format and loading a
+ * file validates every expert (truncated groups, NaN/Inf scales), so the
+ * bytes every copy moves are known good.
  */
 #ifndef EXPERTCAST_STORE_H
 #define EXPERTCAST_STORE_H
 
 #include "expertcast/backend.h"
+#include "expertcast/hostffn.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -45,10 +52,28 @@ ec_status ec_store_wrap(ec_backend *b, int32_t n_layers, int32_t n_experts, size
 void ec_store_destroy(ec_store *s);
 
 /*
- * Fills every expert with deterministic synthetic fp16 weights drawn from
- * (seed, layer, expert): values of magnitude in [1/16, 1/8) with random
- * signs, valid input for ec_stream_ffn. threads <= 1 fills on the calling
- * thread. Recomputes the checksums.
+ * Declares the experts' format: weights of ec_expert_bytes(dt, d_model,
+ * d_ff) bytes, which must equal the store's expert_bytes (EC_ERR_RANGE
+ * otherwise, with both sizes in the message). Does not touch the contents
+ * (ec_store_validate checks them).
+ */
+ec_status ec_store_set_format(ec_store *s, ec_dtype dt, int32_t d_model, int32_t d_ff);
+/* 1 and the format when one was set, else 0 (outputs untouched; any may be NULL). */
+int ec_store_format(const ec_store *s, ec_dtype *dt, int32_t *d_model, int32_t *d_ff);
+/*
+ * Validates every expert against the format (ec_expert_validate):
+ * EC_ERR_PARSE naming the layer, the expert and the field with its blob
+ * offset; EC_ERR_STATE when no format was set.
+ */
+ec_status ec_store_validate(ec_store *s);
+
+/*
+ * Fills every expert with deterministic synthetic weights drawn from
+ * (seed, layer, expert), valid input for ec_stream_ffn. Without a format
+ * or with fp16: fp16 values of magnitude in [1/16, 1/8) with random signs.
+ * With q4: random quants and scales in [1/128, 1/64) (weights of
+ * magnitude at most 1/8). threads <= 1 fills on the calling thread.
+ * Recomputes the checksums.
  */
 ec_status ec_store_fill_synthetic(ec_store *s, uint64_t seed, int32_t threads);
 
@@ -56,7 +81,10 @@ ec_status ec_store_fill_synthetic(ec_store *s, uint64_t seed, int32_t threads);
  * Fills from a raw weights file: the experts back to back, layer-major
  * (layer 0 expert 0, layer 0 expert 1, ...), expert_bytes each, starting
  * at byte `offset`. EC_ERR_IO when the file is shorter than
- * offset + n_layers * n_experts * expert_bytes. Recomputes the checksums.
+ * offset + n_layers * n_experts * expert_bytes. With a format, each expert
+ * is validated as it is read: EC_ERR_PARSE naming the file, the layer, the
+ * expert, its first byte in the file and the bad field with its offset in
+ * the expert. Recomputes the checksums.
  */
 ec_status ec_store_load_file(ec_store *s, const char *path, uint64_t offset);
 

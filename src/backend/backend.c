@@ -53,9 +53,14 @@ ec_status ec_backend_create(const char *name, const ec_backend_opts *opts, ec_ba
     if (!name)
         name = "auto";
     if (strcmp(name, "auto") == 0) {
-        if (create_one("cuda", &o, out, NULL) == EC_OK)
+        ec_error why = {0};
+        ec_status s = create_one("cuda", &o, out, &why);
+        if (s == EC_OK)
             return EC_OK;
-        return create_one("cpu", &o, out, err);
+        if ((s = create_one("cpu", &o, out, err)))
+            return s;
+        snprintf((*out)->fallback, sizeof (*out)->fallback, "%s", why.message);
+        return EC_OK;
     }
     if (strcmp(name, "cpu") != 0 && strcmp(name, "cuda") != 0)
         return ec_error_set(err, EC_ERR_NOT_FOUND,
@@ -63,17 +68,69 @@ ec_status ec_backend_create(const char *name, const ec_backend_opts *opts, ec_ba
     return create_one(name, &o, out, err);
 }
 
-void ec_backend_destroy(ec_backend *b)
+void ec_backend_cleanup_fail(ec_backend *b, ec_status s, const char *fmt, ...)
+{
+    if (b->cleanup)
+        return;
+    b->cleanup = s;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(b->cleanup_msg, sizeof b->cleanup_msg, fmt, ap);
+    va_end(ap);
+}
+
+ec_status ec_backend_cleanup_status(const ec_backend *b, const char **msg)
+{
+    if (msg)
+        *msg = b ? b->cleanup_msg : "";
+    return b ? b->cleanup : EC_OK;
+}
+
+ec_status ec_backend_close(ec_backend *b, ec_error *err)
 {
     if (!b)
-        return;
+        return EC_OK;
     b->iface->free(b);
+    ec_status s = b->cleanup;
+    if (s)
+        ec_error_set(err, s, "backend %s: %s", b->iface->name, b->cleanup_msg);
     ec_free(b);
+    return s;
+}
+
+void ec_backend_destroy(ec_backend *b) { (void)ec_backend_close(b, NULL); }
+
+void ec_cuda_probe_explain(int kind, const char *err_name, const char *err_str,
+                           int driver_version, int runtime_version, char *buf, size_t cap)
+{
+    int rt_major = runtime_version / 1000, rt_minor = runtime_version % 1000 / 10;
+    if (kind == EC_CUDA_PROBE_OLD_DRIVER && driver_version <= 0)
+        snprintf(buf, cap,
+                 "no CUDA driver is installed (cudaGetDeviceCount: %s: %s). HINT: install the "
+                 "NVIDIA driver, or use the cpu backend",
+                 err_name, err_str);
+    else if (kind == EC_CUDA_PROBE_OLD_DRIVER)
+        snprintf(buf, cap,
+                 "the CUDA driver is too old: it supports CUDA %d.%d, this build's runtime is "
+                 "CUDA %d.%d (cudaGetDeviceCount: %s). HINT: update the NVIDIA driver, or use "
+                 "the cpu backend",
+                 driver_version / 1000, driver_version % 1000 / 10, rt_major, rt_minor, err_name);
+    else if (kind == EC_CUDA_PROBE_NO_DEVICE)
+        snprintf(buf, cap,
+                 "no CUDA device found (cudaGetDeviceCount: %s). HINT: check nvidia-smi and "
+                 "CUDA_VISIBLE_DEVICES, or use the cpu backend",
+                 err_name);
+    else
+        snprintf(buf, cap,
+                 "no usable CUDA device (cudaGetDeviceCount: %s: %s). HINT: check nvidia-smi, "
+                 "or use the cpu backend",
+                 err_name, err_str);
 }
 
 const char *ec_backend_name(const ec_backend *b) { return b->iface->name; }
 const char *ec_backend_device_name(const ec_backend *b) { return b->device_name; }
 const char *ec_backend_errmsg(const ec_backend *b) { return b->errmsg; }
+const char *ec_backend_fallback_reason(const ec_backend *b) { return b->fallback; }
 
 /* ---- memory ---------------------------------------------------------------- */
 
@@ -245,18 +302,27 @@ ec_status ec_stream_host_fn(ec_stream *s, void (*fn)(void *arg), void *arg)
     return s->backend->iface->host_fn(s->backend, s, fn, arg);
 }
 
-ec_status ec_stream_ffn(ec_stream *s, const void *w, const void *x, float *out, int32_t d_model,
-                        int32_t d_ff, float *scratch)
+ec_status ec_stream_expert_ffn(ec_stream *s, ec_dtype dt, const void *w, const void *x,
+                               float *out, int32_t d_model, int32_t d_ff, float *scratch)
 {
     if (!s)
         return EC_ERR_INVALID;
     if (!w || !x || !out || !scratch)
         return ec_backend_fail(s->backend, EC_ERR_INVALID, "ec_stream_ffn: NULL buffer");
-    if (d_model < 1 || d_ff < 1)
+    if (!ec_dtype_name(dt))
+        return ec_backend_fail(s->backend, EC_ERR_INVALID, "ec_stream_ffn: unknown dtype %d",
+                               (int)dt);
+    if (!ec_expert_bytes(dt, d_model, d_ff))
         return ec_backend_fail(s->backend, EC_ERR_INVALID,
-                               "ec_stream_ffn: shape d_model=%d d_ff=%d", (int)d_model,
-                               (int)d_ff);
-    return s->backend->iface->ffn(s->backend, s, w, x, out, d_model, d_ff, scratch);
+                               "ec_stream_ffn: shape d_model=%d d_ff=%d is invalid for %s",
+                               (int)d_model, (int)d_ff, ec_dtype_name(dt));
+    return s->backend->iface->ffn(s->backend, s, dt, w, x, out, d_model, d_ff, scratch);
+}
+
+ec_status ec_stream_ffn(ec_stream *s, const void *w, const void *x, float *out, int32_t d_model,
+                        int32_t d_ff, float *scratch)
+{
+    return ec_stream_expert_ffn(s, EC_DTYPE_F16, w, x, out, d_model, d_ff, scratch);
 }
 
 /* ---- events ---------------------------------------------------------------- */

@@ -34,8 +34,8 @@ typedef struct ec_backend_iface {
     ec_status (*checksum)(ec_backend *b, ec_stream *s, const void *src, size_t n, uint64_t *out);
     ec_status (*spin)(ec_backend *b, ec_stream *s, double us);
     ec_status (*host_fn)(ec_backend *b, ec_stream *s, void (*fn)(void *), void *arg);
-    ec_status (*ffn)(ec_backend *b, ec_stream *s, const void *w, const void *x, float *out,
-                     int32_t d_model, int32_t d_ff, float *scratch);
+    ec_status (*ffn)(ec_backend *b, ec_stream *s, ec_dtype dt, const void *w, const void *x,
+                     float *out, int32_t d_model, int32_t d_ff, float *scratch);
 
     ec_status (*event_init)(ec_backend *b, ec_event *e);
     void (*event_fini)(ec_backend *b, ec_event *e);
@@ -53,6 +53,9 @@ struct ec_backend {
     void *context;
     char device_name[128];
     char errmsg[EC_ERROR_MAX];
+    char fallback[EC_ERROR_MAX]; /* "auto" on cpu: why cuda was not used */
+    ec_status cleanup;           /* first failed clean-up call (free, destroy, sync) */
+    char cleanup_msg[EC_ERROR_MAX];
 };
 
 struct ec_stream {
@@ -75,6 +78,9 @@ ec_status ec_backend_fail(ec_backend *b, ec_status s, const char *fmt, ...) EC_P
 ec_status ec_backend_cpu_init(ec_backend *b, const ec_backend_opts *o);
 #ifdef EC_HAVE_CUDA
 ec_status ec_backend_cuda_init(ec_backend *b, const ec_backend_opts *o);
+/* The cuda operations table, so that tests can drive its clean-up calls on
+ * a machine without a device (where every CUDA call fails). */
+const ec_backend_iface *ec_backend_cuda_iface(void);
 #endif
 
 /* The checksum's mixing function (murmur3's fmix64); shared with kernels. */
@@ -87,5 +93,20 @@ static inline uint64_t ec_fmix64(uint64_t k)
     k ^= k >> 33;
     return k;
 }
+
+/* Records the failure of a clean-up call (one that returns nothing: a free,
+ * a destroy, the final synchronize) when it is the backend's first; later
+ * ones are dropped. Read with ec_backend_cleanup_status. */
+void ec_backend_cleanup_fail(ec_backend *b, ec_status s, const char *fmt, ...) EC_PRINTF(3, 4);
+
+/* Why cudaGetDeviceCount found no usable device, in words, into buf[cap]:
+ * kind EC_CUDA_PROBE_NO_DEVICE (cudaErrorNoDevice or 0 devices),
+ * EC_CUDA_PROBE_OLD_DRIVER (cudaErrorInsufficientDriver: no driver when
+ * driver_version is 0, else one older than the runtime) or
+ * EC_CUDA_PROBE_OTHER; versions as CUDA gives them (1000 * major + 10 *
+ * minor). Plain C, so that every message is tested without a GPU. */
+enum { EC_CUDA_PROBE_NO_DEVICE, EC_CUDA_PROBE_OLD_DRIVER, EC_CUDA_PROBE_OTHER };
+void ec_cuda_probe_explain(int kind, const char *err_name, const char *err_str,
+                           int driver_version, int runtime_version, char *buf, size_t cap);
 
 #endif

@@ -11,6 +11,7 @@
  * event completes or a stream drains.
  */
 #include "backend_impl.h"
+#include "../hostffn/internal.h"
 
 #include "expertcast/pregate.h"
 
@@ -43,7 +44,8 @@ typedef struct task {
     const void *x;
     float *scratch;
     int32_t d_model, d_ff;
-    int dtype;          /* T_PREGATE: d_model = d, d_ff = experts */
+    ec_dtype dtype;     /* T_FFN */
+    int gate_dtype;     /* T_PREGATE (ec_gate_dtype): d_model = d, d_ff = experts */
 } task;
 
 typedef struct cpu_ctx {
@@ -109,10 +111,15 @@ static void run_task(const task *t)
     case T_SPIN: spin_for(t->us); break;
     case T_HOSTFN: t->fn(t->arg); break;
     case T_FFN:
-        ec_ffn_reference(t->src, t->x, t->dst, t->d_model, t->d_ff, t->scratch);
+        if (t->dtype == EC_DTYPE_F16)
+            ec_ffn_reference(t->src, t->x, t->dst, t->d_model, t->d_ff, t->scratch);
+        else
+            ec_expert_reference_token(t->dtype, t->src, NULL, t->x, t->dst, t->d_model, t->d_ff,
+                                      t->scratch);
         break;
     case T_PREGATE: /* arguments were checked when it was queued */
-        (void)ec_pregate_host(t->src, t->x, (ec_dtype)t->dtype, t->d_ff, t->d_model, t->dst);
+        (void)ec_pregate_host(t->src, t->x, (ec_gate_dtype)t->gate_dtype, t->d_ff, t->d_model,
+                              t->dst);
         break;
     case T_RECORD:
     case T_WAIT: break;
@@ -317,18 +324,18 @@ static ec_status cpu_host_fn(ec_backend *b, ec_stream *s, void (*fn)(void *), vo
     return push(b, s, &(task){.kind = T_HOSTFN, .fn = fn, .arg = arg});
 }
 
-static ec_status cpu_ffn(ec_backend *b, ec_stream *s, const void *w, const void *x, float *out,
-                         int32_t d_model, int32_t d_ff, float *scratch)
+static ec_status cpu_ffn(ec_backend *b, ec_stream *s, ec_dtype dt, const void *w, const void *x,
+                         float *out, int32_t d_model, int32_t d_ff, float *scratch)
 {
     return push(b, s, &(task){.kind = T_FFN, .src = w, .x = x, .dst = out, .scratch = scratch,
-                              .d_model = d_model, .d_ff = d_ff});
+                              .d_model = d_model, .d_ff = d_ff, .dtype = dt});
 }
 
 static ec_status cpu_pregate(ec_backend *b, ec_stream *s, const void *w, const void *x,
                              int dtype, int32_t n_experts, int32_t d, float *probs_host)
 {
     return push(b, s, &(task){.kind = T_PREGATE, .src = w, .x = x, .dst = probs_host,
-                              .dtype = dtype, .d_model = d, .d_ff = n_experts});
+                              .gate_dtype = dtype, .d_model = d, .d_ff = n_experts});
 }
 
 /* ---- events ------------------------------------------------------------------------ */

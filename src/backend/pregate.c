@@ -5,16 +5,16 @@
 
 #include <math.h>
 
-static inline double elem(const void *v, ec_dtype dt, size_t i)
+static inline double elem(const void *v, ec_gate_dtype dt, size_t i)
 {
-    return dt == EC_DTYPE_F16 ? (double)ec_half_to_float(((const uint16_t *)v)[i])
+    return dt == EC_GATE_F16 ? (double)ec_half_to_float(((const uint16_t *)v)[i])
                               : (double)((const float *)v)[i];
 }
 
-ec_status ec_pregate_host(const void *w, const void *x, ec_dtype dt, int32_t n_experts,
+ec_status ec_pregate_host(const void *w, const void *x, ec_gate_dtype dt, int32_t n_experts,
                           int32_t d, float *probs)
 {
-    if (!w || !x || !probs || (dt != EC_DTYPE_F32 && dt != EC_DTYPE_F16) || n_experts < 1 ||
+    if (!w || !x || !probs || (dt != EC_GATE_F32 && dt != EC_GATE_F16) || n_experts < 1 ||
         n_experts > EC_PREGATE_MAX_EXPERTS || d < 1)
         return EC_ERR_INVALID;
     double mx = -INFINITY;
@@ -63,14 +63,14 @@ int32_t ec_pregate_topk(const float *probs, int32_t n_experts, int32_t k, int16_
     return k;
 }
 
-ec_status ec_stream_pregate(ec_stream *s, const void *w, const void *x, ec_dtype dt,
+ec_status ec_stream_pregate(ec_stream *s, const void *w, const void *x, ec_gate_dtype dt,
                             int32_t n_experts, int32_t d, float *probs_host)
 {
     if (!s)
         return EC_ERR_INVALID;
     if (!w || !x || !probs_host)
         return ec_backend_fail(s->backend, EC_ERR_INVALID, "ec_stream_pregate: NULL buffer");
-    if ((dt != EC_DTYPE_F32 && dt != EC_DTYPE_F16) || n_experts < 1 ||
+    if ((dt != EC_GATE_F32 && dt != EC_GATE_F16) || n_experts < 1 ||
         n_experts > EC_PREGATE_MAX_EXPERTS || d < 1)
         return ec_backend_fail(s->backend, EC_ERR_INVALID,
                                "ec_stream_pregate: dtype %d, %d experts (1..%d), d %d",

@@ -36,6 +36,7 @@ int cmd_rules(int argc, char **argv);
 int cmd_demo(int argc, char **argv);
 int cmd_simulate(int argc, char **argv);
 int cmd_replay(int argc, char **argv);
+int cmd_reuse(int argc, char **argv);
 
 /* Prints "expertcast: MESSAGE" on stderr. */
 void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -65,9 +66,25 @@ const char *cli_value(const char *cmd, int argc, char **argv, int *i);
 /* True when s looks like an option ("-x", "--xy"), not a negative number. */
 bool cli_looks_like_option(const char *s);
 
-/* Writes with write_fn(f, ctx) into PATH atomically ("-" = stdout). */
+/* Writes with write_fn(f, ctx) into PATH with ec_outfile ("-" = stdout). */
 int cli_write_file(const char *path, ec_status (*write_fn)(FILE *f, void *ctx, ec_error *err),
                    void *ctx);
+/* Every command calls this with its outputs and inputs (NULL entries
+ * skipped) before reading anything: refuses an output that is an input or
+ * another output (ec_outputs_check), or "-" for more than one output.
+ * Returns CLI_OK, or CLI_USAGE after a message. */
+int cli_check_outputs(const char *const *outputs, size_t n_out, const char *const *inputs,
+                      size_t n_in);
+/* Flushes and closes stdout at exit: a write error that went unnoticed
+ * (a full disk, a closed pipe) turns exit status rc 0 into CLI_DATA, with
+ * a message. Returns the exit status. */
+int cli_finish_stdout(int rc);
+
+/* s made safe to print on a terminal: control characters (below 0x20,
+ * 0x7f, and U+0080..U+009F in UTF-8) as \xNN, a backslash as \\; the
+ * rest (UTF-8 text) as it is. Cut to fit cap with "..." at the end.
+ * Returns buf. */
+const char *cli_printable(const char *s, char *buf, size_t cap);
 
 /* Loads traces, printing the error; NULL on failure (*rc set). */
 ec_trace *cli_load_trace(const char *const *paths, size_t n, int *rc);

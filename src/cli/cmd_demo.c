@@ -5,7 +5,7 @@
 #include "demo.h"
 
 #include <errno.h>
-#include <libgen.h>
+#include <glob.h>
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,7 +17,7 @@ static const char *USAGE =
     "The main job, on a routing trace (by default the bundled sample), in three parts; each\n"
     "prints the command that reproduces it:\n"
     "  1. the loader: the trace's first sequence replayed through the real expert loader\n"
-    "     (cuda when a device exists, else the cpu backend with a message), every policy:\n"
+    "     (cuda when a device is usable, else the cpu backend, saying why), every policy:\n"
     "     hit rate, stall per token, and the stall saved against lru and on-demand\n"
     "     ('expertcast replay');\n"
     "  2. the simulator: the whole trace on modeled hardware, every policy: TPOT, stall,\n"
@@ -30,10 +30,13 @@ static const char *USAGE =
     "simulate-HARDWARE.json, journeys/pP_token_T.jsonl, rules.json, results.json.\n\n"
     "Options:\n"
     "  --trace FILE             raw routing JSONL (default: the bundled\n"
-    "                           data/sample_trace.jsonl, made by 'expertcast synth',\n"
-    "                           looked up beside the binary: ../data, ../share/expertcast)\n"
+    "                           sample_trace.jsonl, made by 'expertcast synth', found\n"
+    "                           like the profiles: $EXPERTCAST_DATA, the executable's\n"
+    "                           ../share/expertcast, the source tree's data/, the install\n"
+    "                           prefix's share/expertcast)\n"
     "  -o, --output-dir DIR     where to write (created; default ./expertcast-demo)\n"
-    "  --backend NAME           part 1's backend: auto, cuda or cpu (default auto)\n"
+    "  --backend NAME           part 1's backend: auto, cuda or cpu (default auto; cuda\n"
+    "                           fails, exit 2, when no device is usable)\n"
     "  --cache-experts N        expert slots per layer in parts 1 and 2 (default half the\n"
     "                           experts, at least top-k: 4 of 8 for the sample)\n"
     "  --tokens N               tokens of the first sequence replayed in part 1 at most\n"
@@ -46,24 +49,35 @@ static const char *USAGE =
 
 #define SAMPLE "sample_trace.jsonl"
 
-/* The bundled trace, looked up relative to the running binary. */
+/* The bundled trace, found like the profiles (ec_data_find). */
 static int find_sample(char *out, size_t size)
 {
-    char exe[PATH_MAX];
-    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-    if (n > 0) {
-        exe[n] = '\0';
-        const char *dir = dirname(exe);
-        static const char *const rel[] = {"../data/", "../share/expertcast/", "data/",
-                                          "../../data/"};
-        for (size_t i = 0; i < sizeof rel / sizeof rel[0]; i++) {
-            snprintf(out, size, "%s/%s" SAMPLE, dir, rel[i]);
-            if (access(out, R_OK) == 0)
-                return 0;
-        }
+    ec_error err = {0};
+    if (ec_data_find(SAMPLE, out, size, &err) == EC_OK)
+        return 0;
+    snprintf(out, size, "%s", err.message);
+    return -1;
+}
+
+/* Refuses a trace that one of the demo's output files would replace. */
+static int check_demo_outputs(const char *outdir, const char *trace)
+{
+    static const char *const fixed[] = {"replay.json", "rules.json", "results.json"};
+    char paths[3][PATH_MAX], pattern[PATH_MAX];
+    const char *outs[3];
+    for (int i = 0; i < 3; i++) {
+        snprintf(paths[i], PATH_MAX, "%s/%s", outdir, fixed[i]);
+        outs[i] = paths[i];
     }
-    snprintf(out, size, "data/" SAMPLE);
-    return access(out, R_OK) == 0 ? 0 : -1;
+    int rc = cli_check_outputs(outs, 3, &trace, 1);
+    glob_t g;
+    snprintf(pattern, sizeof pattern, "%s/simulate-*.json", outdir);
+    if (rc == CLI_OK && glob(pattern, 0, NULL, &g) == 0) {
+        for (size_t i = 0; i < g.gl_pathc && rc == CLI_OK; i++)
+            rc = cli_check_outputs((const char *const *)&g.gl_pathv[i], 1, &trace, 1);
+        globfree(&g);
+    }
+    return rc;
 }
 
 static int mkdir_p(const char *path)
@@ -132,9 +146,7 @@ int cmd_demo(int argc, char **argv)
     char sample[PATH_MAX];
     if (!trace) {
         if (find_sample(sample, sizeof sample)) {
-            cli_error("cannot find the bundled %s beside the binary or in ./data\n"
-                      "HINT: pass --trace FILE, or run from the source tree",
-                      SAMPLE);
+            cli_error("%s; or pass --trace FILE", sample);
             return CLI_DATA;
         }
         char *real = realpath(sample, NULL);
@@ -144,6 +156,8 @@ int cmd_demo(int argc, char **argv)
         }
         trace = sample;
     }
+    if ((rc = check_demo_outputs(d.outdir, trace)))
+        return rc;
     ec_trace *t = cli_load_trace(&trace, 1, &rc);
     if (!t)
         return rc;

@@ -298,7 +298,12 @@ static int parse(args *A, int argc, char **argv)
         A->o.n_predictors = A->n_preds;
     }
     A->o.predictor_opts = &A->po;
-    return CLI_OK;
+    const char **inputs = A->n_train ? A->train : A->paths;
+    size_t n_in = A->n_train ? A->n_train : A->n_paths;
+    int rc = cli_check_outputs(&A->json, 1, inputs, n_in);
+    if (rc == CLI_OK && A->n_test)
+        rc = cli_check_outputs(&A->json, 1, A->test, A->n_test);
+    return rc;
 }
 
 int cmd_eval(int argc, char **argv)

@@ -2,6 +2,7 @@
 #include "cli.h"
 
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 static const char *USAGE_HEAD =
@@ -10,7 +11,7 @@ static const char *USAGE_HEAD =
     "JSON that eval, simulate and the loader can load.\n\n"
     "Options:\n"
     "  -p, --predictor NAME     predictor to fit (required; see the list below)\n"
-    "  -o, --output FILE        model file, written atomically (required)\n"
+    "  -o, --output FILE        model file, written atomically (required; '-' = stdout)\n"
     "  -h, --help               this text\n\n";
 
 int cmd_fit(int argc, char **argv)
@@ -51,6 +52,8 @@ int cmd_fit(int argc, char **argv)
         rc = cli_usage_error("fit", "--predictor is required");
     else if (rc == CLI_OK && !output)
         rc = cli_usage_error("fit", "--output is required");
+    if (rc == CLI_OK)
+        rc = cli_check_outputs(&output, 1, paths, n_paths);
     if (rc != CLI_OK) {
         free(paths);
         return rc;
@@ -65,11 +68,20 @@ int cmd_fit(int argc, char **argv)
         return cli_fail(s, &err);
     }
     ec_trace *t = cli_load_trace(paths, n_paths, &rc);
-    free(paths);
     if (!t) {
+        free(paths);
         ec_predictor_destroy(p);
         return rc;
     }
+    if (t->n_rows == t->n_incomplete) {
+        cli_error("%s%s: no complete token (%zu tokens, each missing a layer): nothing to fit",
+                  paths[0], n_paths > 1 ? " and the other traces" : "", t->n_rows);
+        free(paths);
+        ec_predictor_destroy(p);
+        ec_trace_destroy(t);
+        return CLI_DATA;
+    }
+    free(paths);
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
     s = ec_predictor_fit(p, t, NULL);
@@ -81,7 +93,8 @@ int cmd_fit(int argc, char **argv)
         rc = cli_fail(s, &err);
     } else {
         double ms = (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e6;
-        printf("fitted %s on %zu sequences, %zu complete tokens (%d layers, %d experts, top-%d) "
+        /* the model itself may be on stdout */
+        fprintf(strcmp(output, "-") ? stdout : stderr, "fitted %s on %zu sequences, %zu complete tokens (%d layers, %d experts, top-%d) "
                "in %.1f ms; wrote %s\n",
                name, t->n_seqs, t->n_rows - t->n_incomplete, t->n_layers, t->n_experts, t->k, ms,
                output);

@@ -57,8 +57,10 @@ int cmd_info(int argc, char **argv)
     printf("sequences %zu, tokens %zu, complete journeys %zu, incomplete %zu\n", t->n_seqs,
            t->n_rows, t->n_rows - t->n_incomplete, t->n_incomplete);
     printf("records %zu kept, %zu duplicates dropped\n", t->n_records, t->n_duplicates);
+    char name[256]; /* dataset names come from the data: no terminal escapes */
     for (size_t s = 0; s < t->n_seqs; s++)
-        printf("  %s/%lld: %zu tokens\n", t->seqs[s].dataset[0] ? t->seqs[s].dataset : "-",
+        printf("  %s/%lld: %zu tokens\n",
+               t->seqs[s].dataset[0] ? cli_printable(t->seqs[s].dataset, name, sizeof name) : "-",
                (long long)t->seqs[s].problem_id, t->seqs[s].n_rows);
     ec_trace_destroy(t);
     return CLI_OK;

@@ -11,12 +11,13 @@ static const char *USAGE =
     "observe / acquire / expert FFN stand-in / release, with expert weights copied from a\n"
     "pinned host store into the device cache. The host waits for each layer's router point,\n"
     "as a runtime reading the router's output does. Prints, per policy, the hit rate and the\n"
-    "measured stall per token over the tokens after the warm-up. Without a usable GPU, or\n"
-    "when the cache or the pinned store does not fit it, the replay runs on the cpu backend\n"
-    "(with a message).\n\n"
+    "measured stall per token over the tokens after the warm-up. With --backend auto and no\n"
+    "usable GPU, or when the cache or the pinned store does not fit it, the replay runs on\n"
+    "the cpu backend and says why; --backend cuda never falls back: without a usable device\n"
+    "(none, driver too old, no CUDA in this build) it fails with the reason (exit 2).\n\n"
     "Options:\n"
-    "  --backend NAME           cpu, cuda or auto (default auto: cuda when a device exists,\n"
-    "                           else cpu with a message)\n"
+    "  --backend NAME           cpu, cuda or auto (default auto: cuda when a device is usable,\n"
+    "                           else cpu, saying why); cuda: fail when it is not (exit 2)\n"
     "  --policy LIST            comma-separated policies: on-demand, lru, lfu, predict, gated,\n"
     "                           oracle, resident, or 'all' (default on-demand,lru,predict,gated,\n"
     "                           oracle)\n"
@@ -34,9 +35,14 @@ static const char *USAGE =
     "  --warmup N               first tokens left out of the figures (default 4)\n"
     "  --replay-seqs N          sequences replayed, from the first (default 1)\n"
     "  --transfer-ms MS         gated's cost of one expert copy (default: measured here)\n"
+    "  --host-ffn-us US         hybrid: host time of an expert run on the host, spent by the\n"
+    "                           replaying thread (default 0: no host execution, hybrid replays\n"
+    "                           as gated)\n"
     "  --verify                 checksum every acquired slot against the host store\n"
     "  --record FILE            write what the first policy's loader observed as raw JSONL\n"
-    "  --json FILE              also write the results as JSON ('-' for stdout)\n"
+    "                           ('-' for stdout, then the table goes to stderr)\n"
+    "  --json FILE              also write the results as JSON ('-' for stdout, then the\n"
+    "                           table goes to stderr)\n"
     "  -h, --help               this text\n";
 
 /* The command line: the replay's settings and what to do with its results. */
@@ -129,6 +135,8 @@ static int parse(int argc, char **argv, opts *o)
             if (!cli_double("replay", a, val, 0, 1e6, &o->r.ffn_us)) return CLI_USAGE;
         } else if (cli_is(a, "--transfer-ms", NULL)) {
             if (!cli_double("replay", a, val, 0, 1e6, &o->r.transfer_ms)) return CLI_USAGE;
+        } else if (cli_is(a, "--host-ffn-us", NULL)) {
+            if (!cli_double("replay", a, val, 0, 1e6, &o->r.host_ffn_us)) return CLI_USAGE;
         } else
             return cli_usage_error("replay", "unknown option '%s'", a);
     }
@@ -171,6 +179,11 @@ int cmd_replay(int argc, char **argv)
         free(o.paths);
         return rc < 0 ? CLI_OK : rc;
     }
+    const char *outputs[] = {o.json, o.r.record};
+    if ((rc = cli_check_outputs(outputs, 2, o.paths, o.n_paths))) {
+        free(o.paths);
+        return rc;
+    }
     ec_policy_kind kinds[16];
     int n_kinds = parse_policies(o.policies, kinds);
     ec_trace *t = n_kinds ? cli_load_trace(o.paths, o.n_paths, &rc) : NULL;
@@ -182,7 +195,9 @@ int cmd_replay(int argc, char **argv)
     replay_report rep;
     rc = replay_execute(&o.r, t, kinds, n_kinds, &rep);
     if (rc == CLI_OK) {
-        replay_print_table(&rep);
+        int std = (o.json && strcmp(o.json, "-") == 0) ||
+                  (o.r.record && strcmp(o.r.record, "-") == 0);
+        replay_print_table(std ? stderr : stdout, &rep);
         if (o.json)
             rc = cli_write_file(o.json, replay_write_json, &rep);
         for (int i = 0; i < n_kinds && rc == CLI_OK; i++)

@@ -104,6 +104,10 @@ static int rules_run(int evaluate, int argc, char **argv)
     if (rc == CLI_OK)
         rc = seed_expand_args(a.files, a.n_files, &paths, &n_paths);
     if (rc == CLI_OK)
+        rc = cli_check_outputs(&a.output, 1, (const char *const *)paths, n_paths);
+    if (rc == CLI_OK && a.rules)
+        rc = cli_check_outputs(&a.output, 1, &a.rules, 1);
+    if (rc == CLI_OK)
         rc = evaluate ? seed_run_evaluate(a.rules, paths, n_paths, a.output, a.n_experts, 1)
                       : seed_run_create(paths, n_paths, a.output, a.n_experts);
     seed_free_list(paths, n_paths);

@@ -11,18 +11,24 @@ static const char *USAGE =
     "clock with a modeled copy engine, and reports what each policy costs: TPOT, stall per\n"
     "token, hit rate, bytes moved (useful / wasted), prefetch precision, and the fraction of\n"
     "the lru -> oracle gap it closes at the same cache size.\n\n"
-    "Profiles: a file path, or a name looked up in data/profiles (also $EXPERTCAST_PROFILES,\n"
-    "next to the executable, and the installed share/expertcast/profiles): mixtral-8x7b,\n"
+    "Profiles: a file path, or a name NAME looked up as NAME.json in, in order,\n"
+    "$EXPERTCAST_PROFILES, then profiles/ of the data directories: $EXPERTCAST_DATA, the\n"
+    "executable's ../share/expertcast, the source tree's data/ (compiled in, so a build\n"
+    "folder works from any directory), the install prefix's share/expertcast: mixtral-8x7b,\n"
     "mixtral-8x7b-int4 (NAME-DTYPE picks a dtype of NAME.json), qwen3-30b-a3b, flame-moe-290m,\n"
     "deepseek-v3; rtx4090-pcie4, a100-pcie4, h100-pcie5, gh200-c2c.\n\n"
     "Options:\n"
     "  --model PROFILE          model profile (layers, experts, top-k, bytes; required)\n"
     "  --hardware PROFILE       hardware profile (bandwidth, latency, engines, memory; required)\n"
     "  --policy LIST|all        comma list of on-demand, lru, lfu, predict, gated, oracle,\n"
-    "                           resident (default all); lru and oracle always run as references\n"
+    "                           resident, hybrid (default all); lru and oracle always run as\n"
+    "                           references. hybrid runs a miss on the host when the hardware\n"
+    "                           profile's host facts say that finishes sooner than its copy\n"
     "  --cache-experts N[,N..]  slots per layer (default: what fits the hardware's memory)\n"
     "  --cache-global N[,N..]   one pool of N slots shared by all layers instead\n"
-    "  --horizon H[,H..]        steps (layers) ahead that predict and gated prefetch for\n"
+    "  --cache-sized N[,N..]    one pool of N slots partitioned per layer, each batch's\n"
+    "                           partition sized from the other sequences' use profile\n"
+    "  --horizon H[,H..]        steps (layers) ahead that predict, gated and hybrid prefetch for\n"
     "                           (default 1; the oracle looks max(H, layers) ahead)\n"
     "  --prefetch-k N           experts per target layer the planners consider (default: the\n"
     "                           step's experts, k x batch at most)\n"
@@ -39,15 +45,16 @@ static const char *USAGE =
     "                           used expert kept with probability R, the others replaced by\n"
     "                           experts not used); every row is labelled what-if with its R,\n"
     "                           and the output gives the break-even recall per cache size\n"
-    "                           (the lowest R at which predict or gated beats lru)\n"
+    "                           (the lowest R at which predict, gated or hybrid beats lru)\n"
     "  --seed N                 seed of the what-if draws (default 1)\n"
     "  --json FILE              write the results as JSON ('-' for stdout, then no table)\n"
     "  --sweep                  run every cache size x horizon x policy (lists above; default\n"
     "                           caches: top-k .. experts, horizons 1,2,4); progress on stderr\n"
-    "  --csv FILE               write every run as CSV (one row per policy, cache and horizon)\n"
+    "  --csv FILE               write every run as CSV, a row per policy, cache and horizon\n"
+    "                           ('-': stdout, no table)\n"
     "  --plot FILE.png          with --sweep: TPOT vs cache size per policy; with\n"
     "                           --what-if-recall: TPOT vs R (gnuplot; skipped with a warning\n"
-    "                           when gnuplot is absent)\n"
+    "                           when gnuplot is absent; '-': stdout, no table)\n"
     "  -h, --help               this text\n\n"
     "gap closed = (lru - policy) / (lru - oracle) on TPOT; the JSON adds gap_closed_bound, the\n"
     "same against the analytic lower bound max(compute, Belady loads x transfer time).\n";
@@ -61,7 +68,7 @@ typedef struct sim_args {
     size_t n_traces;
     const char *model, *hardware, *policies, *predictor, *fit, *json, *csv, *plot;
     int32_t caches[MAX_LIST], horizons[MAX_LIST];
-    int n_caches, n_horizons, global, sweep;
+    int n_caches, n_horizons, global, sized, sweep;
     int32_t prefetch_k, batch;
     double recalls[MAX_LIST];
     int n_recalls;
@@ -130,11 +137,13 @@ static int parse_args(int argc, char **argv, sim_args *a)
             a->csv = val;
         else if (cli_is(o, "--plot", NULL))
             a->plot = val;
-        else if (cli_is(o, "--cache-experts", NULL) || cli_is(o, "--cache-global", NULL)) {
+        else if (cli_is(o, "--cache-experts", NULL) || cli_is(o, "--cache-global", NULL) ||
+                 cli_is(o, "--cache-sized", NULL)) {
             if (a->n_caches)
-                return cli_usage_error("simulate",
-                                       "give one of --cache-experts and --cache-global");
-            a->global = cli_is(o, "--cache-global", NULL);
+                return cli_usage_error("simulate", "give one of --cache-experts, --cache-global "
+                                                   "and --cache-sized");
+            a->sized = cli_is(o, "--cache-sized", NULL);
+            a->global = a->sized || cli_is(o, "--cache-global", NULL);
             if (!parse_list(o, val, 1, 1LL << 30, a->caches, &a->n_caches))
                 return CLI_USAGE;
         } else if (cli_is(o, "--horizon", NULL)) {
@@ -202,7 +211,7 @@ static int parse_policies(const char *s, int want[SIM_N_POLICIES])
         ec_policy_kind k;
         if (ec_policy_kind_parse(tok, &k)) {
             cli_usage_error("simulate", "--policy: unknown policy '%s' (on-demand, lru, lfu, "
-                                        "predict, gated, oracle, resident, all)",
+                                        "predict, gated, oracle, resident, hybrid, all)",
                             tok);
             return 0;
         }
@@ -224,7 +233,16 @@ int cmd_simulate(int argc, char **argv)
         free(a.traces);
         return CLI_USAGE;
     }
-    char mpath[PATH_MAX];
+    /* profiles as found by name or path, before anything is read */
+    char mpath[PATH_MAX], hpath[PATH_MAX];
+    const char *outputs[] = {a.json, a.csv, a.plot};
+    const char *more[] = {a.predictor, sim_profile_path(a.model, 1, mpath) ? mpath : NULL,
+                          sim_profile_path(a.hardware, 0, hpath) ? hpath : NULL};
+    if ((rc = cli_check_outputs(outputs, 3, a.traces, a.n_traces)) ||
+        (rc = cli_check_outputs(outputs, 3, more, 3))) {
+        free(a.traces);
+        return rc;
+    }
     ec_model_profile model;
     ec_hw_profile hw;
     if ((rc = sim_load_profiles("simulate", a.model, a.hardware, &model, &hw, mpath))) {
@@ -255,7 +273,12 @@ int cmd_simulate(int argc, char **argv)
         rc = cli_fail(s, &err);
         goto out;
     }
-    if (want[EC_POLICY_PREDICT] || want[EC_POLICY_GATED]) {
+    if (want[EC_POLICY_HYBRID] && !hw.has_host)
+        cli_warn("hardware profile '%s' has no host facts (host_cores, host_read_gbs, "
+                 "host_act_d2h_us, host_act_h2d_us): host execution unavailable, hybrid decides "
+                 "as gated",
+                 hw.name);
+    if (want[EC_POLICY_PREDICT] || want[EC_POLICY_GATED] || want[EC_POLICY_HYBRID]) {
         if (a.n_recalls && !a.predictor) { /* each what-if replay fits its own */
             snprintf(note, sizeof note,
                      "'%s' fitted for each batch of %d sequence(s) on the other sequences only "
@@ -311,7 +334,8 @@ int cmd_simulate(int argc, char **argv)
         }
     sim_plan plan = {.sim = sim, .tm = &tm, .want = want, .caches = a.caches,
                      .n_caches = a.n_caches, .horizons = a.horizons, .n_horizons = a.n_horizons,
-                     .global = a.global, .prefetch_k = a.prefetch_k, .progress = a.sweep};
+                     .global = a.global, .sized = a.sized, .prefetch_k = a.prefetch_k,
+                     .progress = a.sweep};
     if (a.n_recalls) {
         if ((rc = sim_whatif_rows(&plan, t, a.batch, a.recalls, a.n_recalls, a.seed, loaded,
                                   a.fit ? a.fit : "temporal", &rep)))
@@ -327,14 +351,19 @@ int cmd_simulate(int argc, char **argv)
     rep.n_skipped = ec_sim_n_skipped(sim);
     rep.n_seqs = t->n_seqs;
     rep.batch = a.batch;
-    if (!(a.json && strcmp(a.json, "-") == 0))
+    int to_stdout = 0; /* an output on stdout replaces the table */
+    for (int i = 0; i < 3; i++)
+        to_stdout |= outputs[i] && strcmp(outputs[i], "-") == 0;
+    if (!to_stdout)
         sim_print_table(stdout, &rep);
     if (a.json && (rc = cli_write_file(a.json, sim_write_json, &rep)))
         goto out;
     if (a.csv && (rc = cli_write_file(a.csv, sim_write_csv, &rep)))
         goto out;
-    if (a.plot)
-        sim_plot(&rep, a.plot);
+    if (a.plot && sim_plot(&rep, a.plot) == -2) {
+        rc = CLI_DATA;
+        goto out;
+    }
     rc = CLI_OK;
 out:
     sim_report_clear_rows(&rep);

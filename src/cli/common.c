@@ -116,17 +116,27 @@ const char *cli_value(const char *cmd, int argc, char **argv, int *i)
     return argv[++*i];
 }
 
+int cli_check_outputs(const char *const *outputs, size_t n_out, const char *const *inputs,
+                      size_t n_in)
+{
+    size_t to_stdout = 0;
+    for (size_t i = 0; i < n_out; i++)
+        to_stdout += outputs[i] && strcmp(outputs[i], "-") == 0;
+    if (to_stdout > 1) {
+        cli_error("'-' (standard output) is given for %zu outputs: at most one can go there",
+                  to_stdout);
+        return CLI_USAGE;
+    }
+    ec_error err = {0};
+    ec_status s = ec_outputs_check(outputs, n_out, inputs, n_in, &err);
+    return s ? cli_fail(s, &err) : CLI_OK;
+}
+
 int cli_write_file(const char *path, ec_status (*write_fn)(FILE *f, void *ctx, ec_error *err),
                    void *ctx)
 {
     ec_error err = {0};
     ec_status s;
-    if (strcmp(path, "-") == 0) {
-        s = write_fn(stdout, ctx, &err);
-        if (s == EC_OK && fflush(stdout) != 0)
-            s = EC_ERR_IO;
-        return s ? cli_fail(s, &err) : CLI_OK;
-    }
     ec_outfile *o;
     FILE *f;
     if ((s = ec_outfile_open(path, &o, &f, &err)))
@@ -142,6 +152,48 @@ int cli_write_file(const char *path, ec_status (*write_fn)(FILE *f, void *ctx, e
     if ((s = ec_outfile_commit(o, &err)))
         return cli_fail(s, &err);
     return CLI_OK;
+}
+
+int cli_finish_stdout(int rc)
+{
+    errno = 0;
+    int bad = fflush(stdout) != 0 || ferror(stdout);
+    int e = errno;
+    if (fclose(stdout) != 0 && !bad) {
+        e = errno;
+        bad = 1;
+    }
+    if (!bad)
+        return rc;
+    if (e)
+        cli_error("standard output: write error: %s", strerror(e));
+    else
+        cli_error("standard output: write error");
+    return rc ? rc : CLI_DATA;
+}
+
+const char *cli_printable(const char *s, char *buf, size_t cap)
+{
+    size_t n = 0;
+    const unsigned char *u = (const unsigned char *)s;
+    for (; *u && n + 8 < cap; u++) {
+        int c1 = u[0] == 0xc2 && u[1] >= 0x80 && u[1] <= 0x9f; /* a C1 control */
+        if (*u < 0x20 || *u == 0x7f || c1) {
+            if (c1)
+                n += (size_t)snprintf(buf + n, cap - n, "\\xc2");
+            u += c1;
+            n += (size_t)snprintf(buf + n, cap - n, "\\x%02x", *u);
+        } else if (*u == '\\') {
+            buf[n++] = '\\';
+            buf[n++] = '\\';
+        } else
+            buf[n++] = (char)*u;
+    }
+    if (*u && cap >= 4)
+        strcpy(buf + (n + 4 <= cap ? n : cap - 4), "...");
+    else
+        buf[n < cap ? n : cap - 1] = '\0';
+    return buf;
 }
 
 ec_trace *cli_load_trace(const char *const *paths, size_t n, int *rc)

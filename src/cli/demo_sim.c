@@ -25,7 +25,7 @@ static void print_rows(const sim_report *rep)
     for (size_t i = 0; i < rep->n_rows; i++) {
         const sim_row *w = &rep->rows[i];
         char gap[16], saved[40];
-        snprintf(gap, sizeof gap, isnan(w->gap_closed) ? "-" : "%.3f", w->gap_closed);
+        snprintf(gap, sizeof gap, isnan(w->c.gap_closed) ? "-" : "%.3f", w->c.gap_closed);
         demo_saved(saved, sizeof saved, lru->stall_ms_per_token, w->r.stall_ms_per_token, 1);
         printf("%-10s %8.3f %13.3f %6.1f %11s %17s\n", ec_policy_kind_name(w->r.kind),
                w->r.tpot_ms, w->r.stall_ms_per_token, 100 * w->r.hit_rate, gap, saved);
@@ -133,7 +133,7 @@ int demo_simulate(const demo_ctx *d)
     }
     int want[SIM_N_POLICIES];
     for (int k = 0; k < SIM_N_POLICIES; k++)
-        want[k] = !sim_predicts(k) || t->n_seqs >= 2;
+        want[k] = !ec_policy_kind_predicts((ec_policy_kind)k) || t->n_seqs >= 2;
     ec_sim *sim = NULL;
     ec_error err = {0};
     ec_status s = ec_sim_create(t, 1, &sim, &err);
@@ -141,8 +141,8 @@ int demo_simulate(const demo_ctx *d)
         return cli_fail(s, &err);
     sim_report rep = {.n_tokens = ec_sim_n_tokens(sim), .n_steps = ec_sim_n_steps(sim),
                       .n_skipped = ec_sim_n_skipped(sim), .n_seqs = t->n_seqs, .batch = 1};
-    char note[512] = "none: predict and gated left out (one sequence: no held-out data to fit "
-                     "a predictor on)";
+    char note[512] = "none: predict, gated and hybrid left out (one sequence: no held-out data "
+                     "to fit a predictor on)";
     if (t->n_seqs >= 2 && (rc = sim_fit_heldout(sim, "temporal", 1, t->n_seqs, note,
                                                 sizeof note))) {
         ec_sim_destroy(sim);
@@ -164,10 +164,14 @@ int demo_simulate(const demo_ctx *d)
     if (rc == CLI_OK)
         printf("TPOT and stall per decode step of a modeled run over all %lld steps; hit %% = "
                "experts resident or already loading\nwhen the router asked; gap closed = (lru - "
-               "policy) / (lru - oracle) on TPOT at the same cache size.%s\n\n",
+               "policy) / (lru - oracle) on TPOT at the same cache size.%s%s\n\n",
                (long long)rep.n_tokens,
                d->synthetic ? "\nOn the synthetic trace each layer's expert popularity is "
-                              "fixed (a Zipf law), which suits lfu's counts." : "");
+                              "fixed (a Zipf law), which suits lfu's counts." : "",
+               want[EC_POLICY_HYBRID] ? "\nhybrid runs some misses on the host CPU instead of "
+                                        "copying them (the profiles' host facts): the oracle, "
+                                        "which only copies,\nis not its floor."
+                                      : "");
     ec_sim_destroy(sim);
     return rc;
 }

@@ -1,6 +1,7 @@
 /* expertcast: the command-line entry point and subcommand table. */
 #include "cli.h"
 
+#include <signal.h>
 #include <string.h>
 
 static const cli_command commands[] = {
@@ -12,6 +13,7 @@ static const cli_command commands[] = {
     {"extract", cmd_extract, "write one problem's complete token journeys (the seed's tool)"},
     {"rules", cmd_rules, "create / evaluate the seed's lookup rules (levels 1-5)"},
     {"demo", cmd_demo, "the main job: the bundled trace through the loader, simulator and seed tools"},
+    {"reuse", cmd_reuse, "evaluate the reuse model eviction uses, held out (Brier, AUC)"},
     {"simulate", cmd_simulate, "replay traces through loading policies on a modeled machine"},
     {"replay", cmd_replay, "run the real expert loader over a trace: hit rate and stall per policy"},
 };
@@ -27,7 +29,29 @@ static void usage(FILE *f)
                "Exit status: 0 success, 1 bad data or I/O failure, 2 usage error.\n");
 }
 
-int main(int argc, char **argv)
+/* A signal that ends the process first removes its output temporaries. */
+static void on_fatal_signal(int sig)
+{
+    ec_outfile_cleanup_signal();
+    signal(sig, SIG_DFL);
+    raise(sig); /* delivered when the handler returns: the usual exit status */
+}
+
+static void install_signal_cleanup(void)
+{
+    static const int sigs[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGPIPE, SIGXFSZ};
+    for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++) {
+        struct sigaction old, sa = {0};
+        /* a signal ignored by the caller (nohup, trap '') stays ignored */
+        if (sigaction(sigs[i], NULL, &old) != 0 || old.sa_handler == SIG_IGN)
+            continue;
+        sa.sa_handler = on_fatal_signal;
+        sigemptyset(&sa.sa_mask);
+        sigaction(sigs[i], &sa, NULL);
+    }
+}
+
+static int run(int argc, char **argv)
 {
     if (argc < 2) {
         usage(stderr);
@@ -46,4 +70,10 @@ int main(int argc, char **argv)
             return commands[i].run(argc - 1, argv + 1);
     cli_error("unknown command '%s'\nHINT: run 'expertcast --help' for the list", argv[1]);
     return CLI_USAGE;
+}
+
+int main(int argc, char **argv)
+{
+    install_signal_cleanup();
+    return cli_finish_stdout(run(argc, argv));
 }

@@ -16,64 +16,20 @@ void replay_args_default(replay_args *a)
 
 double replay_per_token(int64_t v, size_t n) { return n ? (double)v / (double)n : 0; }
 
-/* Milliseconds to copy one expert host -> device, median of 5 timed copies. */
-static ec_status measure_copy_ms(ec_backend *b, ec_store *s, double *ms_out)
-{
-    ec_stream *st = NULL;
-    ec_event *e0 = NULL, *e1 = NULL;
-    void *dev = NULL;
-    size_t n = ec_store_expert_bytes(s);
-    ec_status r;
-    float ms[5];
-    if (!(r = ec_stream_create(b, &st)) && !(r = ec_event_create(b, EC_EVENT_TIMING, &e0)) &&
-        !(r = ec_event_create(b, EC_EVENT_TIMING, &e1)) && !(r = ec_backend_dev_alloc(b, n, &dev))) {
-        for (int i = 0; i < 5 && !r; i++) {
-            if (!(r = ec_event_record(e0, st)) &&
-                !(r = ec_stream_copy_h2d(st, dev, ec_store_expert(s, 0, i % ec_store_n_experts(s)), n)) &&
-                !(r = ec_event_record(e1, st)) && !(r = ec_event_sync(e1)))
-                r = ec_event_elapsed(e0, e1, &ms[i]);
-        }
-    }
-    if (!r) {
-        for (int i = 1; i < 5; i++) /* insertion sort of 5 */
-            for (int j = i; j > 0 && ms[j] < ms[j - 1]; j--) {
-                float t = ms[j];
-                ms[j] = ms[j - 1];
-                ms[j - 1] = t;
-            }
-        *ms_out = ms[2];
-    }
-    ec_backend_dev_free(b, dev);
-    ec_event_destroy(e0);
-    ec_event_destroy(e1);
-    ec_stream_destroy(st);
-    return r;
-}
-
 /* Fits the predictor on the sequences not replayed (all when none is left). */
 static ec_predictor *fit_predictor(const replay_args *o, const ec_trace *t,
                                    const uint8_t *replayed, const char **split, int *rc)
 {
     ec_predictor *p = NULL;
     ec_error err = {0};
-    ec_status s = ec_predictor_create(o->predictor, NULL, &p, &err);
+    int in_sample = 0;
+    ec_status s = ec_predictor_create_heldout(o->predictor, NULL, t, replayed, &p, &in_sample,
+                                              &err);
     if (s) {
         *rc = cli_fail(s, &err);
         return NULL;
     }
-    uint8_t *mask = calloc(t->n_seqs, 1);
-    size_t others = 0;
-    for (size_t i = 0; mask && i < t->n_seqs; i++)
-        others += mask[i] = !replayed[i];
-    *split = others ? "fitted on the sequences not replayed" : "in-sample: no other sequence";
-    s = ec_predictor_fit(p, t, others ? mask : NULL);
-    free(mask);
-    if (s) {
-        cli_error("predictor %s: %s", o->predictor, ec_predictor_errmsg(p));
-        ec_predictor_destroy(p);
-        *rc = cli_exit_code(s);
-        return NULL;
-    }
+    *split = in_sample ? "in-sample: no other sequence" : "fitted on the sequences not replayed";
     return p;
 }
 
@@ -88,9 +44,7 @@ static ec_status run_on(ec_backend *b, const replay_args *o, const ec_trace *t,
     if (st)
         return st;
     ec_store_fill_synthetic(s, 1, 4);
-    if ((st = measure_copy_ms(b, s, copy_ms))) {
-        snprintf(err->message, sizeof err->message, "measuring the copy time: %s",
-                 ec_backend_errmsg(b));
+    if ((st = ec_replay_measure_copy_ms(b, s, copy_ms, err))) {
         ec_store_destroy(s);
         return st;
     }
@@ -101,6 +55,8 @@ static ec_status run_on(ec_backend *b, const replay_args *o, const ec_trace *t,
         ro.loader.policy.horizon = o->horizon;
         ro.loader.policy.transfer_ms = o->transfer_ms > 0 ? o->transfer_ms : *copy_ms;
         ro.loader.policy.compute_ms = (o->attn_us + t->k * o->ffn_us) / 1e3;
+        ro.loader.policy.host_ms = o->host_ffn_us / 1e3;
+        ro.host_ffn_us = o->host_ffn_us;
         ro.loader.cache_per_layer =
             kinds[i] == EC_POLICY_RESIDENT ? t->n_experts : o->cache_experts;
         ro.loader.cache_global = kinds[i] == EC_POLICY_RESIDENT ? 0 : o->cache_global;
@@ -123,20 +79,24 @@ static ec_status run_on(ec_backend *b, const replay_args *o, const ec_trace *t,
     return st;
 }
 
-static ec_status open_backend(const char *name, ec_backend **b)
+/* Opens backend `name`: an explicit cuda that has no usable device (or no
+ * CUDA in this build) is a usage error (exit 2) naming the reason; auto
+ * falls back to cpu and says why. Returns CLI_OK or an exit code. */
+static int open_backend(const char *name, ec_backend **b)
 {
     ec_error err = {0};
     ec_status st = ec_backend_create(name, NULL, b, &err);
-    if (st && strcmp(name, "cuda") == 0 && (st == EC_ERR_NO_DEVICE || st == EC_ERR_UNSUPPORTED)) {
-        cli_warn("%s; using the cpu backend", err.message);
-        return ec_backend_create("cpu", NULL, b, &err);
+    if (st == EC_ERR_NO_DEVICE || st == EC_ERR_UNSUPPORTED) {
+        cli_error("--backend %s: %s", name, err.message);
+        return CLI_USAGE;
     }
     if (st)
-        cli_fail(st, &err);
-    else if (strcmp(name, "auto") == 0 && strcmp(ec_backend_name(*b), "cpu") == 0)
-        fprintf(stderr, "expertcast: no usable CUDA device: replaying on the cpu backend "
-                        "(copies are memcpy, compute stand-ins sleep)\n");
-    return st;
+        return cli_fail(st, &err);
+    if (ec_backend_fallback_reason(*b)[0])
+        fprintf(stderr, "expertcast: %s: replaying on the cpu backend instead (copies are "
+                        "memcpy, compute stand-ins sleep)\n",
+                ec_backend_fallback_reason(*b));
+    return CLI_OK;
 }
 
 int replay_execute(const replay_args *o, const ec_trace *t, const ec_policy_kind *kinds,
@@ -158,23 +118,21 @@ int replay_execute(const replay_args *o, const ec_trace *t, const ec_policy_kind
     for (size_t i = 0; i < t->n_seqs && rep->n_seqs < (size_t)o->replay_seqs; i++, rep->n_seqs++)
         replayed[i] = 1;
     for (int i = 0; i < n_kinds; i++)
-        if ((kinds[i] == EC_POLICY_PREDICT || kinds[i] == EC_POLICY_GATED) && !pred &&
+        if ((kinds[i] == EC_POLICY_PREDICT || kinds[i] == EC_POLICY_GATED ||
+             kinds[i] == EC_POLICY_HYBRID) && !pred &&
             !(pred = fit_predictor(o, t, replayed, &rep->predictor_split, &rc)))
             goto done;
-    if ((st = open_backend(o->backend, &b))) {
-        rc = cli_exit_code(st);
+    if ((rc = open_backend(o->backend, &b)))
         goto done;
-    }
     st = run_on(b, o, t, kinds, n_kinds, pred, replayed, rep->rows, &rep->copy_ms, &err);
-    if (st == EC_ERR_NOMEM && strcmp(ec_backend_name(b), "cuda") == 0) {
+    if (st == EC_ERR_NOMEM && strcmp(o->backend, "auto") == 0 &&
+        strcmp(ec_backend_name(b), "cuda") == 0) {
         cli_warn("%s; falling back to the cpu backend", err.message);
         ec_backend_destroy(b);
         b = NULL;
         memset(rep->rows, 0, (size_t)n_kinds * sizeof *rep->rows);
-        if ((st = open_backend("cpu", &b))) {
-            rc = cli_exit_code(st);
+        if ((rc = open_backend("cpu", &b)))
             goto done;
-        }
         st = run_on(b, o, t, kinds, n_kinds, pred, replayed, rep->rows, &rep->copy_ms, &err);
     }
     if (st) {
@@ -248,45 +206,45 @@ ec_status replay_write_json(FILE *f, void *ctx, ec_error *err)
     return EC_ERR_IO;
 }
 
-void replay_print_table(const replay_report *p)
+void replay_print_table(FILE *f, const replay_report *p)
 {
     const replay_args *o = p->o;
     const replay_row *first = &p->rows[0];
-    printf("replay on %s (%s): %zu sequence(s), %zu tokens measured after %zu warm-up, "
+    fprintf(f, "replay on %s (%s): %zu sequence(s), %zu tokens measured after %zu warm-up, "
            "%d layers x %d experts, top-%d\n",
            p->backend, p->device, p->n_seqs, first->r.tokens_measured,
            first->r.tokens - first->r.tokens_measured, (int)p->t->n_layers,
            (int)p->t->n_experts, (int)p->t->k);
     if (o->cache_global)
-        printf("cache: %d slots shared by all layers; ", (int)o->cache_global);
+        fprintf(f, "cache: %d slots shared by all layers; ", (int)o->cache_global);
     else
-        printf("cache: %d of %d experts per layer; ", (int)o->cache_experts, (int)p->t->n_experts);
-    printf("expert %.2f MiB, copy %.3f ms/expert (%.2f GB/s); attention %g us, FFN %g us/expert\n",
+        fprintf(f, "cache: %d of %d experts per layer; ", (int)o->cache_experts, (int)p->t->n_experts);
+    fprintf(f, "expert %.2f MiB, copy %.3f ms/expert (%.2f GB/s); attention %g us, FFN %g us/expert\n",
            (double)o->expert_bytes / 1048576.0, p->copy_ms,
            p->copy_ms > 0 ? (double)o->expert_bytes / (p->copy_ms * 1e6) : 0, o->attn_us,
            o->ffn_us);
-    printf("predictor %s (%s), horizon %d, window %d\n\n", o->predictor, p->predictor_split,
+    fprintf(f, "predictor %s (%s), horizon %d, window %d\n\n", o->predictor, p->predictor_split,
            (int)o->horizon, (int)o->window);
-    printf("%-10s %7s %9s %12s %9s %10s %10s %9s %10s %10s\n", "policy", "hit%", "resident%",
+    fprintf(f, "%-10s %7s %9s %12s %9s %10s %10s %9s %10s %10s\n", "policy", "hit%", "resident%",
            "stall ms/tok", "TPOT ms", "copies/tok", "prefch/tok", "waste/tok", "observe us",
            "acquire us");
     for (int i = 0; i < p->n; i++) {
         const ec_replay_result *r = &p->rows[i].r;
         const ec_loader_stats *m = &r->measured;
-        printf("%-10s %7.2f %9.2f %12.3f %9.3f %10.2f %10.2f %9.2f %10.2f %10.2f\n",
+        fprintf(f, "%-10s %7.2f %9.2f %12.3f %9.3f %10.2f %10.2f %9.2f %10.2f %10.2f\n",
                ec_policy_kind_name(p->rows[i].kind), 100 * r->hit_rate, 100 * r->resident_rate,
                r->stall_ms_per_token, r->tpot_ms, replay_per_token(m->copies, r->tokens_measured),
                replay_per_token(m->prefetch_copies, r->tokens_measured),
                replay_per_token(m->cache.wasted, r->tokens_measured), r->observe_us, r->acquire_us);
     }
-    printf("\nhit%%: uses whose expert was resident or in flight at the router, over %lld uses\n"
+    fprintf(f, "\nhit%%: uses whose expert was resident or in flight at the router, over %lld uses\n"
            "(%zu tokens x %d layers x top-%d); stall: measured wait of the compute stream;\n"
            "observe/acquire: host time per layer (acquire: all %d of a layer).\n",
            (long long)first->r.measured.cache.acquires, first->r.tokens_measured,
            (int)p->t->n_layers, (int)p->t->k, (int)p->t->k);
     for (int i = 0; i < p->n; i++)
         if (o->verify)
-            printf("%s: %lld acquisitions checksummed, %lld wrong\n",
+            fprintf(f, "%s: %lld acquisitions checksummed, %lld wrong\n",
                    ec_policy_kind_name(p->rows[i].kind), (long long)p->rows[i].r.verified,
                    (long long)p->rows[i].r.verify_failures);
 }

@@ -16,6 +16,7 @@ typedef struct replay_args {
     long long expert_bytes;
     double attn_us, ffn_us; /* compute stand-ins (us per layer, per expert) */
     double transfer_ms;     /* gated's cost of one copy; 0: the measured copy time */
+    double host_ffn_us;     /* hybrid: host time of one expert run on the host (0: none) */
     long long tokens, warmup, replay_seqs;
     int verify;
 } replay_args;
@@ -53,7 +54,7 @@ int replay_execute(const replay_args *a, const ec_trace *t, const ec_policy_kind
 void replay_report_free(replay_report *rep);
 
 /* The replay command's table (stdout), and its JSON (for cli_write_file). */
-void replay_print_table(const replay_report *rep);
+void replay_print_table(FILE *f, const replay_report *rep);
 ec_status replay_write_json(FILE *f, void *rep, ec_error *err);
 
 /* Value of a loader counter per measured token (0 with no token). */

@@ -114,8 +114,10 @@ void seed_print_extract(FILE *f, const char *raw, const ec_extract_opts *o,
                         const ec_extract_report *r)
 {
     const char *dir = o->output_dir && o->output_dir[0] ? o->output_dir : ".";
+    char name[256];
     fprintf(f, "Extracting problem %lld%s%s%s, tokens [%lld, %lld) of %s (%d layers)\n",
-            (long long)o->problem_id, r->dataset[0] ? " of dataset '" : "", r->dataset,
+            (long long)o->problem_id, r->dataset[0] ? " of dataset '" : "",
+            cli_printable(r->dataset, name, sizeof name),
             r->dataset[0] ? "'" : "", (long long)o->token_begin, (long long)o->token_end, raw,
             r->n_layers);
     int64_t next = o->token_begin; /* first token not yet reported */

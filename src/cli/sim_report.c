@@ -2,6 +2,7 @@
 #include "sim_report.h"
 #include "core/jsonstr.h"
 
+#include <errno.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,13 +15,8 @@ static const char *cache_str(const ec_sim_result *r, char *buf, size_t n)
     else if (r->cache_per_layer > 0)
         snprintf(buf, n, "%d/layer", r->cache_per_layer);
     else
-        snprintf(buf, n, "%d global", r->cache_global);
+        snprintf(buf, n, "%d %s", r->cache_global, r->cache_sized ? "sized" : "global");
     return buf;
-}
-
-static int uses_horizon(ec_policy_kind k)
-{
-    return k == EC_POLICY_PREDICT || k == EC_POLICY_GATED;
 }
 
 void sim_print_table(FILE *f, const sim_report *rep)
@@ -31,6 +27,14 @@ void sim_print_table(FILE *f, const sim_report *rep)
             rep->model->k, rep->model->expert_bytes / 1e6);
     fprintf(f, "hardware %s: %.1f GB/s host-to-device, %d copy engine(s)\n", rep->hw->name,
             rep->hw->h2d_gbs, rep->hw->copy_engines);
+    if (rep->hw->has_host)
+        fprintf(f, "host: %d cores, %.1f GB/s streaming read, activations %.1f + %.1f us: "
+                   "%.3f ms per expert on the host (hybrid)\n",
+                rep->hw->host_cores, rep->hw->host_read_gbs, rep->hw->host_act_d2h_us,
+                rep->hw->host_act_h2d_us, ec_sim_host_ms(tm, 1) + tm->host_d2h_ms + tm->host_h2d_ms);
+    else
+        fprintf(f, "host: no host facts in the profile: host execution unavailable (hybrid "
+                   "decides as gated)\n");
     fprintf(f, "timing: transfer %.3f ms/expert, compute %.3f ms/layer + %.3f ms/expert, "
                "router %.3f ms, predictor %.3f ms\n",
             tm->transfer_ms, tm->compute_fixed_ms, tm->compute_per_expert_ms, tm->router_ms,
@@ -52,11 +56,12 @@ void sim_print_table(FILE *f, const sim_report *rep)
     fprintf(f, "%-10s %-11s %2s %9s %9s %6s %12s %6s %13s %6s %7s %7s %7s\n", "", "", "", "",
             "/token", "", "(wasted)", "", "(wasted)", "", "", "oracle", "bound");
     double bound = NAN;
+    int any_hybrid = 0;
     for (size_t i = 0; i < rep->n_rows; i++) {
         const sim_row *w = &rep->rows[i];
         const ec_sim_result *r = &w->r;
         char c[32], h[8], xf[32], gb[32], prec[16], vs[16], gap[16], gapb[16];
-        snprintf(h, sizeof h, uses_horizon(r->kind) ? "%d" : "-", r->horizon);
+        snprintf(h, sizeof h, ec_policy_kind_predicts(r->kind) ? "%d" : "-", r->horizon);
         snprintf(xf, sizeof xf, "%.2f (%.2f)", r->transfers_per_token,
                  r->wasted_transfers_per_token);
         snprintf(gb, sizeof gb, "%.3f (%.3f)", r->bytes_per_token / 1e9,
@@ -65,20 +70,24 @@ void sim_print_table(FILE *f, const sim_report *rep)
             snprintf(prec, sizeof prec, "-");
         else
             snprintf(prec, sizeof prec, "%.2f", r->prefetch_precision);
-        snprintf(vs, sizeof vs, isnan(w->vs_lru) ? "-" : "%.3f", w->vs_lru);
-        snprintf(gap, sizeof gap, isnan(w->gap_closed) ? "-" : "%.3f", w->gap_closed);
-        snprintf(gapb, sizeof gapb, isnan(w->gap_closed_bound) ? "-" : "%.3f",
-                 w->gap_closed_bound);
+        snprintf(vs, sizeof vs, isnan(w->c.vs_lru) ? "-" : "%.3f", w->c.vs_lru);
+        snprintf(gap, sizeof gap, isnan(w->c.gap_closed) ? "-" : "%.3f", w->c.gap_closed);
+        snprintf(gapb, sizeof gapb, isnan(w->c.gap_closed_bound) ? "-" : "%.3f",
+                 w->c.gap_closed_bound);
         double pf = r->n_tokens ? (double)r->stats.prefetches / (double)r->n_tokens : 0.0;
         if (r->kind == EC_POLICY_LRU)
             bound = r->lower_bound_ms_per_token;
-        char wi[32] = "";
+        char host[48] = "", wi[32] = "";
+        if (r->kind == EC_POLICY_HYBRID) {
+            snprintf(host, sizeof host, "  host %.2f/tok", r->host_runs_per_token);
+            any_hybrid = 1;
+        }
         if (w->what_if)
             snprintf(wi, sizeof wi, "  what-if R=%.2f", w->what_if_recall);
-        fprintf(f, "%-10s %-11s %2s %9.3f %9.3f %6.1f %12s %6.2f %13s %6s %7s %7s %7s%s%s\n",
+        fprintf(f, "%-10s %-11s %2s %9.3f %9.3f %6.1f %12s %6.2f %13s %6s %7s %7s %7s%s%s%s\n",
                 ec_policy_kind_name(r->kind), cache_str(r, c, sizeof c), h, r->tpot_ms,
                 r->stall_ms_per_token, 100 * r->hit_rate, xf, pf, gb, prec, vs, gap, gapb,
-                w->beats_oracle ? "  < oracle" : "", wi);
+                w->c.beats_oracle ? "  < oracle" : "", host, wi);
     }
     for (size_t i = 0; rep->n_what_if && i < rep->n_rows; i++) {
         const ec_sim_result *r = &rep->rows[i].r;
@@ -88,22 +97,22 @@ void sim_print_table(FILE *f, const sim_report *rep)
         double be = sim_break_even(rep, r->cache_per_layer, r->cache_global), without;
         double pays = sim_guesses_pay_from(rep, r->cache_per_layer, r->cache_global, &without);
         if (isnan(be))
-            fprintf(f, "\nbreak-even recall at cache %s: none (no tested recall makes predict or "
-                       "gated faster than lru)",
+            fprintf(f, "\nbreak-even recall at cache %s: none (no tested recall makes predict, "
+                       "gated or hybrid faster than lru)",
                     cache_str(r, c, sizeof c));
         else
             fprintf(f, "\nbreak-even recall at cache %s: %.2f (the lowest tested recall at which "
-                       "predict or gated is faster than lru)",
+                       "predict, gated or hybrid is faster than lru)",
                     cache_str(r, c, sizeof c), be);
         if (isnan(without))
-            ; /* neither predict nor gated ran */
+            ; /* no predicting policy ran */
         else if (isnan(pays))
-            fprintf(f, "\nguesses pay from: none tested (without guesses the best of predict and "
-                       "gated takes %.3f ms)",
+            fprintf(f, "\nguesses pay from: none tested (without guesses the best of predict, "
+                       "gated and hybrid takes %.3f ms)",
                     without);
         else
-            fprintf(f, "\nguesses pay from: R = %.2f (the lowest tested recall at which predict "
-                       "or gated is faster than the best of them without guesses, %.3f ms)",
+            fprintf(f, "\nguesses pay from: R = %.2f (the lowest tested recall at which predict, "
+                       "gated or hybrid is faster than the best of them without guesses, %.3f ms)",
                     pays, without);
     }
     if (rep->n_what_if)
@@ -118,6 +127,10 @@ void sim_print_table(FILE *f, const sim_report *rep)
     if (!isnan(bound))
         fprintf(f, " = %.3f ms/token at lru's cache size", bound);
     fprintf(f, ".\n");
+    if (any_hybrid)
+        fprintf(f, "hybrid runs misses on the host instead of copying them (host N/tok: expert "
+                   "uses run there per token); the oracle\nand the analytic bound describe "
+                   "policies that only copy.\n");
 }
 
 static ec_status write_error(ec_error *err)
@@ -125,6 +138,15 @@ static ec_status write_error(ec_error *err)
     if (err) {
         err->status = EC_ERR_IO;
         snprintf(err->message, sizeof err->message, "write error");
+    }
+    return EC_ERR_IO;
+}
+
+static ec_status read_error(ec_error *err, const char *path, const char *what)
+{
+    if (err) {
+        err->status = EC_ERR_IO;
+        snprintf(err->message, sizeof err->message, "%s: %s", path, what);
     }
     return EC_ERR_IO;
 }
@@ -180,7 +202,18 @@ ec_status sim_write_json(FILE *f, void *ctx, ec_error *err)
     jfield(f, "router_ms", tm->router_ms);
     jfield(f, "predictor_ms", tm->predictor_ms);
     jfield(f, "expert_bytes", tm->expert_bytes);
-    fputs("}, \"gap_closed_uses\": \"oracle\"", f);
+    fprintf(f, ", \"host_lanes\": %d", tm->host_lanes);
+    jfield(f, "host_ms", ec_sim_host_ms(tm, 1));
+    fputs("}, \"host\": ", f);
+    if (rep->hw->has_host) {
+        fprintf(f, "{\"cores\": %d", rep->hw->host_cores);
+        jfield(f, "read_gbs", rep->hw->host_read_gbs);
+        jfield(f, "act_d2h_us", rep->hw->host_act_d2h_us);
+        jfield(f, "act_h2d_us", rep->hw->host_act_h2d_us);
+        fputs("}", f);
+    } else
+        fputs("null", f);
+    fputs(", \"gap_closed_uses\": \"oracle\"", f);
     if (rep->n_what_if) {
         fputs(", \"what_if\": {\"note\": \"guesses drawn from the trace's own future with "
               "recall R (each used expert kept with probability R, the others replaced by "
@@ -222,9 +255,9 @@ ec_status sim_write_json(FILE *f, void *ctx, ec_error *err)
         const ec_sim_result *r = &w->r;
         const ec_cache_stats *s = &r->stats;
         fprintf(f, "%s\n  {\"policy\": \"%s\", \"cache_experts\": %d, \"cache_global\": %d, "
-                   "\"horizon\": %d",
+                   "\"cache_sized\": %s, \"horizon\": %d",
                 i ? "," : "", ec_policy_kind_name(r->kind), r->cache_per_layer, r->cache_global,
-                r->horizon);
+                r->cache_sized ? "true" : "false", r->horizon);
         jfield(f, "tpot_ms", r->tpot_ms);
         jfield(f, "stall_ms_per_token", r->stall_ms_per_token);
         jfield(f, "compute_ms_per_token", r->compute_ms_per_token);
@@ -236,11 +269,13 @@ ec_status sim_write_json(FILE *f, void *ctx, ec_error *err)
         jfield(f, "useful_bytes_per_token", r->bytes_per_token - r->wasted_bytes_per_token);
         jfield(f, "wasted_bytes_per_token", r->wasted_bytes_per_token);
         jfield(f, "prefetch_precision", r->prefetch_precision);
-        jfield(f, "vs_lru", w->vs_lru);
-        jfield(f, "gap_closed", w->gap_closed);
-        jfield(f, "gap_closed_bound", w->gap_closed_bound);
+        jfield(f, "host_runs_per_token", r->host_runs_per_token);
+        jfield(f, "host_busy_ms_per_token", r->host_busy_ms_per_token);
+        jfield(f, "vs_lru", w->c.vs_lru);
+        jfield(f, "gap_closed", w->c.gap_closed);
+        jfield(f, "gap_closed_bound", w->c.gap_closed_bound);
         jfield(f, "lower_bound_ms_per_token", r->lower_bound_ms_per_token);
-        fprintf(f, ", \"beats_oracle\": %s", w->beats_oracle ? "true" : "false");
+        fprintf(f, ", \"beats_oracle\": %s", w->c.beats_oracle ? "true" : "false");
         if (w->what_if) {
             fputs(", \"label\": \"what-if\"", f);
             jfield(f, "what_if_recall", w->what_if_recall);
@@ -248,11 +283,12 @@ ec_status sim_write_json(FILE *f, void *ctx, ec_error *err)
         fprintf(f, ", \"counts\": {\"uses\": %lld, \"hits\": %lld, \"inflight_hits\": %lld, "
                    "\"misses\": %lld, \"loads\": %lld, \"prefetches\": %lld, "
                    "\"prefetch_hits\": %lld, \"wasted\": %lld, \"cancelled\": %lld, "
-                   "\"evictions\": %lld}",
+                   "\"evictions\": %lld, \"host_runs\": %lld, \"copy_behinds\": %lld}",
                 (long long)s->acquires, (long long)s->hits, (long long)s->inflight_hits,
                 (long long)s->misses, (long long)s->loads, (long long)s->prefetches,
                 (long long)s->prefetch_hits, (long long)s->wasted, (long long)s->cancelled,
-                (long long)s->evictions);
+                (long long)s->evictions, (long long)s->host_runs,
+                (long long)s->copy_behinds);
         jarray(f, "stall_per_layer_ms", r->stall_per_layer, r->n_layers);
         jarray(f, "bound_per_layer_ms", r->bound_per_layer, r->n_layers);
         fputs("}", f);
@@ -276,10 +312,10 @@ ec_status sim_write_csv(FILE *f, void *ctx, ec_error *err)
         const ec_sim_result *r = &w->r;
         fprintf(f, "%s,%s,%s,%s,%d,%d,%d", rep->model->name, rep->model->dtype, rep->hw->name,
                 ec_policy_kind_name(r->kind), r->cache_per_layer, r->cache_global,
-                uses_horizon(r->kind) ? r->horizon : 0);
+                ec_policy_kind_predicts(r->kind) ? r->horizon : 0);
         double v[] = {r->tpot_ms, r->stall_ms_per_token, r->hit_rate, r->bytes_per_token,
-                      r->wasted_bytes_per_token, r->prefetch_precision, w->vs_lru, w->gap_closed,
-                      w->gap_closed_bound, r->lower_bound_ms_per_token, r->transfers_per_token,
+                      r->wasted_bytes_per_token, r->prefetch_precision, w->c.vs_lru, w->c.gap_closed,
+                      w->c.gap_closed_bound, r->lower_bound_ms_per_token, r->transfers_per_token,
                       r->n_tokens ? (double)r->stats.prefetches / (double)r->n_tokens : 0.0};
         for (size_t j = 0; j < sizeof v / sizeof v[0]; j++) {
             if (isfinite(v[j]))
@@ -298,6 +334,23 @@ ec_status sim_write_csv(FILE *f, void *ctx, ec_error *err)
     return EC_OK;
 }
 
+/* Copies the file named by ctx into f. */
+static ec_status copy_file(FILE *f, void *ctx, ec_error *err)
+{
+    FILE *in = fopen(ctx, "rb");
+    if (!in)
+        return read_error(err, ctx, strerror(errno));
+    char buf[65536];
+    size_t n;
+    while ((n = fread(buf, 1, sizeof buf, in)) > 0)
+        fwrite(buf, 1, n, f);
+    int bad = ferror(in);
+    fclose(in);
+    if (bad)
+        return read_error(err, ctx, "read error");
+    return ferror(f) ? write_error(err) : EC_OK;
+}
+
 static int have_gnuplot(void)
 {
     return system("command -v gnuplot >/dev/null 2>&1") == 0;
@@ -314,10 +367,12 @@ int sim_plot(const sim_report *rep, const char *png)
         cli_warn("cannot create a temporary directory: plot skipped");
         return -1;
     }
-    char data[256], script[256], tmp_png[4096], cmd[4500];
+    /* gnuplot draws into the private directory; the picture is then
+     * copied to PNG as any output is (ec_outfile: '-', links, devices). */
+    char data[256], script[256], tmp_png[256], cmd[600];
     snprintf(data, sizeof data, "%s/data.txt", dir);
     snprintf(script, sizeof script, "%s/plot.gp", dir);
-    snprintf(tmp_png, sizeof tmp_png, "%s.tmp.png", png);
+    snprintf(tmp_png, sizeof tmp_png, "%s/plot.png", dir);
     /* one block per series (policy, horizon; what-if: and cache size), in
      * order of first appearance */
     int whatif = rep->n_what_if > 0;
@@ -345,7 +400,7 @@ int sim_plot(const sim_report *rep, const char *png)
             if (done[i])
                 continue;
             const ec_sim_result *a = &rep->rows[i].r;
-            int hz = uses_horizon(a->kind) ? a->horizon : 0;
+            int hz = ec_policy_kind_predicts(a->kind) ? a->horizon : 0;
             int32_t cache = a->cache_per_layer > 0 ? a->cache_per_layer : a->cache_global;
             char label[96], cl[32] = "";
             if (whatif)
@@ -358,7 +413,8 @@ int sim_plot(const sim_report *rep, const char *png)
             for (size_t j = i; j < rep->n_rows; j++) {
                 const ec_sim_result *b = &rep->rows[j].r;
                 int32_t bc = b->cache_per_layer > 0 ? b->cache_per_layer : b->cache_global;
-                if (b->kind == a->kind && (uses_horizon(b->kind) ? b->horizon : 0) == hz &&
+                if (b->kind == a->kind &&
+                    (ec_policy_kind_predicts(b->kind) ? b->horizon : 0) == hz &&
                     (!whatif || bc == cache)) {
                     done[j] = 1;
                     if (whatif)
@@ -382,12 +438,11 @@ int sim_plot(const sim_report *rep, const char *png)
     int rc = -1;
     if (ok) {
         snprintf(cmd, sizeof cmd, "gnuplot '%s' 2>/dev/null", script);
-        if (system(cmd) == 0 && rename(tmp_png, png) == 0)
-            rc = 0;
-        else {
-            unlink(tmp_png);
+        if (system(cmd) == 0)
+            rc = cli_write_file(png, copy_file, tmp_png) == CLI_OK ? 0 : -2;
+        else
             cli_warn("gnuplot failed: plot %s not written", png);
-        }
+        unlink(tmp_png);
     }
     unlink(data);
     unlink(script);

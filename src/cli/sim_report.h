@@ -5,14 +5,11 @@
 #include "cli.h"
 #include "expertcast/sim.h"
 
-/* One result row with what is measured against lru and oracle at the same
- * cache size (and horizon for predicting policies). */
+/* One result row with where it stands against lru, the oracle and the
+ * analytic bound at the same cache size (ec_sim_compare). */
 typedef struct sim_row {
     ec_sim_result r;
-    double vs_lru;           /* tpot / lru tpot */
-    double gap_closed;       /* (lru - tpot) / (lru - oracle), NaN when lru == oracle */
-    double gap_closed_bound; /* (lru - tpot) / (lru - analytic bound) */
-    int beats_oracle;        /* tpot < oracle tpot */
+    ec_sim_comparison c;
     int what_if;             /* 1: replayed with what-if guesses of recall what_if_recall */
     double what_if_recall;
 } sim_row;
@@ -37,19 +34,18 @@ typedef struct sim_report {
 } sim_report;
 
 /* Policies the simulator knows: the values of ec_policy_kind. */
-#define SIM_N_POLICIES (EC_POLICY_RESIDENT + 1)
-
-/* predict and gated: the policies that read a predictor and a horizon. */
-int sim_predicts(int kind);
+#define SIM_N_POLICIES EC_POLICY_N_KINDS
 
 /*
- * Loads the profiles named by model and hardware: a file path, or a name
- * looked up in $EXPERTCAST_PROFILES, data/profiles, beside the executable
- * (../data/profiles, ../../data/profiles) and ../share/expertcast/profiles;
- * a model NAME-DTYPE picks dtype DTYPE of NAME.json. mpath[PATH_MAX]
- * receives the model file's path (for messages). Returns CLI_OK, or an
- * exit code after printing the error (naming cmd for unknown names).
+ * Loads the profiles named by model and hardware (ec_profile_find: a file
+ * path, or a name in $EXPERTCAST_PROFILES or profiles/ of the data
+ * directories). mpath[PATH_MAX] receives the model file's path (for
+ * messages). Returns CLI_OK, or an exit code after printing the error
+ * (a usage error naming cmd for unknown names).
  */
+/* The file a profile name or path resolves to (PATH_MAX bytes), as
+ * sim_load_profiles finds it; 0 when there is none. */
+int sim_profile_path(const char *name, int model, char *path);
 int sim_load_profiles(const char *cmd, const char *model, const char *hardware,
                       ec_model_profile *m, ec_hw_profile *h, char *mpath);
 
@@ -70,6 +66,7 @@ typedef struct sim_plan {
     const int32_t *horizons;  /* [n_horizons] */
     int n_horizons;
     int global;               /* caches are global pools */
+    int sized;                /* ... partitioned per layer (ec_sim_config.cache_sized) */
     int32_t prefetch_k;       /* 0: the step's union */
     int progress;             /* count the runs on stderr */
 } sim_plan;
@@ -77,8 +74,8 @@ typedef struct sim_plan {
 /*
  * Runs the plan into rep->rows / n_rows (allocated here; free with
  * sim_report_clear_rows, also after a failure). Per cache size, lru and the
- * oracle always run (the oracle at the first horizon) and every row gets
- * vs_lru, gap_closed and gap_closed_bound against them. Returns CLI_OK, or
+ * oracle always run (ec_sim_run_baselines, the oracle at the first horizon)
+ * and every row is compared with them (ec_sim_compare). Returns CLI_OK, or
  * an exit code after printing the error.
  */
 int sim_run_rows(const sim_plan *p, sim_report *rep);
@@ -111,9 +108,10 @@ void sim_print_table(FILE *f, const sim_report *rep);
 ec_status sim_write_json(FILE *f, void *rep, ec_error *err);
 ec_status sim_write_csv(FILE *f, void *rep, ec_error *err);
 /* Plots TPOT vs cache size per policy (and horizon) with gnuplot into png
- * (written beside and renamed); with what-if rows, TPOT vs the what-if
- * recall per policy (horizon, cache size). Returns 0, or -1 after a
- * warning. */
+ * (drawn in a private directory, then written as any output); with what-if
+ * rows, TPOT vs the what-if recall per policy (horizon, cache size).
+ * Returns 0, -1 after a warning (no gnuplot, or it failed), -2 after an
+ * error writing png. */
 int sim_plot(const sim_report *rep, const char *png);
 
 #endif

@@ -6,31 +6,23 @@
 #include <stdlib.h>
 #include <unistd.h>
 
-int sim_predicts(int k) { return k == EC_POLICY_PREDICT || k == EC_POLICY_GATED; }
-
 typedef struct runner {
     ec_sim *sim;
     const ec_sim_timing *tm;
-    int global;
+    int global, sized;
     int32_t prefetch_k;
     int done, total;
     int progress;
     int tty;      /* stderr is a terminal */
 } runner;
 
-static int run_one(runner *rn, ec_policy_kind k, int32_t cache, int32_t horizon,
-                   ec_sim_result *out)
+/* Counts n finished runs on stderr: a terminal gets one line redrawn, a log
+ * a line per tenth. */
+static void count_runs(runner *rn, int n)
 {
-    ec_sim_config cfg = {.kind = k,
-                         .cache_per_layer = rn->global ? 0 : cache,
-                         .cache_global = rn->global ? cache : 0,
-                         .horizon = horizon,
-                         .prefetch_k = rn->prefetch_k,
-                         .timing = *rn->tm};
-    ec_error err = {0};
-    ec_status s = ec_sim_run(rn->sim, &cfg, out, &err);
-    if (rn->progress) {
-        /* a terminal gets one line redrawn; a log gets a line per tenth */
+    if (!rn->progress)
+        return;
+    for (int i = 0; i < n; i++) {
         rn->done++;
         if (rn->tty)
             fprintf(stderr, "\rsimulate: %d/%d runs%s", rn->done, rn->total,
@@ -38,6 +30,21 @@ static int run_one(runner *rn, ec_policy_kind k, int32_t cache, int32_t horizon,
         else if (rn->done * 10 / rn->total != (rn->done - 1) * 10 / rn->total)
             fprintf(stderr, "simulate: %d/%d runs\n", rn->done, rn->total);
     }
+}
+
+static int run_one(runner *rn, ec_policy_kind k, int32_t cache, int32_t horizon,
+                   ec_sim_result *out)
+{
+    ec_sim_config cfg = {.kind = k,
+                         .cache_per_layer = rn->global ? 0 : cache,
+                         .cache_global = rn->global ? cache : 0,
+                         .cache_sized = rn->sized,
+                         .horizon = horizon,
+                         .prefetch_k = rn->prefetch_k,
+                         .timing = *rn->tm};
+    ec_error err = {0};
+    ec_status s = ec_sim_run(rn->sim, &cfg, out, &err);
+    count_runs(rn, 1);
     if (s) {
         if (rn->progress && rn->tty)
             fputc('\n', stderr);
@@ -69,35 +76,41 @@ int sim_run_rows(const sim_plan *p, sim_report *rep)
         cli_error("out of memory");
         return CLI_DATA;
     }
-    runner rn = {.sim = p->sim, .tm = p->tm, .global = p->global, .prefetch_k = p->prefetch_k};
+    runner rn = {.sim = p->sim, .tm = p->tm, .global = p->global, .sized = p->sized,
+               .prefetch_k = p->prefetch_k};
     for (int k = 0; k < SIM_N_POLICIES; k++)
         rn.total += (k == EC_POLICY_LRU || k == EC_POLICY_ORACLE || p->want[k])
-                        ? (sim_predicts(k) ? p->n_horizons : 1) * p->n_caches
+                        ? (ec_policy_kind_predicts((ec_policy_kind)k) ? p->n_horizons : 1) * p->n_caches
                         : 0;
     rn.progress = p->progress && rn.total > 1;
     rn.tty = isatty(STDERR_FILENO);
     for (int ci = 0; ci < p->n_caches; ci++) {
-        ec_sim_result lru, orc;
-        if ((rc = run_one(&rn, EC_POLICY_LRU, p->caches[ci], 1, &lru)))
-            return rc;
-        if ((rc = run_one(&rn, EC_POLICY_ORACLE, p->caches[ci], p->horizons[0], &orc))) {
-            ec_sim_result_clear(&lru);
-            return rc;
+        ec_sim_baselines base;
+        ec_sim_config bc = {.cache_per_layer = p->global ? 0 : p->caches[ci],
+                            .cache_global = p->global ? p->caches[ci] : 0,
+                            .horizon = p->horizons[0],
+                            .prefetch_k = p->prefetch_k,
+                            .timing = *p->tm};
+        ec_error err = {0};
+        ec_status s = ec_sim_run_baselines(p->sim, &bc, &base, &err);
+        count_runs(&rn, 2);
+        if (s) {
+            if (rn.progress && rn.tty)
+                fputc('\n', stderr);
+            return cli_fail(s, &err);
         }
         size_t first = rep->n_rows;
         for (int k = 0; k < SIM_N_POLICIES; k++) {
             if (!p->want[k])
                 continue;
-            for (int hi = 0; hi < (sim_predicts(k) ? p->n_horizons : 1); hi++) {
+            int nh = ec_policy_kind_predicts((ec_policy_kind)k) ? p->n_horizons : 1;
+            for (int hi = 0; hi < nh; hi++) {
                 sim_row *w = &rep->rows[rep->n_rows];
-                if (k == EC_POLICY_LRU)
-                    w->r = lru, lru.stall_per_layer = NULL, lru.bound_per_layer = NULL;
-                else if (k == EC_POLICY_ORACLE)
-                    w->r = orc, orc.stall_per_layer = NULL, orc.bound_per_layer = NULL;
+                if (k == EC_POLICY_LRU || k == EC_POLICY_ORACLE)
+                    w->r.kind = (ec_policy_kind)k; /* the baseline's result, moved below */
                 else if ((rc = run_one(&rn, (ec_policy_kind)k, p->caches[ci], p->horizons[hi],
                                        &w->r))) {
-                    ec_sim_result_clear(&lru);
-                    ec_sim_result_clear(&orc);
+                    ec_sim_baselines_clear(&base);
                     return rc;
                 }
                 rep->n_rows++;
@@ -105,14 +118,19 @@ int sim_run_rows(const sim_plan *p, sim_report *rep)
         }
         for (size_t i = first; i < rep->n_rows; i++) {
             sim_row *w = &rep->rows[i];
-            double L = lru.tpot_ms, O = orc.tpot_ms, B = w->r.lower_bound_ms_per_token;
-            w->vs_lru = w->r.tpot_ms / L;
-            w->gap_closed = L > O ? (L - w->r.tpot_ms) / (L - O) : NAN;
-            w->gap_closed_bound = L > B ? (L - w->r.tpot_ms) / (L - B) : NAN;
-            w->beats_oracle = w->r.kind != EC_POLICY_RESIDENT && w->r.tpot_ms < O;
+            ec_sim_result *own = w->r.kind == EC_POLICY_LRU      ? &base.lru
+                                 : w->r.kind == EC_POLICY_ORACLE ? &base.oracle
+                                                                 : NULL;
+            ec_sim_compare(own ? own : &w->r, &base, &w->c);
         }
-        ec_sim_result_clear(&lru);
-        ec_sim_result_clear(&orc);
+        for (size_t i = first; i < rep->n_rows; i++) {
+            sim_row *w = &rep->rows[i];
+            if (w->r.kind == EC_POLICY_LRU)
+                w->r = base.lru, base.lru = (ec_sim_result){0};
+            else if (w->r.kind == EC_POLICY_ORACLE)
+                w->r = base.oracle, base.oracle = (ec_sim_result){0};
+        }
+        ec_sim_baselines_clear(&base);
     }
     return CLI_OK;
 }

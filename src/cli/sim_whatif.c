@@ -86,7 +86,7 @@ double sim_break_even(const sim_report *rep, int32_t cache_per_layer, int32_t ca
                 continue;
             if (w->r.kind == EC_POLICY_LRU)
                 lru = w->r.tpot_ms;
-            else if (sim_predicts(w->r.kind) && w->r.tpot_ms < fastest)
+            else if (ec_policy_kind_predicts(w->r.kind) && w->r.tpot_ms < fastest)
                 fastest = w->r.tpot_ms;
         }
         if (fastest < lru && (isnan(best) || R < best))
@@ -103,7 +103,7 @@ static double fastest(const sim_row *rows, size_t n, int32_t pl, int32_t gl, int
     for (size_t j = 0; j < n; j++) {
         const sim_row *w = &rows[j];
         if ((what_if && (!w->what_if || w->what_if_recall != R)) ||
-            !same_cache(&w->r, pl, gl) || !sim_predicts(w->r.kind))
+            !same_cache(&w->r, pl, gl) || !ec_policy_kind_predicts(w->r.kind))
             continue;
         best = w->r.tpot_ms < best ? w->r.tpot_ms : best;
     }

@@ -104,6 +104,7 @@ const char *ec_status_str(ec_status s)
     case EC_ERR_CUDA: return "CUDA error";
     case EC_ERR_NOT_FOUND: return "not found";
     case EC_ERR_BUSY: return "all candidate slots are in use";
+    case EC_ERR_NO_DATA: return "no usable data";
     }
     return "unknown status";
 }

@@ -3,6 +3,32 @@
 
 #include <math.h>
 
+#define EC_STR2(x) #x
+#define EC_STR(x) EC_STR2(x)
+
+const char *ec_json_why(const char *text, size_t at)
+{
+    size_t depth = 0;
+    int in_string = 0;
+    for (size_t i = 0; i < at; i++) {
+        char c = text[i];
+        if (in_string) {
+            if (c == '\\')
+                i++;
+            else if (c == '"')
+                in_string = 0;
+        } else if (c == '"')
+            in_string = 1;
+        else if (c == '[' || c == '{')
+            depth++;
+        else if ((c == ']' || c == '}') && depth)
+            depth--;
+    }
+    return depth >= CJSON_NESTING_LIMIT
+               ? "JSON nested deeper than " EC_STR(CJSON_NESTING_LIMIT) " levels"
+               : "not valid JSON";
+}
+
 ec_status ec_json_load(const char *path, cJSON **out, ec_error *err)
 {
     *out = NULL;
@@ -15,6 +41,7 @@ ec_status ec_json_load(const char *path, cJSON **out, ec_error *err)
     const char *end = NULL;
     cJSON *root = cJSON_ParseWithLengthOpts(text, len, &end, 0);
     size_t at = end ? (size_t)(end - text) : 0;
+    const char *why = root ? NULL : ec_json_why(text, at);
     /* one document: only blanks may follow it */
     while (root && at < len && (text[at] == ' ' || text[at] == '\t' || text[at] == '\r' ||
                                 text[at] == '\n'))
@@ -29,8 +56,7 @@ ec_status ec_json_load(const char *path, cJSON **out, ec_error *err)
     if (!root)
         return ec_alloc_failures() != failures
                    ? ec_error_set(err, EC_ERR_NOMEM, "%s: out of memory", path)
-                   : ec_error_set(err, EC_ERR_PARSE, "%s: not valid JSON (near byte %zu)", path,
-                                  at);
+                   : ec_error_set(err, EC_ERR_PARSE, "%s: %s (near byte %zu)", path, why, at);
     *out = root;
     return EC_OK;
 }

@@ -17,6 +17,11 @@
  */
 ec_status ec_json_load(const char *path, cJSON **out, ec_error *err);
 
+/* Why cJSON stopped at byte `at` of text: "JSON nested deeper than 1000
+ * levels" when the value is that deep there (cJSON's limit), else "not
+ * valid JSON". */
+const char *ec_json_why(const char *text, size_t at);
+
 /*
  * Reads obj[field] into *out: a finite number in [lo, hi], and an integer
  * when `integer` is set. prefix names the enclosing object in messages

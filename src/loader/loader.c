@@ -78,9 +78,12 @@ struct ec_loader {
      * re-planning when a hint comes after it */
     int16_t last_ex[EC_MAX_K];
 
+    int64_t *host_acq;  /* [L*E] step of an open host acquire (hybrid), -1 */
+
     ec_loader_stats stats;
     ec_status broken;   /* first backend failure; later calls refuse */
     int finished;
+    int keep_slots;     /* a wait failed: a kernel may still read the slots, never free them */
     char broken_msg[EC_ERROR_MAX];
     char errmsg[EC_ERROR_MAX];
 };
@@ -107,6 +110,14 @@ static ec_status broke(ec_loader *l, ec_status s, const char *what)
         memcpy(l->broken_msg, l->errmsg, sizeof l->broken_msg);
     }
     return s;
+}
+
+/* A wait on the device failed: as broke, and the slots' readers may still
+ * be running, so their memory must never be freed. */
+static ec_status wait_broke(ec_loader *l, ec_status s, const char *what)
+{
+    l->keep_slots = 1;
+    return broke(l, s, what);
 }
 
 static ec_status usable(ec_loader *l)
@@ -163,7 +174,9 @@ static void free_all(ec_loader *l)
         ec_event_destroy(l->stall[i].t1);
     }
     ec_stream_destroy(l->copy);
-    ec_backend_dev_free(l->b, l->dev);
+    if (!l->keep_slots)
+        ec_backend_dev_free(l->b, l->dev);
+    /* else the slot memory is leaked on purpose (ec_loader_finish says so) */
     ec_recorder_abort(l->rec);
     ec_policy_destroy(l->policy);
     ec_queue_destroy(l->queue);
@@ -172,6 +185,7 @@ static void free_all(ec_loader *l)
     ec_free(l->rt);
     ec_free(l->fl);
     ec_free(l->dataset);
+    ec_free(l->host_acq);
     ec_free(l);
 }
 
@@ -263,6 +277,8 @@ ec_status ec_loader_create(ec_backend *b, ec_store *s, const ec_predictor *predi
     TRY(ec_policy_create(&cfg->policy, l->cache, l->queue, predictor, cfg->future, &l->policy,
                          err),
         "policy");
+    TRY(ec_policy_set_reuse_model(l->policy, cfg->reuse_model),
+        "reuse model (its layers and experts must match the store's)");
     int32_t depth = cfg->history_depth; /* at least what the predictor's fit read */
     if (predictor && ec_predictor_history_depth(predictor) > depth)
         depth = ec_predictor_history_depth(predictor);
@@ -271,7 +287,11 @@ ec_status ec_loader_create(ec_backend *b, ec_store *s, const ec_predictor *predi
     l->fl_cap = 2 * l->n_slots + 8;
     l->fl = ec_calloc((size_t)l->fl_cap, sizeof *l->fl);
     l->dataset = ec_strdup("loader");
-    if (!l->rt || !l->fl || !l->dataset) {
+    l->host_acq = ec_malloc((size_t)l->L * (size_t)l->E * sizeof *l->host_acq);
+    if (l->host_acq)
+        for (size_t i = 0; i < (size_t)l->L * (size_t)l->E; i++)
+            l->host_acq[i] = -1;
+    if (!l->rt || !l->fl || !l->dataset || !l->host_acq) {
         st = ec_error_set(err, EC_ERR_NOMEM, "loader: out of memory");
         goto fail;
     }
@@ -373,7 +393,7 @@ static ec_status start_transfer(ec_loader *l, const ec_transfer *t)
     ec_status s;
     if (l->fl_len == l->fl_cap) { /* cannot happen with a sane policy; stay bounded */
         if ((s = ec_event_sync(l->rt[l->fl[l->fl_head].slot].ready)))
-            return broke(l, s, "waiting for a copy");
+            return wait_broke(l, s, "waiting for a copy");
         complete_oldest(l);
     }
     slot_rt *r = &l->rt[t->slot];
@@ -497,6 +517,8 @@ ec_status ec_loader_observe(ec_loader *l, int32_t layer, const int16_t *experts)
         ec_history_observe(l->hist, layer, experts);
     }
     l->pending = 0;
+    if (!retry) /* hybrid: the link is busy with the copies in flight (each counted whole) */
+        ec_policy_set_lanes(l->policy, l->fl_len * l->cfg.policy.transfer_ms, 0);
     for (;;) {
         s = ec_policy_observe(l->policy, token * l->L + layer, layer, experts, l->k, l->hist);
         if (s != EC_ERR_BUSY)
@@ -514,7 +536,7 @@ ec_status ec_loader_observe(ec_loader *l, int32_t layer, const int16_t *experts)
         }
         /* Slots still loading are not evictable: wait for the oldest copy. */
         if ((s = ec_event_sync(l->rt[l->fl[l->fl_head].slot].ready)))
-            return broke(l, s, "waiting for a copy");
+            return wait_broke(l, s, "waiting for a copy");
         complete_oldest(l);
     }
     if (s)
@@ -526,7 +548,7 @@ ec_status ec_loader_observe(ec_loader *l, int32_t layer, const int16_t *experts)
     l->stats.observes++;
     if (l->rec && ec_recorder_write(l->rec, l->dataset, l->problem_id, l->seq_token, layer,
                                     experts, l->k))
-        return lfail(l, EC_ERR_IO, "recording: write failed");
+        return lfail(l, EC_ERR_NOMEM, "recording: out of memory");
     return pump(l);
 }
 
@@ -587,6 +609,11 @@ ec_status ec_loader_acquire(ec_loader *l, int32_t layer, int32_t expert, ec_stre
                      (int)layer, (int)expert, (int)l->L, (int)l->E);
     if (l->token < 0)
         return lfail(l, EC_ERR_STATE, "acquire: nothing observed yet");
+    if (ec_policy_on_host(l->policy, layer, expert))
+        return lfail(l, EC_ERR_STATE,
+                     "acquire: layer %d expert %d runs on the host this step: use "
+                     "ec_loader_acquire_where",
+                     (int)layer, (int)expert);
     int32_t slot = ec_policy_acquire(l->policy, ec_loader_step(l, layer), layer, expert);
     if (slot < 0)
         return lfail(l, EC_ERR_STATE,
@@ -639,6 +666,35 @@ ec_status ec_loader_acquire(ec_loader *l, int32_t layer, int32_t expert, ec_stre
     return EC_OK;
 }
 
+ec_status ec_loader_acquire_where(ec_loader *l, int32_t layer, int32_t expert, ec_stream *stream,
+                                  ec_expert_ref *out)
+{
+    if (!l || !out)
+        return l ? lfail(l, EC_ERR_INVALID, "acquire: NULL out") : EC_ERR_INVALID;
+    memset(out, 0, sizeof *out);
+    ec_status s = usable(l);
+    if (s || (s = check_stream(l, stream, "acquire")))
+        return s;
+    if (layer < 0 || layer >= l->L || expert < 0 || expert >= l->E)
+        return lfail(l, EC_ERR_INVALID, "acquire: layer %d expert %d outside %d x %d",
+                     (int)layer, (int)expert, (int)l->L, (int)l->E);
+    if (l->token >= 0 && ec_policy_on_host(l->policy, layer, expert)) {
+        l->host_acq[(size_t)layer * (size_t)l->E + (size_t)expert] = ec_loader_step(l, layer);
+        l->stats.host_acquires++;
+        out->where = EC_WHERE_HOST;
+        out->host = ec_store_expert(l->store, layer, expert);
+        out->bytes = l->bytes;
+        return EC_OK;
+    }
+    void *dev = NULL;
+    if ((s = ec_loader_acquire(l, layer, expert, stream, &dev)))
+        return s;
+    out->where = EC_WHERE_DEVICE;
+    out->dev = dev;
+    out->bytes = l->bytes;
+    return EC_OK;
+}
+
 ec_status ec_loader_release(ec_loader *l, int32_t layer, int32_t expert, ec_stream *stream)
 {
     if (!l)
@@ -646,6 +702,13 @@ ec_status ec_loader_release(ec_loader *l, int32_t layer, int32_t expert, ec_stre
     ec_status s = usable(l);
     if (s || (s = check_stream(l, stream, "release")))
         return s;
+    if (layer >= 0 && layer < l->L && expert >= 0 && expert < l->E) {
+        int64_t *h = &l->host_acq[(size_t)layer * (size_t)l->E + (size_t)expert];
+        if (*h >= 0 && *h == ec_loader_step(l, layer)) { /* a host expert: no slot */
+            *h = -1;
+            return EC_OK;
+        }
+    }
     int32_t slot = ec_cache_find(l->cache, layer, expert);
     if (slot < 0 || ec_cache_slot(l->cache, slot)->pins <= 0)
         return lfail(l, EC_ERR_STATE, "release: layer %d expert %d is not acquired",
@@ -679,7 +742,7 @@ ec_status ec_loader_sync(ec_loader *l)
         if (l->fl_len == 0)
             break; /* the window is free, so pump emptied the queue */
         if ((s = ec_event_sync(l->rt[l->fl[l->fl_head].slot].ready)))
-            return broke(l, s, "waiting for a copy");
+            return wait_broke(l, s, "waiting for a copy");
         complete_oldest(l);
     }
     harvest_stalls(l, 1);
@@ -693,10 +756,25 @@ ec_status ec_loader_finish(ec_loader *l)
     if (l->finished)
         return EC_OK;
     ec_status s = l->broken ? usable(l) : ec_loader_sync(l);
-    /* Readers of the slots must be done before the memory can go. */
-    for (int32_t i = 0; i < l->n_slots; i++)
-        if (!l->broken)
-            ec_event_sync(l->rt[i].released);
+    /* Readers of the slots must be done before the memory can go (also
+     * after a host-side failure). A wait that failed, now or earlier, proves
+     * nothing: a kernel may still read a slot, so its memory is kept (leaked)
+     * rather than freed. */
+    for (int32_t i = 0; i < l->n_slots && !l->keep_slots; i++) {
+        ec_status w = ec_event_sync(l->rt[i].released);
+        if (w) {
+            wait_broke(l, w, "waiting for the readers of the slots");
+            if (!s)
+                s = w;
+        }
+    }
+    if (l->keep_slots) {
+        size_t n = strlen(l->broken_msg);
+        snprintf(l->broken_msg + n, sizeof l->broken_msg - n, "%s",
+                 "; the slot memory is not freed (a kernel may still read it)");
+        if (s)
+            lfail(l, s, "%s", l->broken_msg);
+    }
     if (l->rec) {
         ec_error err = {0};
         ec_status c = ec_recorder_commit(l->rec, &err);

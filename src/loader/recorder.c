@@ -1,7 +1,12 @@
-/* Recording of observed routing as raw JSONL, committed atomically. */
+/* Recording of observed routing as raw JSONL: kept in memory during the
+ * run, written as one output file (ec_outfile) at commit. */
 #include "recorder.h"
-#include "../core/jsonstr.h"
 #include "../trace/jsonl.h"
+
+#include <errno.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 /* A guess waiting for its record's line to close. */
 typedef struct rec_guess {
@@ -11,77 +16,147 @@ typedef struct rec_guess {
 } rec_guess;
 
 struct ec_recorder {
-    ec_outfile *out;
-    FILE *f;
+    char *path;
+    char *buf;
+    size_t len, cap;
     int failed;
     int open;                          /* the last record's line awaits its guesses */
     int32_t n_guesses;
     rec_guess guesses[EC_MAX_GUESSES];
 };
 
-/* Ends the open line: its guesses, then the closing brace. */
-static void close_line(ec_recorder *r)
+/* Where the recording will go must be writable: found now, not after the run. */
+static ec_status check_target(const char *path, ec_error *err)
 {
-    if (!r->open)
-        return;
-    FILE *f = r->f;
-    char num[40];
-    if (r->n_guesses) {
-        fputs(", \"guesses\": [", f);
-        for (int32_t g = 0; g < r->n_guesses; g++) {
-            const rec_guess *q = &r->guesses[g];
-            fprintf(f, "%s{\"ahead\": %d, \"experts\": [", g ? ", " : "", q->ahead);
-            for (int32_t i = 0; i < q->n; i++)
-                fprintf(f, "%s%d", i ? ", " : "", q->experts[i]);
-            fputs("], \"probs\": [", f);
-            for (int32_t i = 0; i < q->n; i++) {
-                ec_fmt_pyfloat((double)q->probs[i], num);
-                fprintf(f, "%s%s", i ? ", " : "", num);
-            }
-            fputs("]}", f);
-        }
-        fputc(']', f);
-    }
-    fputs("}\n", f);
-    r->open = 0;
-    r->n_guesses = 0;
-    if (ferror(f))
-        r->failed = 1;
+    struct stat sb;
+    if (strcmp(path, "-") == 0)
+        return EC_OK;
+    if (stat(path, &sb) == 0)
+        return S_ISDIR(sb.st_mode)
+                   ? ec_error_set(err, EC_ERR_IO, "%s: is a directory, expected a file path",
+                                  path)
+                   : EC_OK;
+    const char *slash = strrchr(path, '/');
+    char *dir = ec_malloc(slash ? (size_t)(slash - path) + 2 : 2);
+    if (!dir)
+        return ec_error_set(err, EC_ERR_NOMEM, "%s: out of memory", path);
+    if (slash) {
+        memcpy(dir, path, (size_t)(slash - path) + 1);
+        dir[slash - path + 1] = '\0';
+    } else
+        strcpy(dir, ".");
+    ec_status s = EC_OK;
+    if (access(dir, W_OK | X_OK) != 0)
+        s = ec_error_set(err, EC_ERR_IO, "%s: cannot create: %s", path, strerror(errno));
+    ec_free(dir);
+    return s;
 }
 
 ec_status ec_recorder_open(const char *path, ec_recorder **out, ec_error *err)
 {
     *out = NULL;
-    ec_recorder *r = ec_calloc(1, sizeof *r);
-    if (!r)
-        return ec_error_set(err, EC_ERR_NOMEM, "%s: out of memory", path);
-    ec_status s = ec_outfile_open(path, &r->out, &r->f, err);
-    if (s) {
-        ec_free(r);
+    ec_status s = check_target(path, err);
+    if (s)
         return s;
+    ec_recorder *r = ec_calloc(1, sizeof *r);
+    if (!r || !(r->path = ec_strdup(path))) {
+        ec_free(r);
+        return ec_error_set(err, EC_ERR_NOMEM, "%s: out of memory", path);
     }
     *out = r;
     return EC_OK;
 }
 
+static void append(ec_recorder *r, const char *s, size_t n)
+{
+    if (r->failed)
+        return;
+    if (ec_grow((void **)&r->buf, &r->cap, r->len + n, 1)) {
+        r->failed = 1;
+        return;
+    }
+    memcpy(r->buf + r->len, s, n);
+    r->len += n;
+}
+
+/* s as a JSON string literal, as ec_json_write_string writes it. */
+static void append_string(ec_recorder *r, const char *s)
+{
+    append(r, "\"", 1);
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        char esc[8];
+        if (c == '"' || c == '\\') {
+            esc[0] = '\\';
+            esc[1] = (char)c;
+            append(r, esc, 2);
+        } else if (c < 0x20) {
+            snprintf(esc, sizeof esc, "\\u%04x", c);
+            append(r, esc, 6);
+        } else
+            append(r, (const char *)s, 1);
+    }
+    append(r, "\"", 1);
+}
+
+/* Ends the open line: its guesses, then the closing brace. */
+static void close_line(ec_recorder *r)
+{
+    if (!r->open)
+        return;
+    char num[48];
+    if (r->n_guesses) {
+        append(r, ", \"guesses\": [", 14);
+        for (int32_t g = 0; g < r->n_guesses; g++) {
+            const rec_guess *q = &r->guesses[g];
+            int n = snprintf(num, sizeof num, "%s{\"ahead\": %d, \"experts\": [", g ? ", " : "",
+                             q->ahead);
+            append(r, num, (size_t)n);
+            for (int32_t i = 0; i < q->n; i++) {
+                n = snprintf(num, sizeof num, "%s%d", i ? ", " : "", q->experts[i]);
+                append(r, num, (size_t)n);
+            }
+            append(r, "], \"probs\": [", 13);
+            for (int32_t i = 0; i < q->n; i++) {
+                if (i)
+                    append(r, ", ", 2);
+                ec_fmt_pyfloat((double)q->probs[i], num);
+                append(r, num, strlen(num));
+            }
+            append(r, "]}", 2);
+        }
+        append(r, "]", 1);
+    }
+    append(r, "}\n", 2);
+    r->open = 0;
+    r->n_guesses = 0;
+}
+
 ec_status ec_recorder_write(ec_recorder *r, const char *dataset, int64_t problem_id,
                             int64_t token, int32_t layer, const int16_t *experts, int32_t k)
 {
-    FILE *f = r->f;
+    char num[96];
     close_line(r);
-    fputs("{\"dataset\": ", f);
-    ec_json_write_string(f, dataset);
-    fprintf(f, ", \"problem_id\": %lld, \"layer\": %d, \"experts\": [", (long long)problem_id,
-            (int)layer);
-    for (int32_t i = 0; i < k; i++)
-        fprintf(f, "%s%d", i ? ", " : "", experts[i]);
-    fprintf(f, "], \"token_idx\": %lld", (long long)token);
-    r->open = 1;
-    if (ferror(f)) {
-        r->failed = 1;
-        return EC_ERR_IO;
+    append(r, "{\"dataset\": ", 12);
+    append_string(r, dataset);
+    int n = snprintf(num, sizeof num, ", \"problem_id\": %lld, \"layer\": %d, \"experts\": [",
+                     (long long)problem_id, (int)layer);
+    append(r, num, (size_t)n);
+    for (int32_t i = 0; i < k; i++) {
+        n = snprintf(num, sizeof num, "%s%d", i ? ", " : "", experts[i]);
+        append(r, num, (size_t)n);
     }
-    return EC_OK;
+    n = snprintf(num, sizeof num, "], \"token_idx\": %lld", (long long)token);
+    append(r, num, (size_t)n);
+    r->open = 1;
+    return r->failed ? EC_ERR_NOMEM : EC_OK;
+}
+
+static void recorder_free(ec_recorder *r)
+{
+    ec_free(r->path);
+    ec_free(r->buf);
+    ec_free(r);
 }
 
 ec_status ec_recorder_guess(ec_recorder *r, int32_t ahead, const int16_t *experts,
@@ -110,19 +185,24 @@ ec_status ec_recorder_commit(ec_recorder *r, ec_error *err)
 {
     close_line(r);
     if (r->failed) {
-        ec_outfile_abort(r->out);
-        ec_free(r);
-        return ec_error_set(err, EC_ERR_IO, "recording: a write failed; nothing was committed");
+        recorder_free(r);
+        return ec_error_set(err, EC_ERR_NOMEM,
+                            "recording: out of memory; nothing was written");
     }
-    ec_status s = ec_outfile_commit(r->out, err);
-    ec_free(r);
+    ec_outfile *o;
+    FILE *f;
+    ec_status s = ec_outfile_open(r->path, &o, &f, err);
+    if (!s) {
+        if (r->len)
+            fwrite(r->buf, 1, r->len, f);
+        s = ec_outfile_commit(o, err);
+    }
+    recorder_free(r);
     return s;
 }
 
 void ec_recorder_abort(ec_recorder *r)
 {
-    if (!r)
-        return;
-    ec_outfile_abort(r->out);
-    ec_free(r);
+    if (r)
+        recorder_free(r);
 }

@@ -34,6 +34,10 @@ typedef struct rp {
     ec_event *router, *m0, *m1, *mfirst;
     void *dx, *dout, *dscratch;      /* FFN input, output, scratch (device) */
     uint16_t *hx;                    /* FFN input (host, pinned) */
+    float *hxf, *hout;               /* host FFN: input as float, output (pinned) */
+    ec_hostffn *hf;                  /* the host expert kernel */
+    int64_t host_runs;
+    double host_us;
     uint64_t *dsum, *hsum;           /* verify: checksums (device / host pinned) */
     uint64_t expect[VERIFY_BATCH];
     int32_t n_pending;
@@ -52,6 +56,9 @@ static void rp_free(rp *r)
     ec_backend_dev_free(r->b, r->dscratch);
     ec_backend_dev_free(r->b, r->dsum);
     ec_backend_host_free(r->b, r->hx);
+    ec_backend_host_free(r->b, r->hout);
+    ec_free(r->hxf);
+    ec_hostffn_destroy(r->hf);
     ec_backend_host_free(r->b, r->hsum);
     ec_trace_future_destroy(r->future);
     ec_free(r->rows);
@@ -97,10 +104,13 @@ static ec_status setup(rp *r, const ec_predictor *pred, ec_error *err)
                             "replay: the trace has %d layers x %d experts, the store %d x %d",
                             (int)t->n_layers, (int)t->n_experts, (int)ec_store_n_layers(r->s),
                             (int)ec_store_n_experts(r->s));
-    if (o->d_model > 0 && ec_ffn_bytes(o->d_model, o->d_ff) != ec_store_expert_bytes(r->s))
+    if (o->d_model > 0 &&
+        ec_expert_bytes(o->dtype, o->d_model, o->d_ff) != ec_store_expert_bytes(r->s))
         return ec_error_set(err, EC_ERR_INVALID,
-                            "replay: FFN %d x %d needs %zu bytes per expert, the store has %zu",
-                            (int)o->d_model, (int)o->d_ff, ec_ffn_bytes(o->d_model, o->d_ff),
+                            "replay: %s FFN %d x %d needs %zu bytes per expert, the store has %zu",
+                            ec_dtype_name(o->dtype) ? ec_dtype_name(o->dtype) : "?",
+                            (int)o->d_model, (int)o->d_ff,
+                            ec_expert_bytes(o->dtype, o->d_model, o->d_ff),
                             ec_store_expert_bytes(r->s));
     if (!(r->rows = ec_malloc((t->n_rows ? t->n_rows : 1) * sizeof *r->rows)))
         return ec_error_set(err, EC_ERR_NOMEM, "replay: out of memory");
@@ -116,7 +126,7 @@ static ec_status setup(rp *r, const ec_predictor *pred, ec_error *err)
         }
     }
     if (r->n_rows == 0)
-        return ec_error_set(err, EC_ERR_INVALID, "replay: no complete token to replay");
+        return ec_error_set(err, EC_ERR_NO_DATA, "replay: no complete token to replay");
 
     ec_loader_config lc = o->loader;
     lc.k = t->k;
@@ -138,8 +148,13 @@ static ec_status setup(rp *r, const ec_predictor *pred, ec_error *err)
         if ((s = ec_backend_host_alloc(r->b, d * 2, (void **)&r->hx)) ||
             (s = ec_backend_dev_alloc(r->b, d * 2, &r->dx)) ||
             (s = ec_backend_dev_alloc(r->b, d * 4, &r->dout)) ||
-            (s = ec_backend_dev_alloc(r->b, (size_t)o->d_ff * 4, &r->dscratch)))
+            (s = ec_backend_dev_alloc(r->b, (size_t)o->d_ff * 4, &r->dscratch)) ||
+            (s = ec_backend_host_alloc(r->b, d * 4, (void **)&r->hout)))
             return bfail(r, s, err, "FFN buffers");
+        if (!(r->hxf = ec_malloc(d * sizeof *r->hxf)))
+            return ec_error_set(err, EC_ERR_NOMEM, "replay: out of memory");
+        if (o->loader.policy.kind == EC_POLICY_HYBRID && (s = ec_hostffn_create(0, &r->hf, err)))
+            return s;
         for (size_t i = 0; i < d; i++) /* a fixed activation in [-1, 1) */
             r->hx[i] = ec_half_from_float((float)((int)(i * 2654435761u % 2001) - 1000) / 1000.f);
         if ((s = ec_stream_copy_h2d(r->compute, r->dx, r->hx, d * 2)))
@@ -166,6 +181,9 @@ static void stats_sub(ec_loader_stats *a, const ec_loader_stats *b)
     c->cancelled -= d->cancelled;
     c->evictions -= d->evictions;
     c->loads -= d->loads;
+    c->host_runs -= d->host_runs;
+    c->copy_behinds -= d->copy_behinds;
+    a->host_acquires -= b->host_acquires;
     a->observes -= b->observes;
     a->copies -= b->copies;
     a->demand_copies -= b->demand_copies;
@@ -201,6 +219,41 @@ static ec_status wait_router(rp *r)
     return s;
 }
 
+/* An expert the loader runs on the host: the layer's input comes to the
+ * host once (the compute stream is drained up to it), the host expert
+ * kernel (ec_hostffn_run, every CPU) runs on the store's weights in their
+ * format, the output goes back on the compute stream.
+ * Without a real FFN, the host spends host_ffn_us. */
+static ec_status host_expert(rp *r, const ec_expert_ref *ref, int *x_on_host)
+{
+    const ec_replay_opts *o = r->o;
+    double t0 = now_us();
+    ec_status s = EC_OK;
+    if (o->d_model > 0) {
+        size_t d = (size_t)o->d_model;
+        if (!*x_on_host && ((s = ec_stream_copy_d2h(r->compute, r->hx, r->dx, d * 2)) ||
+                            (s = ec_stream_sync(r->compute))))
+            return s;
+        if (!*x_on_host)
+            for (size_t j = 0; j < d; j++)
+                r->hxf[j] = ec_half_to_float(r->hx[j]);
+        *x_on_host = 1;
+        if ((s = ec_hostffn_run(r->hf, o->dtype, ref->host, r->hxf, r->hout, 1, o->d_model,
+                                o->d_ff)))
+            return s;
+        /* hout is reused by the next host expert: wait for the copy */
+        if ((s = ec_stream_copy_h2d(r->compute, r->dout, r->hout, d * 4)) ||
+            (s = ec_stream_sync(r->compute)))
+            return s;
+    } else {
+        while (now_us() - t0 < o->host_ffn_us)
+            ;
+    }
+    r->host_runs++;
+    r->host_us += now_us() - t0;
+    return EC_OK;
+}
+
 /* One layer of one token: attention, router, observe, experts. */
 static ec_status layer_step(rp *r, size_t i, int32_t l, ec_replay_result *out, double host[4],
                             ec_error *err)
@@ -216,12 +269,23 @@ static ec_status layer_step(rp *r, size_t i, int32_t l, ec_replay_result *out, d
     if ((s = ec_loader_observe(r->loader, l, ex)))
         return lfail(r, s, err, "observe", i, l);
     double t1 = now_us(), acq = 0, rel = 0;
+    int x_on_host = 0;
     for (int32_t j = 0; j < r->t->k; j++) {
-        void *w;
+        ec_expert_ref ref;
         double a0 = now_us();
-        if ((s = ec_loader_acquire(r->loader, l, ex[j], r->compute, &w)))
+        if ((s = ec_loader_acquire_where(r->loader, l, ex[j], r->compute, &ref)))
             return lfail(r, s, err, "acquire", i, l);
         acq += now_us() - a0;
+        if (ref.where == EC_WHERE_HOST) {
+            if ((s = host_expert(r, &ref, &x_on_host)))
+                return bfail(r, s, err, "host expert");
+            double r0 = now_us();
+            if ((s = ec_loader_release(r->loader, l, ex[j], r->compute)))
+                return lfail(r, s, err, "release", i, l);
+            rel += now_us() - r0;
+            continue;
+        }
+        void *w = ref.dev;
         if (o->verify) {
             if ((s = ec_stream_checksum(r->compute, w, ec_store_expert_bytes(r->s),
                                         r->dsum + r->n_pending)))
@@ -230,7 +294,8 @@ static ec_status layer_step(rp *r, size_t i, int32_t l, ec_replay_result *out, d
         }
         s = EC_OK;
         if (o->d_model > 0)
-            s = ec_stream_ffn(r->compute, w, r->dx, r->dout, o->d_model, o->d_ff, r->dscratch);
+            s = ec_stream_expert_ffn(r->compute, o->dtype, w, r->dx, r->dout, o->d_model, o->d_ff,
+                                     r->dscratch);
         else if (o->ffn_us > 0)
             s = ec_stream_spin(r->compute, o->ffn_us);
         if (s)
@@ -270,6 +335,8 @@ static ec_status run(rp *r, ec_replay_result *out, ec_error *err)
                 return lfail(r, s, err, "sync", i, 0);
             ec_loader_stats_get(r->loader, &base);
             memset(host, 0, sizeof(double) * 4);
+            r->host_runs = 0;
+            r->host_us = 0;
             if ((s = ec_event_record(r->m0, r->compute)))
                 return bfail(r, s, err, "timing");
             wall0 = now_us();
@@ -317,6 +384,8 @@ static ec_status run(rp *r, ec_replay_result *out, ec_error *err)
     out->acquire_us = host[1] / (double)layers;
     out->release_us = host[2] / (double)layers;
     out->acquire_us_max = host[3];
+    out->host_runs = r->host_runs;
+    out->host_ms_per_token = r->host_us / 1e3 / (double)n;
     return EC_OK;
 }
 

@@ -17,6 +17,9 @@ struct ec_store {
     uint64_t *checksum; /* [n_layers * n_experts] */
     int owned;          /* buffers allocated through the backend */
     int registered;     /* caller buffers pinned by the store */
+    int has_format;     /* ec_store_set_format was called */
+    ec_dtype dtype;
+    int32_t d_model, d_ff;
     char errmsg[EC_ERROR_MAX];
 };
 
@@ -148,6 +151,70 @@ void ec_store_destroy(ec_store *s)
     ec_free(s);
 }
 
+ec_status ec_store_set_format(ec_store *s, ec_dtype dt, int32_t d_model, int32_t d_ff)
+{
+    if (!s)
+        return EC_ERR_INVALID;
+    size_t need = ec_expert_bytes(dt, d_model, d_ff);
+    if (!need)
+        return store_fail(s, EC_ERR_RANGE,
+                          "ec_store_set_format: d_model %d x d_ff %d is not a valid %s shape",
+                          (int)d_model, (int)d_ff, ec_dtype_name(dt) ? ec_dtype_name(dt) : "?");
+    if (need != s->expert_bytes)
+        return store_fail(s, EC_ERR_RANGE,
+                          "ec_store_set_format: a %s expert of d_model %d x d_ff %d has %zu bytes, "
+                          "the store holds %zu per expert",
+                          ec_dtype_name(dt), (int)d_model, (int)d_ff, need, s->expert_bytes);
+    s->has_format = 1;
+    s->dtype = dt;
+    s->d_model = d_model;
+    s->d_ff = d_ff;
+    return EC_OK;
+}
+
+int ec_store_format(const ec_store *s, ec_dtype *dt, int32_t *d_model, int32_t *d_ff)
+{
+    if (!s || !s->has_format)
+        return 0;
+    if (dt)
+        *dt = s->dtype;
+    if (d_model)
+        *d_model = s->d_model;
+    if (d_ff)
+        *d_ff = s->d_ff;
+    return 1;
+}
+
+/* Validates expert i against the format; the message goes to s. */
+static ec_status validate_one(ec_store *s, size_t i, const char *path, uint64_t file_byte)
+{
+    ec_error e = {0};
+    ec_status st =
+        ec_expert_validate(s->dtype, s->buf[i], s->expert_bytes, s->d_model, s->d_ff, &e);
+    if (!st)
+        return EC_OK;
+    if (path)
+        return store_fail(s, st, "%s: layer %zu expert %zu (file byte %llu): %s", path,
+                          i / (size_t)s->n_experts, i % (size_t)s->n_experts,
+                          (unsigned long long)file_byte, e.message);
+    return store_fail(s, st, "store: layer %zu expert %zu: %s", i / (size_t)s->n_experts,
+                      i % (size_t)s->n_experts, e.message);
+}
+
+ec_status ec_store_validate(ec_store *s)
+{
+    if (!s)
+        return EC_ERR_INVALID;
+    if (!s->has_format)
+        return store_fail(s, EC_ERR_STATE, "ec_store_validate: the store has no format");
+    for (size_t i = 0; i < n_experts_total(s); i++) {
+        ec_status st = validate_one(s, i, NULL, 0);
+        if (st)
+            return st;
+    }
+    return EC_OK;
+}
+
 /* ---- parallel work over experts ------------------------------------------------ */
 
 typedef struct work {
@@ -174,11 +241,33 @@ static void synth_expert(unsigned char *p, size_t bytes, uint64_t seed, size_t i
         p[i] = (unsigned char)v;
 }
 
+/* q4 blocks: a scale in [1/128, 1/64) (fp16 exponent 8, random mantissa)
+ * and 16 random bytes of quants. */
+static void synth_expert_q4(unsigned char *p, size_t bytes, uint64_t seed, size_t index)
+{
+    uint64_t x = seed ^ (0xd1b54a32d192ed03ull * (index + 1));
+    ec_rng r;
+    ec_rng_seed(&r, ec_splitmix64(&x));
+    for (size_t i = 0; i + EC_Q4_BLOCK_BYTES <= bytes; i += EC_Q4_BLOCK_BYTES) {
+        uint64_t a = ec_rng_next(&r), b = ec_rng_next(&r);
+        uint16_t d = (uint16_t)(0x2000u | (a & 0x3ffu));
+        p[i] = (unsigned char)(d & 0xff);
+        p[i + 1] = (unsigned char)(d >> 8);
+        a >>= 16;
+        memcpy(p + i + 2, &a, 6); /* 6 + 8 + 2 = 16 random bytes */
+        memcpy(p + i + 8, &b, 8);
+        b = ec_rng_next(&r);
+        memcpy(p + i + 16, &b, 2);
+    }
+}
+
 static void *work_main(void *arg)
 {
     work *w = arg;
     for (size_t i = w->first; i < w->first + w->n; i++) {
-        if (w->fill)
+        if (w->fill && w->s->has_format && w->s->dtype == EC_DTYPE_Q4)
+            synth_expert_q4(w->s->buf[i], w->s->expert_bytes, w->seed, i);
+        else if (w->fill)
             synth_expert(w->s->buf[i], w->s->expert_bytes, w->seed, i);
         w->s->checksum[i] = ec_checksum64(w->s->buf[i], w->s->expert_bytes);
     }
@@ -250,6 +339,11 @@ ec_status ec_store_load_file(ec_store *s, const char *path, uint64_t offset)
                               i / (size_t)s->n_experts, i % (size_t)s->n_experts,
                               (unsigned long long)(offset + i * s->expert_bytes + got),
                               s->expert_bytes, (int)s->n_layers, (int)s->n_experts);
+        }
+        ec_status st;
+        if (s->has_format && (st = validate_one(s, i, path, offset + i * s->expert_bytes))) {
+            fclose(f);
+            return st;
         }
     }
     fclose(f);

@@ -35,7 +35,8 @@ ec_status ec_cache_create(int32_t n_layers, int32_t n_experts, int32_t per_layer
     c->prev = ec_malloc((size_t)c->n_slots * sizeof *c->prev);
     c->where = ec_malloc((size_t)all * sizeof *c->where);
     c->freq = ec_malloc((size_t)all * sizeof *c->freq);
-    if (!c->slots || !c->prev || !c->where || !c->freq) {
+    c->occ = ec_malloc((size_t)n_layers * sizeof *c->occ);
+    if (!c->slots || !c->prev || !c->where || !c->freq || !c->occ) {
         ec_cache_destroy(c);
         return EC_ERR_NOMEM;
     }
@@ -52,6 +53,8 @@ void ec_cache_destroy(ec_cache *c)
     ec_free(c->prev);
     ec_free(c->where);
     ec_free(c->freq);
+    ec_free(c->occ);
+    ec_free(c->quota);
     ec_free(c);
 }
 
@@ -62,6 +65,7 @@ void ec_cache_reset(ec_cache *c)
     size_t all = (size_t)c->L * (size_t)c->E;
     memset(c->where, 0xff, all * sizeof *c->where);
     memset(c->freq, 0, all * sizeof *c->freq);
+    memset(c->occ, 0, (size_t)c->L * sizeof *c->occ);
     memset(&c->stats, 0, sizeof c->stats);
 }
 
@@ -86,12 +90,45 @@ void ec_cache_pool(const ec_cache *c, int32_t layer, int32_t *first, int32_t *n)
 
 const ec_cache_stats *ec_cache_stats_get(const ec_cache *c) { return &c->stats; }
 
+ec_status ec_cache_set_quotas(ec_cache *c, const int32_t *quota)
+{
+    if (!c)
+        return EC_ERR_INVALID;
+    if (!quota) {
+        ec_free(c->quota);
+        c->quota = NULL;
+        return EC_OK;
+    }
+    if (c->per_layer > 0)
+        return EC_ERR_INVALID;
+    int64_t sum = 0;
+    for (int32_t l = 0; l < c->L; l++) {
+        if (quota[l] < 0 || quota[l] > c->E)
+            return EC_ERR_INVALID;
+        sum += quota[l];
+    }
+    if (sum != c->n_slots)
+        return EC_ERR_INVALID;
+    if (!c->quota && !(c->quota = ec_malloc((size_t)c->L * sizeof *c->quota)))
+        return EC_ERR_NOMEM;
+    memcpy(c->quota, quota, (size_t)c->L * sizeof *c->quota);
+    return EC_OK;
+}
+
+int32_t ec_cache_quota(const ec_cache *c, int32_t layer)
+{
+    return c->quota && layer >= 0 && layer < c->L ? c->quota[layer] : -1;
+}
+
 void cache_assign(ec_cache *c, int32_t slot, int32_t layer, int32_t expert, int64_t step,
                   int demand, int64_t target_step)
 {
     ec_slot *s = &c->slots[slot];
-    if (s->layer >= 0)
+    if (s->layer >= 0) {
         c->where[cache_key(c, s->layer, s->expert)] = -1;
+        c->occ[s->layer]--;
+    }
+    c->occ[layer]++;
     c->prev[slot] = *s;
     *s = EMPTY_SLOT;
     s->layer = layer;
@@ -107,11 +144,15 @@ void cache_assign(ec_cache *c, int32_t slot, int32_t layer, int32_t expert, int6
 void cache_restore(ec_cache *c, int32_t slot)
 {
     ec_slot *s = &c->slots[slot];
-    if (s->layer >= 0 && c->where[cache_key(c, s->layer, s->expert)] == slot)
-        c->where[cache_key(c, s->layer, s->expert)] = -1;
+    if (s->layer >= 0) {
+        if (c->where[cache_key(c, s->layer, s->expert)] == slot)
+            c->where[cache_key(c, s->layer, s->expert)] = -1;
+        c->occ[s->layer]--;
+    }
     const ec_slot *p = &c->prev[slot];
     if (p->layer >= 0 && c->where[cache_key(c, p->layer, p->expert)] < 0) {
         *s = *p;
+        c->occ[p->layer]++;
         c->where[cache_key(c, p->layer, p->expert)] = slot;
     } else {
         *s = EMPTY_SLOT;
@@ -122,8 +163,10 @@ void cache_restore(ec_cache *c, int32_t slot)
 void cache_drop(ec_cache *c, int32_t slot)
 {
     ec_slot *s = &c->slots[slot];
-    if (s->layer >= 0)
+    if (s->layer >= 0) {
         c->where[cache_key(c, s->layer, s->expert)] = -1;
+        c->occ[s->layer]--;
+    }
     *s = EMPTY_SLOT;
     c->stats.evictions++;
 }
@@ -141,5 +184,6 @@ void cache_fill_all(ec_cache *c)
             s->expert = e;
             s->state = EC_SLOT_READY;
             c->where[cache_key(c, l, e)] = slot;
+            c->occ[l]++;
         }
 }

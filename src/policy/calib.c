@@ -1,5 +1,5 @@
 /*
- * gated's short-horizon calibration: how often an expert given probability
+ * gated's (and hybrid's) short-horizon calibration: how often an expert given probability
  * q by a source (the predictor, or the runtime's hint) h steps ahead was
  * then chosen by the router, measured on the running stream.
  *
@@ -19,26 +19,26 @@
 
 #include <string.h>
 
-/* q bins, by their lower edges (as reuse.c) */
-static const double Q_EDGES[REUSE_QB - 1] = {0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 0.9};
+/* q bins, by their lower edges */
+static const double Q_EDGES[CALIB_QB - 1] = {0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 0.9};
 
 static inline int q_bin(double q)
 {
     int b = 0;
-    while (b < REUSE_QB - 1 && q >= Q_EDGES[b])
+    while (b < CALIB_QB - 1 && q >= Q_EDGES[b])
         b++;
     return b;
 }
 
 ec_status calib_alloc(ec_policy *p)
 {
-    p->cal_h = p->cfg.kind == EC_POLICY_GATED ? EC_MIN(p->cfg.horizon, p->L - 1) : 0;
+    p->cal_h = policy_uses_reuse(p) ? EC_MIN(p->cfg.horizon, p->L - 1) : 0;
     size_t H = (size_t)EC_MAX(p->cal_h, 1), L = (size_t)p->L, E = (size_t)p->E;
     p->cal_row = ec_malloc(H * L * E * sizeof *p->cal_row);
     p->cal_at = ec_malloc(H * L * sizeof *p->cal_at);
     p->cal_src = ec_calloc(H * L, sizeof *p->cal_src);
-    p->cal_n = ec_calloc(CALIB_SRC * H * REUSE_QB, sizeof *p->cal_n);
-    p->cal_hit = ec_calloc(CALIB_SRC * H * REUSE_QB, sizeof *p->cal_hit);
+    p->cal_n = ec_calloc(CALIB_SRC * H * CALIB_QB, sizeof *p->cal_n);
+    p->cal_hit = ec_calloc(CALIB_SRC * H * CALIB_QB, sizeof *p->cal_hit);
     return p->cal_row && p->cal_at && p->cal_src && p->cal_n && p->cal_hit ? EC_OK
                                                                            : EC_ERR_NOMEM;
 }
@@ -57,13 +57,13 @@ void calib_reset(ec_policy *p)
     size_t H = (size_t)EC_MAX(p->cal_h, 1);
     for (size_t i = 0; i < H * (size_t)p->L; i++)
         p->cal_at[i] = -1;
-    memset(p->cal_n, 0, CALIB_SRC * H * REUSE_QB * sizeof *p->cal_n);
-    memset(p->cal_hit, 0, CALIB_SRC * H * REUSE_QB * sizeof *p->cal_hit);
+    memset(p->cal_n, 0, CALIB_SRC * H * CALIB_QB * sizeof *p->cal_n);
+    memset(p->cal_hit, 0, CALIB_SRC * H * CALIB_QB * sizeof *p->cal_hit);
 }
 
 static inline size_t cell(const ec_policy *p, int src, int32_t h, int bin)
 {
-    return ((size_t)src * (size_t)p->cal_h + (size_t)(h - 1)) * REUSE_QB + (size_t)bin;
+    return ((size_t)src * (size_t)p->cal_h + (size_t)(h - 1)) * CALIB_QB + (size_t)bin;
 }
 
 void calib_observe(ec_policy *p, const int16_t *experts, int32_t k)

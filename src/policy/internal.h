@@ -14,6 +14,9 @@ struct ec_cache {
     ec_slot *prev;       /* [n_slots] occupant displaced by a QUEUED transfer (layer -1: none) */
     int32_t *where;      /* [L*E] slot holding (layer, expert), -1 */
     int64_t *freq;       /* [L*E] acquires of (layer, expert) since reset (LFU) */
+    int32_t *occ;        /* [L] slots holding an expert of the layer (any state) */
+    int32_t *quota;      /* [L] global pool sized per layer (ec_cache_set_quotas), or NULL */
+    int quota_off;       /* victims may ignore the quotas (none of the pool qualified) */
     ec_cache_stats stats;
 };
 
@@ -41,6 +44,25 @@ static inline void cache_pool(const ec_cache *c, int32_t layer, int32_t *first, 
         *first = 0;
         *n = c->global;
     }
+}
+/* Pool index of a layer: the layer for per-layer pools, 0 for the one pool. */
+static inline int32_t cache_pool_index(const ec_cache *c, int32_t layer)
+{
+    return c->per_layer > 0 ? layer : 0;
+}
+/* Whether slot may take an expert of layer under the quotas: a layer
+ * below its quota takes slots of layers above theirs (or empty ones); a
+ * layer at or above it takes its own. */
+static inline int cache_quota_allows(const ec_cache *c, int32_t slot, int32_t layer)
+{
+    if (!c->quota || c->quota_off)
+        return 1;
+    const ec_slot *s = &c->slots[slot];
+    if (s->layer < 0)
+        return 1;
+    if (c->occ[layer] >= c->quota[layer])
+        return s->layer == layer;
+    return c->occ[s->layer] > c->quota[s->layer];
 }
 /* Recency of a slot: its last use, or when it was filled or (prefetch) the
  * step it was fetched for, whichever is latest. */
@@ -74,15 +96,99 @@ void queue_clear(ec_queue *q);
 
 /* ---- policy ---- */
 
-/* gated's demand eviction (reuse.c): the expert with the lowest predicted
- * reuse is evicted instead of the least recently used one when the
- * latter's calibrated reuse is higher by at least this (expected misses at
- * the next occurrence) */
-#define EC_REUSE_DELTA 0.05
-/* calibration cells: q bins x age bins; pseudo-observations of the shrink
- * towards the age bin's rate */
-enum { REUSE_QB = 10, REUSE_AB = 9 };
+/* ---- the reuse model (reuse_model.c) ----
+ *
+ * Features of (layer, expert) when the layer is observed at token t: age
+ * (tokens since its last use at the layer, 0 = used now), uses over the
+ * last 16 tokens, and q, the probability the predictor gives it for the
+ * same layer of the next token (which reads this token's routing so far).
+ * Each feature is binned; a cell is (age bin, use bin, q bin). Outcome for
+ * horizon n in {1, 2, 4, 8}: used at the layer within the next n tokens. */
+enum { RU_NH = 4, RU_AB = 8, RU_FB = 5, RU_QB = 10, RU_RING = 8 };
+enum { RU_AF = RU_AB * RU_FB, RU_CELLS = RU_AF * RU_QB };
+extern const int32_t ec_reuse_horizons[RU_NH]; /* 1, 2, 4, 8 */
+
+/* Counts of cases and of uses within n, per cell and per coarser level
+ * (age x uses, age, all), for each horizon. Doubles: fitted counts are
+ * scaled when blended. */
+typedef struct reuse_counts {
+    double seen[RU_NH][RU_CELLS], used[RU_NH][RU_CELLS];
+    double af_seen[RU_NH][RU_AF], af_used[RU_NH][RU_AF];
+    double a_seen[RU_NH][RU_AB], a_used[RU_NH][RU_AB];
+    double all_seen[RU_NH], all_used[RU_NH];
+} reuse_counts;
+
+/* The running features of one stream (a policy's, or a sequence being
+ * fitted or evaluated). */
+typedef struct reuse_track {
+    int32_t L, E;
+    uint64_t *mask;    /* [L*E] bit i: used i tokens before the layer's last observation */
+    int64_t *ltok;     /* [L] token of the layer's last observation, -1 */
+    uint16_t *cell;    /* [L][RU_RING][E] cells at the layer's last observations */
+    int64_t *ring_tok; /* [L][RU_RING] token of each ring row, -1 */
+} reuse_track;
+
+/* Called for every case scored: horizon index, the cell predicted, and
+ * whether the expert was used within that horizon. */
+typedef void (*reuse_case_fn)(void *ctx, int h, int32_t cell, int used);
+/* Called before the first layer of every token of a replayed sequence. */
+typedef void (*reuse_token_fn)(void *ctx, int64_t tok);
+
+ec_status reuse_track_init(reuse_track *t, int32_t L, int32_t E);
+void reuse_track_free(reuse_track *t);
+void reuse_track_reset(reuse_track *t);
+/* Layer observed at token tok with experts (k ids) and q[E] (NULL: none;
+ * blind = k / E is used): scores the rows made 1, 2, 4, 8 tokens ago into
+ * *score (NULL: not scored), then records this token's cells. Never
+ * allocates. */
+void reuse_track_observe(reuse_track *t, int32_t layer, int64_t tok, const int16_t *experts,
+                         int32_t k, const float *q, double blind, reuse_counts *score,
+                         reuse_case_fn fn, void *ctx);
+/* Cell of (layer, expert) at the layer's last observation, -1 when none. */
+static inline int32_t reuse_track_cell(const reuse_track *t, int32_t layer, int32_t expert)
+{
+    if (t->ltok[layer] < 0)
+        return -1;
+    return t->cell[((size_t)layer * RU_RING + (size_t)(t->ltok[layer] % RU_RING)) * (size_t)t->E +
+                   (size_t)expert];
+}
+
+/* The probabilities of use within 1, 2, 4, 8 tokens of every cell, from
+ * fitted counts (each level capped at REUSE_FIT_CAP cases) plus the
+ * stream's, shrunk level by level towards the coarser one and finally
+ * towards blind. Made non-decreasing in n. */
+#define REUSE_FIT_CAP 200.0
 #define REUSE_SHRINK 4.0
+void reuse_table(const reuse_counts *fit, const reuse_counts *stream, double blind,
+                 float (*prob)[RU_CELLS]);
+/* The same at the coarser levels, mapped back to cells: by age alone and
+ * by age and uses (for the evaluation's comparisons). */
+void reuse_table_levels(const reuse_counts *fit, const reuse_counts *stream, double blind,
+                        float (*by_age)[RU_CELLS], float (*by_age_uses)[RU_CELLS]);
+/* Value of keeping an expert of the given cell: P1 + P2 + 2 P4 + 4 P8, the
+ * expected truncated time to its next use (in tokens) with the sign
+ * flipped: the lowest value is the expert Belady would evict. */
+static inline float reuse_value(float (*prob)[RU_CELLS], int32_t cell)
+{
+    return prob[0][cell] + prob[1][cell] + 2.0f * prob[2][cell] + 4.0f * prob[3][cell];
+}
+/* gated evicts the expert of lowest value instead of the least recently
+ * used one only when the latter's value is higher by at least this (in
+ * tokens of expected time to next use): below it, recency decides. */
+#define EC_REUSE_MARGIN 0.1
+
+/* Replays the sequences of t with seq_mask set (NULL: all), each on its
+ * own history and features (predictor pred may be NULL), scoring cases
+ * into *score and/or fn. */
+ec_status reuse_replay(const ec_trace *t, const uint8_t *seq_mask, const ec_predictor *pred,
+                       reuse_counts *score, reuse_case_fn fn, reuse_token_fn tfn, void *ctx,
+                       ec_error *err);
+
+struct ec_reuse_model {
+    int32_t L, E, k;
+    int64_t n_cases;  /* (token, layer, expert) rows scored at horizon 1 */
+    reuse_counts fit;
+};
 
 struct ec_policy {
     ec_policy_config cfg;
@@ -117,24 +223,29 @@ struct ec_policy {
      * layer of the next token); one prediction per step */
     float *reuse;                /* [L*E] */
     int64_t *reuse_at;           /* [L] serial of that prediction, -1 none */
-    int64_t *last_tok;           /* [L*E] token of the last use, -1 never */
-    int64_t *row_tok;            /* [L] token at which the reuse row was predicted */
-    /* calibration: reuse rows scored (seen) and experts of them used at the
-     * next occurrence, per (q bin, age bin) cell, per age bin and in all */
-    int64_t cal_seen[REUSE_QB * REUSE_AB], cal_used[REUSE_QB * REUSE_AB];
-    int64_t age_seen[REUSE_AB], age_used[REUSE_AB];
-    int64_t all_seen, all_used;
+    /* the reuse model: features of the stream, fitted counts (a copy of an
+     * ec_reuse_model's, zero without one), the stream's own counts, and
+     * the table of P(use within n) they give, refreshed once per token */
+    reuse_track track;
+    reuse_counts *ru_fit, *ru_stream;
+    float (*ru_prob)[RU_CELLS];  /* [RU_NH][RU_CELLS] */
+    int64_t ru_table_tok;        /* token the table was computed at, -1 */
+    int have_fit;
+    /* admission: the slot of a pool holding a demand that was not admitted
+     * (the pool's scratch), by pool; stamp of its occupant's key */
+    int32_t *scratch;            /* [L] by pool: slot, -1 */
+    int32_t *scratch_key;        /* [L] by pool: the key of the expert not admitted */
 
-    /* gated's short-horizon calibration (calib.c): the row each target of
-     * horizon h = 1..min(horizon, n_layers - 1) was priced with, scored
+    /* gated's (and hybrid's) short-horizon calibration (calib.c): the row
+     * each target of horizon h = 1..min(horizon, n_layers - 1) was priced
+     * with, scored
      * when its step comes against what the router chose, per source
      * (predictor, hint), horizon and q bin */
     int32_t cal_h;               /* horizons calibrated */
     float *cal_row;              /* [cal_h][L][E] */
     int64_t *cal_at;             /* [cal_h][L] step the row is for, -1 */
     uint8_t *cal_src;            /* [cal_h][L] its source */
-    int64_t *cal_n, *cal_hit;    /* [CALIB_SRC][cal_h][REUSE_QB] experts scored, used */
-
+    int64_t *cal_n, *cal_hit;    /* [CALIB_SRC][cal_h][CALIB_QB] experts scored, used */
     /* oracle */
     int16_t *fut_ex;             /* [E] */
     int64_t *nu;                 /* [n_slots] next use after the current step */
@@ -147,7 +258,24 @@ struct ec_policy {
     int64_t *evicted_at;         /* [L*E] step its eviction became final, -1 */
     double evictions, regretted;
 
+    /* hybrid (hybrid.c) */
+    double lane_link, lane_host; /* the caller's lane waits for the next step (ms) */
+    double hy_link, hy_host;     /* when the step's copies / host runs chosen so far
+                                    finish, ms after its router decision */
+    double hy_dev;               /* when the last copy the step waits for is in (0: none) */
+    int32_t hy_n_host;           /* experts the step runs on the host so far */
+    int64_t *host_at;            /* [L*E] serial of the observation that runs it on
+                                    the host, -1 */
 };
+
+/* Whether the policy's kind evicts and admits by the reuse model (and so
+ * keeps its features) and shares gated's reuse rows and prefetch plan:
+ * gated, and hybrid, which places misses on top of gated's rules. A new
+ * kind that wants the same eviction joins here. */
+static inline int policy_uses_reuse(const ec_policy *p)
+{
+    return p->cfg.kind == EC_POLICY_GATED || p->cfg.kind == EC_POLICY_HYBRID;
+}
 
 /* P(an evicted expert is wanted again at its next occurrence), online,
  * add-one smoothed. */
@@ -176,8 +304,9 @@ const float *policy_qrow(ec_policy *p, int32_t layer);
  * prediction failed. */
 int policy_predict_use(ec_policy *p, int32_t horizon, float *row);
 
-/* Short-horizon calibration (calib.c), gated only. */
-enum { CALIB_SRC = 2 }; /* 0 predictor, 1 hint */
+/* Short-horizon calibration (calib.c), kinds that use the reuse model
+ * (gated, hybrid) only. */
+enum { CALIB_SRC = 2, CALIB_QB = 10 }; /* sources: 0 predictor, 1 hint; q bins */
 ec_status calib_alloc(ec_policy *p);
 void calib_free(ec_policy *p);
 void calib_reset(ec_policy *p);
@@ -193,15 +322,31 @@ void calib_keep(ec_policy *p, int32_t h, int32_t layer, const float *row);
  * n_experts - so a source is not trusted before the stream has shown it
  * right. Beyond the calibrated horizons: -1. */
 double calib_q(const ec_policy *p, int32_t layer, double q);
-/* gated, once per step (not again on a retry): scores the current layer's
- * previous reuse row against the experts used, then predicts its next one. */
+/* gated and hybrid, once per step (not again on a retry): updates the
+ * reuse model's features and stream counts with the experts used, then
+ * predicts the layer's next reuse row. */
 void reuse_observe(ec_policy *p, const int16_t *experts, int32_t k);
 void reuse_reset(ec_policy *p);
-/* Calibrated probability that the next occurrence of layer uses expert,
- * from its reuse row; -1 when the layer has no row. */
-double reuse_calibrated(const ec_policy *p, int32_t layer, int32_t expert);
-/* gated's demand victim in layer's pool (-1: none evictable). */
+/* Probability that the next occurrence of layer uses expert (the reuse
+ * model's P(use within 1 token)); -1 when the layer has no features yet. */
+double reuse_calibrated(ec_policy *p, int32_t layer, int32_t expert);
+/* The reuse model's value of keeping (layer, expert) (reuse_value), or -1
+ * when the layer has no features yet. */
+double reuse_keep_value(ec_policy *p, int32_t layer, int32_t expert);
+/* Demand victim by the reuse model (what gated evicts, and what any policy
+ * kind may call): the evictable slot of layer's pool with the lowest
+ * value of keeping, the least recently used on ties; an empty slot first,
+ * the pool's released scratch before anything. -1: none evictable. */
 int32_t reuse_victim(ec_policy *p, int32_t layer);
+/* Admission: the slot a demand for (layer, expert) takes, given victim v
+ * (from reuse_victim). When the expert's own value of keeping is lower
+ * than v's occupant's, it goes to the pool's scratch slot instead (the
+ * slot of the previous demand not admitted, whose occupant goes first),
+ * when that slot is evictable; the slot taken is then the pool's scratch.
+ * Returns the slot to assign. */
+int32_t reuse_admit(ec_policy *p, int32_t layer, int32_t expert, int32_t v);
+/* An acquire of slot: a scratch occupant that is used again is admitted. */
+void reuse_acquired(ec_policy *p, int32_t slot, int64_t step);
 /* The reuse row of `layer`, or NULL when none was predicted. */
 static inline const float *reuse_row(const ec_policy *p, int32_t layer)
 {
@@ -209,6 +354,16 @@ static inline const float *reuse_row(const ec_policy *p, int32_t layer)
 }
 /* Oracle: next use of slot's expert after the current step (memoised). */
 int64_t policy_next_use(ec_policy *p, int32_t slot);
+
+/* hybrid (hybrid.c). At a new step: starts the lanes from the caller's
+ * waits. For an expert of the step with no slot: 1 when it runs on the host
+ * (marked, counted), 0 when it is to be copied (the link's finish time
+ * advances). hybrid_copy_behind, after the prefetch plan: queues a
+ * background copy of the experts run on the host whose reuse pays for the
+ * slot. */
+void hybrid_begin_step(ec_policy *p);
+int hybrid_place(ec_policy *p, int32_t layer, int32_t expert);
+void hybrid_copy_behind(ec_policy *p, const int16_t *experts, int32_t k);
 
 /* Planners (plan.c): queue prefetches for the steps after p->step. */
 void plan_predict(ec_policy *p);

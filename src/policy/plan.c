@@ -200,7 +200,7 @@ void plan_oracle(ec_policy *p)
         int32_t n = p->fut.experts_at(p->fut.ctx, need, &t, p->fut_ex);
         if (n <= 0 || t < 0 || t >= p->L)
             break;
-        int32_t pool = p->c->per_layer > 0 ? t : 0;
+        int32_t pool = cache_pool_index(p->c, t);
         for (int32_t j = 0; j < n && j < p->E && p->pool_full[pool] != p->serial; j++) {
             int32_t e = p->fut_ex[j];
             if (e < 0 || e >= p->E || p->c->where[cache_key(p->c, t, e)] >= 0)

@@ -5,7 +5,7 @@
 #include <string.h>
 
 static const char *const kind_names[] = {"on-demand", "lru",    "lfu",     "predict",
-                                         "gated",     "oracle", "resident"};
+                                         "gated",     "oracle", "resident", "hybrid"};
 
 const char *ec_policy_kind_name(ec_policy_kind k)
 {
@@ -22,12 +22,15 @@ ec_status ec_policy_kind_parse(const char *name, ec_policy_kind *out)
     return EC_ERR_NOT_FOUND;
 }
 
-static int needs_predictor(ec_policy_kind k) { return k == EC_POLICY_PREDICT || k == EC_POLICY_GATED; }
+int ec_policy_kind_predicts(ec_policy_kind k)
+{
+    return k == EC_POLICY_PREDICT || k == EC_POLICY_GATED || k == EC_POLICY_HYBRID;
+}
 
 static ec_status check_predictor(const ec_policy *p, const ec_predictor *pred, ec_error *err)
 {
     if (!pred)
-        return needs_predictor(p->cfg.kind)
+        return ec_policy_kind_predicts(p->cfg.kind)
                    ? ec_error_set(err, EC_ERR_INVALID, "policy '%s' needs a predictor",
                                   ec_policy_kind_name(p->cfg.kind))
                    : EC_OK;
@@ -65,9 +68,15 @@ ec_status ec_policy_create(const ec_policy_config *cfg, ec_cache *cache, ec_queu
         return ec_error_set(err, EC_ERR_INVALID, "policy: prefetch_k %d is out of range [0, %d]",
                             c.prefetch_k, cache->E);
     if (!isfinite(c.transfer_ms) || c.transfer_ms < 0 || !isfinite(c.compute_ms) ||
-        c.compute_ms < 0)
-        return ec_error_set(err, EC_ERR_INVALID,
-                            "policy: transfer_ms and compute_ms must be finite and >= 0");
+        c.compute_ms < 0 || !isfinite(c.host_ms) || c.host_ms < 0 || !isfinite(c.host_act_ms) ||
+        c.host_act_ms < 0)
+        return ec_error_set(err, EC_ERR_INVALID, "policy: transfer_ms, compute_ms, host_ms and "
+                                                 "host_act_ms must be finite and >= 0");
+    if (c.copy_engines == 0)
+        c.copy_engines = 1;
+    if (c.copy_engines < 1 || c.copy_engines > 64)
+        return ec_error_set(err, EC_ERR_INVALID, "policy: copy_engines %d is out of range [1, 64]",
+                            c.copy_engines);
     if (c.kind == EC_POLICY_ORACLE && (!future || !future->next_use || !future->experts_at))
         return ec_error_set(err, EC_ERR_INVALID, "policy 'oracle' needs the future (ec_future)");
     if (c.kind == EC_POLICY_RESIDENT &&
@@ -101,22 +110,27 @@ ec_status ec_policy_create(const ec_policy_config *cfg, ec_cache *cache, ec_queu
     p->rank = ec_malloc((size_t)p->E * sizeof *p->rank);
     p->reuse = ec_malloc(LE * sizeof *p->reuse);
     p->reuse_at = ec_malloc((size_t)p->L * sizeof *p->reuse_at);
-    p->last_tok = ec_malloc(LE * sizeof *p->last_tok);
-    p->row_tok = ec_malloc((size_t)p->L * sizeof *p->row_tok);
+    p->ru_fit = ec_calloc(1, sizeof *p->ru_fit);
+    p->ru_stream = ec_calloc(1, sizeof *p->ru_stream);
+    p->ru_prob = ec_malloc(RU_NH * sizeof *p->ru_prob);
+    p->scratch = ec_malloc((size_t)p->L * sizeof *p->scratch);
+    p->scratch_key = ec_malloc((size_t)p->L * sizeof *p->scratch_key);
+    ec_status ts = reuse_track_init(&p->track, p->L, p->E);
     p->fut_ex = ec_malloc((size_t)p->E * sizeof *p->fut_ex);
     p->nu = ec_malloc(ns * sizeof *p->nu);
     p->nu_stamp = ec_malloc(ns * sizeof *p->nu_stamp);
     p->evicted_at = ec_malloc(LE * sizeof *p->evicted_at);
     p->pool_full = ec_malloc((size_t)p->L * sizeof *p->pool_full);
-    if (!p->taken || !p->plan_keep || !p->probs || !p->qrow || !p->qstamp || !p->qsrc ||
-        calib_alloc(p) || !p->rank ||
-        !p->reuse || !p->reuse_at || !p->last_tok || !p->row_tok || !p->fut_ex ||
-        !p->nu || !p->nu_stamp || !p->evicted_at || !p->pool_full) {
+    p->host_at = ec_malloc(LE * sizeof *p->host_at);
+    if (!p->host_at || !p->taken || !p->plan_keep || !p->probs || !p->qrow || !p->qstamp ||
+        !p->qsrc || calib_alloc(p) || !p->rank || !p->reuse || !p->reuse_at || ts ||
+        !p->ru_fit || !p->ru_stream || !p->ru_prob || !p->scratch || !p->scratch_key ||
+        !p->fut_ex || !p->nu || !p->nu_stamp || !p->evicted_at || !p->pool_full) {
         ec_policy_destroy(p);
         return ec_error_set(err, EC_ERR_NOMEM, "out of memory creating policy");
     }
     for (size_t i = 0; i < LE; i++)
-        p->taken[i] = -1;
+        p->taken[i] = p->host_at[i] = -1;
     for (size_t i = 0; i < ns; i++)
         p->plan_keep[i] = p->nu_stamp[i] = -1;
     for (int32_t l = 0; l < p->L; l++)
@@ -140,17 +154,37 @@ void ec_policy_destroy(ec_policy *p)
     ec_free(p->rank);
     ec_free(p->reuse);
     ec_free(p->reuse_at);
-    ec_free(p->last_tok);
-    ec_free(p->row_tok);
+    reuse_track_free(&p->track);
+    ec_free(p->ru_fit);
+    ec_free(p->ru_stream);
+    ec_free(p->ru_prob);
+    ec_free(p->scratch);
+    ec_free(p->scratch_key);
     ec_free(p->fut_ex);
     ec_free(p->nu);
     ec_free(p->nu_stamp);
     ec_free(p->evicted_at);
     ec_free(p->pool_full);
+    ec_free(p->host_at);
     ec_free(p);
 }
 
 const ec_policy_config *ec_policy_config_get(const ec_policy *p) { return &p->cfg; }
+
+ec_status ec_policy_set_reuse_model(ec_policy *p, const ec_reuse_model *m)
+{
+    if (!p)
+        return EC_ERR_INVALID;
+    if (m && (m->L != p->L || m->E != p->E))
+        return EC_ERR_INVALID;
+    if (m)
+        *p->ru_fit = m->fit;
+    else
+        memset(p->ru_fit, 0, sizeof *p->ru_fit);
+    p->have_fit = m != NULL;
+    p->ru_table_tok = -1; /* the table is made again at the next token */
+    return EC_OK;
+}
 
 ec_status ec_policy_set_predictor(ec_policy *p, const ec_predictor *predictor)
 {
@@ -180,6 +214,7 @@ void ec_policy_reset(ec_policy *p)
     for (int32_t i = 0; i < p->c->n_slots; i++)
         p->nu_stamp[i] = -1; /* next uses belong to the replay that computed them */
     p->evictions = p->regretted = 0;
+    p->lane_link = p->lane_host = 0;
 }
 
 /* Step 1 of observe: every queued prefetch comes back, newest first, so
@@ -237,6 +272,8 @@ ec_status ec_policy_observe_batch(ec_policy *p, int64_t step, int32_t layer,
         if (p->cfg.kind == EC_POLICY_ON_DEMAND)
             for (int32_t i = 0; i < c->n_slots; i++)
                 od_drop_if_done(p, i);
+        if (p->cfg.kind == EC_POLICY_HYBRID)
+            hybrid_begin_step(p);
     }
     p->layer = layer;
     p->hs = hs;
@@ -245,7 +282,7 @@ ec_status ec_policy_observe_batch(ec_policy *p, int64_t step, int32_t layer,
 
     take_back_prefetches(p);
     if (!p->counted) {
-        if (p->cfg.kind == EC_POLICY_GATED) {
+        if (policy_uses_reuse(p)) {
             calib_observe(p, experts, k);
             reuse_observe(p, experts, k);
         }
@@ -262,7 +299,12 @@ ec_status ec_policy_observe_batch(ec_policy *p, int64_t step, int32_t layer,
         int32_t key = cache_key(c, layer, experts[i]);
         if (c->where[key] >= 0)
             continue;
+        if (p->cfg.kind == EC_POLICY_HYBRID &&
+            (p->host_at[key] == p->serial || hybrid_place(p, layer, experts[i])))
+            continue; /* runs on the host: no slot */
         int32_t v = victim_demand(p, layer);
+        if (v >= 0 && policy_uses_reuse(p))
+            v = reuse_admit(p, layer, experts[i], v);
         if (v < 0) {
             p->hs = NULL;
             p->n_hist = 0;
@@ -280,6 +322,10 @@ ec_status ec_policy_observe_batch(ec_policy *p, int64_t step, int32_t layer,
     switch (p->cfg.kind) {
     case EC_POLICY_PREDICT: plan_predict(p); break;
     case EC_POLICY_GATED: plan_gated(p); break;
+    case EC_POLICY_HYBRID:
+        plan_gated(p);
+        hybrid_copy_behind(p, experts, k);
+        break;
     case EC_POLICY_ORACLE: plan_oracle(p); break;
     default: break;
     }
@@ -359,6 +405,8 @@ int32_t ec_policy_acquire(ec_policy *p, int64_t step, int32_t layer, int32_t exp
     sl->last_use = step;
     sl->uses++;
     c->freq[key]++;
+    if (policy_uses_reuse(p))
+        reuse_acquired(p, s, step);
     if (sl->prefetched) {
         sl->prefetched = 0;
         c->stats.prefetch_hits++;

@@ -7,14 +7,16 @@
  * slot comes first, then the policy's rule:
  *   on-demand, lru, predict: least recently used (slot_recency);
  *   lfu: fewest uses of (layer, expert) since reset, LRU tie-break;
- *   gated: for a prefetch, the lowest predicted probability of use at the
+ *   gated (and hybrid): for a prefetch, the lowest predicted probability of use at the
  *     expert's next occurrence, LRU tie-break (the gate has already priced
- *     that victim, plan.c); for a demand, the least recently used unless
- *     the expert with the lowest predicted reuse is clearly less likely to
- *     be used at its next occurrence, by the calibration measured on the
- *     stream (reuse.c);
+ *     that victim, plan.c); for a demand, by the reuse model: the lowest
+ *     value of keeping (expected time to next use) when it is clearly
+ *     lower than the least recently used expert's, else that one, with
+ *     admission through the pool's scratch slot (reuse.c);
  *   oracle: furthest next use (Belady), LRU tie-break.
  * Remaining ties go to the lowest slot index, so choices are deterministic.
+ * A global pool sized per layer (quotas) first keeps the partition
+ * (cache_quota_allows), and only when no slot qualifies takes any.
  */
 #include "internal.h"
 
@@ -102,7 +104,7 @@ static int32_t pick(ec_policy *p, int32_t layer, int for_prefetch)
     const float *row = NULL;
     int32_t row_layer = -1;
     for (int32_t i = first; i < first + n; i++) {
-        if (!evictable(p, i, for_prefetch))
+        if (!evictable(p, i, for_prefetch) || !cache_quota_allows(c, i, layer))
             continue;
         const ec_slot *s = &c->slots[i];
         if (s->state == EC_SLOT_EMPTY)
@@ -113,6 +115,7 @@ static int32_t pick(ec_policy *p, int32_t layer, int for_prefetch)
             key = (double)c->freq[cache_key(c, s->layer, s->expert)];
             break;
         case EC_POLICY_GATED:
+        case EC_POLICY_HYBRID:
             if (s->layer != row_layer) {
                 row = policy_qrow(p, s->layer);
                 row_layer = s->layer;
@@ -137,15 +140,28 @@ static int32_t pick(ec_policy *p, int32_t layer, int for_prefetch)
     return best;
 }
 
+/* Under quotas (ec_cache_set_quotas), a victim that keeps the partition;
+ * when there is none, any. */
+#define WITH_QUOTAS(p, call)                                                                      \
+    do {                                                                                          \
+        int32_t v_ = (call);                                                                      \
+        if (v_ < 0 && (p)->c->quota) {                                                            \
+            (p)->c->quota_off = 1;                                                                \
+            v_ = (call);                                                                          \
+            (p)->c->quota_off = 0;                                                                \
+        }                                                                                         \
+        return v_;                                                                                \
+    } while (0)
+
 int32_t victim_demand(ec_policy *p, int32_t layer)
 {
-    return p->cfg.kind == EC_POLICY_GATED ? reuse_victim(p, layer) : pick(p, layer, 0);
+    WITH_QUOTAS(p, policy_uses_reuse(p) ? reuse_victim(p, layer) : pick(p, layer, 0));
 }
-int32_t victim_prefetch(ec_policy *p, int32_t layer) { return pick(p, layer, 1); }
+int32_t victim_prefetch(ec_policy *p, int32_t layer) { WITH_QUOTAS(p, pick(p, layer, 1)); }
 
 int32_t victim_oracle_prefetch(ec_policy *p, int32_t layer, int64_t need)
 {
-    int32_t v = pick(p, layer, 1);
+    int32_t v = victim_prefetch(p, layer);
     if (v < 0 || p->c->slots[v].state == EC_SLOT_EMPTY)
         return v;
     return policy_next_use(p, v) > need ? v : -1;

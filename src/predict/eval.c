@@ -211,6 +211,20 @@ static ec_status plan_split(run *R, ec_error *err)
         unit += sq->row0 + sq->n_rows - ts->test_row0;
     }
     R->n_units = unit;
+    /* Nothing to learn from or to score is a data error, not a table of nan. */
+    size_t complete = 0;
+    for (size_t s = 0; s < te->n_seqs; s++)
+        for (size_t i = R->tests[s].test_row0; i < te->seqs[s].row0 + te->seqs[s].n_rows; i++)
+            complete += te->complete[i] != 0;
+    if (tr->n_rows == tr->n_incomplete)
+        return ec_error_set(err, EC_ERR_NO_DATA,
+                            "eval: the training data has no complete token (%zu tokens, each "
+                            "missing a layer): nothing to fit",
+                            tr->n_rows);
+    if (complete == 0)
+        return ec_error_set(err, EC_ERR_NO_DATA,
+                            "eval: the test tokens (%zu) have no complete one: nothing to score",
+                            unit);
     return EC_OK;
 }
 

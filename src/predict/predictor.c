@@ -1,7 +1,6 @@
 /* The predictor interface: registry, common fit (layer prior), save/load. */
 #include "predictor.h"
 #include "../core/json.h"
-#include "expertcast/seed.h"
 
 #include <errno.h>
 #include <float.h>
@@ -349,7 +348,8 @@ ec_status ec_predictor_load_text(const char *path, const char *text, size_t len,
     if (!root)
         return ec_alloc_failures() != failures
                    ? ec_error_set(err, EC_ERR_NOMEM, "%s: out of memory", path)
-                   : ec_error_set(err, EC_ERR_PARSE, "%s: not valid JSON (near byte %td)", path,
+                   : ec_error_set(err, EC_ERR_PARSE, "%s: %s (near byte %td)", path,
+                                  ec_json_why(text, end ? (size_t)(end - text) : 0),
                                   end ? end - text : (ptrdiff_t)0);
     while (end < text + len && (*end == ' ' || *end == '\t' || *end == '\n' || *end == '\r'))
         end++;
@@ -373,6 +373,17 @@ ec_status ec_predictor_load_text(const char *path, const char *text, size_t len,
         cJSON_Delete(root);
         return ec_error_set(err, EC_ERR_PARSE,
                             "%s: field 'format': not an expertcast predictor file", path);
+    }
+    const cJSON *ver = cJSON_GetObjectItemCaseSensitive(root, "version");
+    if (!cJSON_IsNumber(ver) || ver->valuedouble != 1) {
+        char got[32];
+        if (cJSON_IsNumber(ver))
+            snprintf(got, sizeof got, "%.6g", ver->valuedouble);
+        cJSON_Delete(root);
+        return ec_error_set(err, EC_ERR_PARSE,
+                            "%s: field 'version': %s%s (this build reads version 1)", path,
+                            !ver ? "missing" : cJSON_IsNumber(ver) ? "unsupported version " :
+                            "expected a number", cJSON_IsNumber(ver) ? got : "");
     }
     if (!cJSON_IsString(name)) {
         cJSON_Delete(root);

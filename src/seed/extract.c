@@ -3,6 +3,7 @@
 #include "../trace/jsonl.h"
 #include "expertcast/seed.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,6 +31,32 @@ typedef struct extract_ctx {
     int64_t other_problems[8]; /* a few other problem ids, for the error message */
     size_t n_other;
 } extract_ctx;
+
+/* Offset of the first byte of s that does not begin a valid UTF-8
+ * sequence (overlong forms, surrogates and code points past U+10FFFF
+ * included), or len when all of s is valid. */
+static size_t utf8_invalid_at(const char *s, size_t len)
+{
+    const unsigned char *u = (const unsigned char *)s;
+    for (size_t i = 0; i < len;) {
+        unsigned c = u[i];
+        size_t n = c < 0x80 ? 1 : (c & 0xe0) == 0xc0 ? 2 : (c & 0xf0) == 0xe0 ? 3
+                 : (c & 0xf8) == 0xf0 ? 4 : 0;
+        if (n == 0 || i + n > len)
+            return i;
+        uint32_t cp = n == 1 ? c : n == 2 ? c & 0x1f : n == 3 ? c & 0x0f : c & 0x07;
+        for (size_t j = 1; j < n; j++) {
+            if ((u[i + j] & 0xc0) != 0x80)
+                return i;
+            cp = cp << 6 | (u[i + j] & 0x3f);
+        }
+        static const uint32_t min[5] = {0, 0, 0x80, 0x800, 0x10000};
+        if (cp < min[n] || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+            return i;
+        i += n;
+    }
+    return len;
+}
 
 static ec_status on_record(void *vctx, const ec_record *rec, ec_error *err)
 {
@@ -65,9 +92,18 @@ static ec_status on_record(void *vctx, const ec_record *rec, ec_error *err)
     ec_status s = ec_json_pyrepr(rec->text, rec->text_len, &py, &py_len);
     if (s == EC_ERR_NOMEM)
         return ec_error_set(err, s, "%s:%zu: out of memory", c->path, rec->line);
-    if (s)
-        return ec_error_set(err, s, "%s:%zu: cannot re-serialise the record", c->path,
-                            rec->line);
+    if (s) {
+        size_t bad = utf8_invalid_at(rec->text, rec->text_len);
+        if (bad < rec->text_len)
+            return ec_error_set(err, s,
+                                "%s:%zu: not valid UTF-8 (byte 0x%02x near byte %zu): the "
+                                "journey files are written as Python's json.dumps would, "
+                                "which needs text",
+                                c->path, rec->line, (unsigned char)rec->text[bad], bad);
+        return ec_error_set(err, s, "%s:%zu: cannot re-serialise the record as Python's "
+                                    "json.dumps would",
+                            c->path, rec->line);
+    }
     if (ec_grow((void **)&c->recs, &c->cap_recs, c->n_recs + 1, sizeof *c->recs) ||
         ec_grow((void **)&c->pool, &c->cap_pool, c->pool_len + py_len + 1, 1)) {
         ec_free(py);
@@ -172,6 +208,46 @@ static ec_status check_dir(const char *dir, ec_error *err)
     return EC_OK;
 }
 
+/*
+ * Refuses a run that could write over its input: a journey file name of
+ * this problem and token range in dir that is the input file (device and
+ * inode, so hard and symbolic links count). Looks at the directory's
+ * entries, not at every name of the range, which may be huge.
+ */
+static ec_status check_not_input(const char *dir, const char *raw_path, const ec_extract_opts *o,
+                                 ec_error *err)
+{
+    struct stat in, sb;
+    if (stat(raw_path, &in) != 0 || !S_ISREG(in.st_mode))
+        return EC_OK; /* reading it reports the problem */
+    DIR *d = opendir(dir);
+    if (!d)
+        return EC_OK;
+    char prefix[48];
+    snprintf(prefix, sizeof prefix, "p%lld_token_", (long long)o->problem_id);
+    size_t pn = strlen(prefix);
+    ec_status s = EC_OK;
+    struct dirent *e;
+    while (!s && (e = readdir(d))) {
+        if (strncmp(e->d_name, prefix, pn) != 0)
+            continue;
+        char *end;
+        errno = 0;
+        long long tok = strtoll(e->d_name + pn, &end, 10);
+        if (errno || end == e->d_name + pn || strcmp(end, ".jsonl") != 0 ||
+            tok < o->token_begin || tok >= o->token_end)
+            continue;
+        if (fstatat(dirfd(d), e->d_name, &sb, 0) == 0 && sb.st_dev == in.st_dev &&
+            sb.st_ino == in.st_ino)
+            s = ec_error_set(err, EC_ERR_INVALID,
+                             "output %s/%s is the input %s (the same file): refusing to "
+                             "overwrite an input",
+                             dir, e->d_name, raw_path);
+    }
+    closedir(d);
+    return s;
+}
+
 ec_status ec_seed_extract(const char *raw_path, const ec_extract_opts *o,
                           ec_extract_report **out, ec_error *err)
 {
@@ -186,6 +262,8 @@ ec_status ec_seed_extract(const char *raw_path, const ec_extract_opts *o,
                             (long long)o->token_begin, (long long)o->token_end);
     const char *dir = o->output_dir && o->output_dir[0] ? o->output_dir : ".";
     ec_status s = check_dir(dir, err);
+    if (!s)
+        s = check_not_input(dir, raw_path, o, err);
     if (s)
         return s;
 

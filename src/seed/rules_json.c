@@ -3,6 +3,7 @@
  * section of a predictor file. */
 #include "rules.h"
 #include "pywrite.h"
+#include "../core/json.h"
 
 #include <math.h>
 #include <stddef.h>
@@ -167,7 +168,9 @@ static ec_status get_int(const cJSON *obj, const char *field, int required, int6
         return ec_error_set(err, EC_ERR_PARSE, "%s: field '%s%s': expected an integer", path,
                             where, field);
     if (d < (double)lo || d > (double)hi)
-        return ec_error_set(err, EC_ERR_PARSE, "%s: field '%s%s': %.0f is out of range [%lld, %lld]",
+        return ec_error_set(err, EC_ERR_PARSE,
+                            fabs(d) < 1e19 ? "%s: field '%s%s': %.0f is out of range [%lld, %lld]"
+                                           : "%s: field '%s%s': %g is out of range [%lld, %lld]",
                             path, where, field, d, (long long)lo, (long long)hi);
     *out = (int64_t)d;
     return EC_OK;
@@ -419,6 +422,20 @@ ec_status seed_rules_parse(const cJSON *root, const char *path, ec_seed_rules **
         if (!cJSON_IsObject(rules))
             s = ec_error_set(err, EC_ERR_PARSE, "%s: field 'level5.rules': expected an object",
                              path);
+        const cJSON *key, *tables = s == EC_OK ? rules : NULL;
+        cJSON_ArrayForEach(key, tables)
+        {
+            int known = 0;
+            for (int i = 0; i < 3; i++)
+                known |= strcmp(key->string, SKIPS[i].name) == 0;
+            if (!known) {
+                s = ec_error_set(err, EC_ERR_PARSE,
+                                 "%s: field 'level5.rules.%.64s': unknown table (expected "
+                                 "skip_2, skip_4 or skip_8)",
+                                 path, key->string);
+                break;
+            }
+        }
         for (int i = 0; i < 3 && s == EC_OK; i++) {
             const cJSON *tab = cJSON_GetObjectItemCaseSensitive(rules, SKIPS[i].name);
             char where[64];
@@ -452,14 +469,14 @@ ec_status ec_seed_rules_load(const char *path, ec_seed_rules **out, ec_error *er
     /* one JSON document: trailing data (a JSONL file?) is an error */
     cJSON *root = cJSON_ParseWithLengthOpts(text, len + 1, &end, 1);
     ptrdiff_t at = end ? end - text : 0;
+    const char *why = root ? NULL : ec_json_why(text, (size_t)at);
     ec_free(text);
     if (!root)
         return ec_alloc_failures() != failures
                    ? ec_error_set(err, EC_ERR_NOMEM, "%s: out of memory", path)
                    : ec_error_set(err, EC_ERR_PARSE,
-                                  "%s: not valid JSON (near byte %td; a rules file is one JSON "
-                                  "document)",
-                                  path, at);
+                                  "%s: %s (near byte %td; a rules file is one JSON document)",
+                                  path, why, at);
     s = seed_rules_parse(root, path, out, err);
     cJSON_Delete(root);
     return s;

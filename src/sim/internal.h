@@ -27,10 +27,18 @@ struct ec_sim {
     int64_t *occ;         /* [off[S]] positions */
     ec_predictor **owned; /* [n_groups] fitted held out, or NULL */
     const ec_predictor **pred; /* [n_groups] the one each group uses */
+    /* gated's reuse models, fitted per group on the other sequences with
+     * the group's predictor (reuse_fit.c); NULL until a run needs them */
+    ec_reuse_model **reuse;      /* [n_groups] */
+    const ec_predictor **reuse_for; /* [n_groups] the predictor each was fitted with */
     /* memo of the Belady bound for the last cache shape */
     int32_t bound_per_layer, bound_global;
     int64_t *bound_loads; /* [L] Belady loads per layer, -1 when not computed */
 };
+
+/* Fits the reuse models that are missing or stale (none with one group). */
+ec_status sim_reuse_models(ec_sim *s, ec_error *err);
+void sim_reuse_free(ec_sim *s);
 
 /* Next step >= from that needs (layer, expert), INT64_MAX if none. */
 int64_t sim_next_use(const ec_sim *s, int64_t from, int32_t layer, int32_t expert);

@@ -196,6 +196,25 @@ ec_status ec_hw_profile_load(const char *path, ec_hw_profile *out, ec_error *err
         (s = get_value(root, "", "compute_per_expert_ms", 0, 1e6, 0,
                        &out->compute_per_expert_ms, path, err)))
         goto done;
+    /* the host's facts: all or none */
+    static const char *const HOST[] = {"host_cores", "host_read_gbs", "host_act_d2h_us",
+                                       "host_act_h2d_us"};
+    int n_host = 0;
+    for (size_t i = 0; i < sizeof HOST / sizeof HOST[0]; i++)
+        n_host += cJSON_GetObjectItemCaseSensitive(root, HOST[i]) != NULL;
+    if (n_host) {
+        double cores;
+        if ((s = get_value(root, "", "host_cores", 1, 4096, 1, &cores, path, err)) ||
+            (s = get_value(root, "", "host_read_gbs", 1e-6, 1e6, 0, &out->host_read_gbs, path,
+                           err)) ||
+            (s = get_value(root, "", "host_act_d2h_us", 0, 1e6, 0, &out->host_act_d2h_us, path,
+                           err)) ||
+            (s = get_value(root, "", "host_act_h2d_us", 0, 1e6, 0, &out->host_act_h2d_us, path,
+                           err)))
+            goto done;
+        out->host_cores = (int32_t)cores;
+        out->has_host = 1;
+    }
 done:
     cJSON_Delete(root);
     return s;
@@ -218,6 +237,22 @@ void ec_sim_timing_derive(const ec_model_profile *m, const ec_hw_profile *h, ec_
     out->router_ms = h->router_us / 1e3;
     out->predictor_ms = h->predictor_us / 1e3;
     out->expert_bytes = m->expert_bytes;
+    if (h->has_host) {
+        /* one lane: the host kernel spreads one expert over every core, and
+         * concurrent experts would share the same memory bandwidth */
+        out->host_lanes = 1;
+        out->host_stream_ms = m->expert_bytes / (h->host_read_gbs * 1e9) * 1e3;
+        out->host_d2h_ms = h->host_act_d2h_us / 1e3;
+        out->host_h2d_ms = h->host_act_h2d_us / 1e3;
+    }
+}
+
+double ec_sim_host_ms(const ec_sim_timing *tm, int32_t b)
+{
+    if (!tm || tm->host_lanes < 1)
+        return 0;
+    int32_t passes = b < 1 ? 1 : (b + EC_SIM_HOST_BATCH - 1) / EC_SIM_HOST_BATCH;
+    return passes * tm->host_stream_ms;
 }
 
 int32_t ec_sim_default_cache(const ec_model_profile *m, const ec_hw_profile *h)

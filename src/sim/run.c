@@ -111,6 +111,10 @@ typedef struct run_state {
     const ec_history **hs;     /* [B] active ones for the current step */
     engines g;
     double *stall_l, *compute_l;
+    double *host_free;         /* [host_lanes] when each host lane finishes its expert */
+    int64_t host_runs;
+    double host_busy;          /* host lane time spent (ms) */
+    int32_t *quotas;           /* [n_groups][L] sized pools, or NULL */
 } run_state;
 
 static void run_free(run_state *r, int32_t B)
@@ -129,6 +133,8 @@ static void run_free(run_state *r, int32_t B)
     ec_free(r->g.reader_end);
     ec_free(r->stall_l);
     ec_free(r->compute_l);
+    ec_free(r->host_free);
+    ec_free(r->quotas);
 }
 
 void ec_sim_result_clear(ec_sim_result *r)
@@ -140,16 +146,18 @@ void ec_sim_result_clear(ec_sim_result *r)
     memset(r, 0, sizeof *r);
 }
 
-static int predicts(ec_policy_kind k) { return k == EC_POLICY_PREDICT || k == EC_POLICY_GATED; }
 
 static ec_status check_config(const ec_sim *s, const ec_sim_config *cfg, ec_error *err)
 {
     const ec_sim_timing *tm = &cfg->timing;
     if (!(tm->transfer_ms >= 0) || !isfinite(tm->transfer_ms) || tm->engines < 1 ||
         !(tm->compute_fixed_ms >= 0) || !(tm->compute_per_expert_ms >= 0) ||
-        !(tm->router_ms >= 0) || !(tm->predictor_ms >= 0) || !(tm->expert_bytes >= 0))
+        !(tm->router_ms >= 0) || !(tm->predictor_ms >= 0) || !(tm->expert_bytes >= 0) ||
+        tm->host_lanes < 0 || tm->host_lanes > 4096 || !(tm->host_stream_ms >= 0) ||
+        !isfinite(tm->host_stream_ms) || !(tm->host_d2h_ms >= 0) || !isfinite(tm->host_d2h_ms) ||
+        !(tm->host_h2d_ms >= 0) || !isfinite(tm->host_h2d_ms))
         return ec_error_set(err, EC_ERR_INVALID, "simulate: timing values must be >= 0 and "
-                                                 "finite, engines >= 1");
+                                                 "finite, engines >= 1, host lanes >= 0");
     if (cfg->kind == EC_POLICY_RESIDENT)
         return EC_OK;
     if (cfg->cache_per_layer > 0) {
@@ -166,13 +174,32 @@ static ec_status check_config(const ec_sim *s, const ec_sim_config *cfg, ec_erro
                                 cfg->cache_global, s->max_union);
     } else
         return ec_error_set(err, EC_ERR_INVALID, "simulate: no cache size given");
-    if (predicts(cfg->kind))
+    if (cfg->cache_sized) {
+        if (cfg->cache_per_layer > 0 || s->n_groups < 2)
+            return ec_error_set(err, EC_ERR_INVALID,
+                                "simulate: sized pools need a global size and at least 2 "
+                                "batches of sequences to fit on (held out)");
+        if (cfg->cache_global < (int64_t)s->max_union * s->L)
+            return ec_error_set(err, EC_ERR_INVALID,
+                                "simulate: sized pools of %d slots cannot give each of %d layers "
+                                "the %d experts one step needs",
+                                cfg->cache_global, s->L, s->max_union);
+    }
+    if (ec_policy_kind_predicts(cfg->kind))
         for (int32_t g = 0; g < s->n_groups; g++)
             if (!s->pred[g])
                 return ec_error_set(err, EC_ERR_INVALID,
                                     "simulate: policy '%s' needs a predictor",
                                     ec_policy_kind_name(cfg->kind));
     return EC_OK;
+}
+
+/* The activations leave for the host when the router starts (they are its
+ * input): only the part of their transfer longer than the router delays a
+ * host expert. */
+static double host_d2h_wait(const ec_sim_timing *tm)
+{
+    return tm->host_d2h_ms > tm->router_ms ? tm->host_d2h_ms - tm->router_ms : 0;
 }
 
 static ec_status setup(ec_sim *s, const ec_sim_config *cfg, run_state *r, ec_error *err)
@@ -183,6 +210,21 @@ static ec_status setup(ec_sim *s, const ec_sim_config *cfg, run_state *r, ec_err
     if ((st = ec_cache_create(s->L, s->E, per_layer, global, &r->c)) ||
         (st = ec_queue_create(ec_cache_n_slots(r->c), &r->q)))
         return ec_error_set(err, st, "simulate: cannot create the cache: %s", ec_status_str(st));
+    if (cfg->cache_sized && cfg->kind != EC_POLICY_RESIDENT) {
+        /* each group's partition from the other groups' use profile */
+        r->quotas = ec_malloc((size_t)s->n_groups * (size_t)s->L * sizeof *r->quotas);
+        uint8_t *mask = ec_malloc(s->t->n_seqs);
+        st = r->quotas && mask ? EC_OK : EC_ERR_NOMEM;
+        for (int32_t g = 0; g < s->n_groups && st == EC_OK; g++) {
+            for (size_t q = 0; q < s->t->n_seqs; q++)
+                mask[q] = (int32_t)(q / (size_t)s->B) != g;
+            st = ec_cache_size_layers(s->t, mask, ec_cache_n_slots(r->c), s->max_union,
+                                      r->quotas + (size_t)g * (size_t)s->L, err);
+        }
+        ec_free(mask);
+        if (st)
+            return st == EC_ERR_NOMEM ? ec_error_set(err, st, "out of memory") : st;
+    }
     const ec_sim_timing *tm = &cfg->timing;
     ec_policy_config pc = {
         .kind = cfg->kind,
@@ -191,7 +233,13 @@ static ec_status setup(ec_sim *s, const ec_sim_config *cfg, run_state *r, ec_err
         .transfer_ms = tm->transfer_ms,
         .compute_ms = tm->router_ms +
                       tm->compute_fixed_ms + tm->compute_per_expert_ms * s->mean_union,
+        .host_ms = ec_sim_host_ms(tm, 1),
+        .host_act_ms = tm->host_lanes > 0 ? host_d2h_wait(tm) + tm->host_h2d_ms : 0,
+        .copy_engines = tm->engines,
     };
+    if ((cfg->kind == EC_POLICY_GATED || cfg->kind == EC_POLICY_HYBRID) &&
+        (st = sim_reuse_models(s, err)))
+        return st;
     ec_future fut = {fut_next_use, fut_experts_at, s};
     if ((st = ec_policy_create(&pc, r->c, r->q, s->pred[0], &fut, &r->p, err)))
         return st;
@@ -205,7 +253,9 @@ static ec_status setup(ec_sim *s, const ec_sim_config *cfg, run_state *r, ec_err
     r->g.reader_end = ec_calloc((size_t)ns, sizeof *r->g.reader_end);
     r->stall_l = ec_calloc((size_t)s->L, sizeof *r->stall_l);
     r->compute_l = ec_calloc((size_t)s->L, sizeof *r->compute_l);
-    if (!r->h || !r->hs || !r->g.free_at || !r->g.cur || !r->g.ready_at || !r->g.reader_end ||
+    r->host_free = ec_calloc((size_t)(tm->host_lanes > 0 ? tm->host_lanes : 1),
+                             sizeof *r->host_free);
+    if (!r->host_free || !r->h || !r->hs || !r->g.free_at || !r->g.cur || !r->g.ready_at || !r->g.reader_end ||
         !r->stall_l || !r->compute_l)
         return ec_error_set(err, EC_ERR_NOMEM, "out of memory");
     /* as deep as the deepest predictor reads, so it sees what its fit saw */
@@ -224,6 +274,32 @@ static ec_status setup(ec_sim *s, const ec_sim_config *cfg, run_state *r, ec_err
     return EC_OK;
 }
 
+static int32_t earliest_lane(const run_state *r, const ec_sim_timing *tm)
+{
+    int32_t best = 0;
+    for (int32_t i = 1; i < tm->host_lanes; i++)
+        if (r->host_free[i] < r->host_free[best])
+            best = i;
+    return best;
+}
+
+/* Sequences of the batch (trace rows, -1 absent) whose layer l uses expert e. */
+static int32_t tokens_using(const ec_sim *s, const int64_t *rows, int32_t l, int32_t e)
+{
+    int32_t b = 0;
+    for (int32_t i = 0; i < s->B; i++) {
+        if (rows[i] < 0)
+            continue;
+        const int16_t *x = ec_trace_experts(s->t, (size_t)rows[i], l);
+        for (int32_t j = 0; j < s->t->k; j++)
+            if (x[j] == e) {
+                b++;
+                break;
+            }
+    }
+    return b;
+}
+
 static ec_status replay(ec_sim *s, const ec_sim_config *cfg, run_state *r, double *total,
                         ec_error *err)
 {
@@ -235,6 +311,7 @@ static ec_status replay(ec_sim *s, const ec_sim_config *cfg, run_state *r, doubl
     int32_t group = -1, n_act = 0;
     engines *g = &r->g;
     const ec_slot *slots = ec_cache_slot(r->c, 0); /* the slot table, [n_slots] */
+    int hybrid = cfg->kind == EC_POLICY_HYBRID && tm->host_lanes > 0;
     for (int64_t st = 0; st < s->S; st++) {
         int64_t j = st / s->L;
         int32_t l = (int32_t)(st % s->L);
@@ -242,11 +319,17 @@ static ec_status replay(ec_sim *s, const ec_sim_config *cfg, run_state *r, doubl
             group = s->tok_group[j];
             for (int32_t b = 0; b < s->B; b++)
                 ec_history_reset(r->h[b]);
-            if (predicts(cfg->kind) && ec_policy_set_predictor(r->p, s->pred[group]))
+            if (ec_policy_kind_predicts(cfg->kind) && ec_policy_set_predictor(r->p, s->pred[group]))
                 return ec_error_set(err, EC_ERR_INVALID, "simulate: predictor shape mismatch");
+            if (r->quotas &&
+                ec_cache_set_quotas(r->c, r->quotas + (size_t)group * (size_t)s->L))
+                return ec_error_set(err, EC_ERR_INVALID, "simulate: pool sizes do not fit");
+            if ((cfg->kind == EC_POLICY_GATED || cfg->kind == EC_POLICY_HYBRID) &&
+                ec_policy_set_reuse_model(r->p, s->reuse ? s->reuse[group] : NULL))
+                return ec_error_set(err, EC_ERR_INVALID, "simulate: reuse model shape mismatch");
         }
         const int64_t *rows = s->tok_rows + (size_t)j * s->B;
-        if (predicts(cfg->kind)) { /* only predictors read the histories */
+        if (ec_policy_kind_predicts(cfg->kind)) { /* only predictors read the histories */
             n_act = 0;
             for (int32_t b = 0; b < s->B; b++)
                 if (rows[b] >= 0) {
@@ -260,7 +343,11 @@ static ec_status replay(ec_sim *s, const ec_sim_config *cfg, run_state *r, doubl
         double router = t + overhead, now = router;
         advance(g, now);
         g->obs_time = now;
-        g->prefetch_delay = predicts(cfg->kind) ? tm->predictor_ms : 0;
+        g->prefetch_delay = ec_policy_kind_predicts(cfg->kind) ? tm->predictor_ms : 0;
+        if (hybrid) { /* the lanes' waits at the router's decision */
+            double link = g->free_at[earliest_engine(g)] - now;
+            ec_policy_set_lanes(r->p, link, r->host_free[earliest_lane(r, tm)] - now);
+        }
         ec_status o;
         while ((o = ec_policy_observe_batch(r->p, st, l, ex, n, r->hs, n_act)) == EC_ERR_BUSY) {
             double next = next_completion(g);
@@ -275,10 +362,28 @@ static ec_status replay(ec_sim *s, const ec_sim_config *cfg, run_state *r, doubl
         if (o)
             return ec_error_set(err, o, "simulate: step %lld: observe failed: %s", (long long)st,
                                 ec_status_str(o));
-        /* wait for every needed expert */
+        /* the experts run on the host: each on the earliest free lane */
+        double host_end = now, act_in = router + host_d2h_wait(tm);
+        int32_t n_dev = n;
+        for (int32_t i = 0; hybrid && i < n; i++) {
+            if (!ec_policy_on_host(r->p, l, ex[i]))
+                continue;
+            int32_t lane = earliest_lane(r, tm);
+            double start = r->host_free[lane] > act_in ? r->host_free[lane] : act_in;
+            double ms = ec_sim_host_ms(tm, tokens_using(s, rows, l, ex[i]));
+            r->host_free[lane] = start + ms;
+            if (r->host_free[lane] + tm->host_h2d_ms > host_end)
+                host_end = r->host_free[lane] + tm->host_h2d_ms;
+            r->host_runs++;
+            r->host_busy += ms;
+            n_dev--;
+        }
+        /* wait for every needed expert on the device */
         double ready = now;
         int busy = ec_queue_len(r->q) > 0;
         for (int32_t i = 0; i < n; i++) {
+            if (hybrid && ec_policy_on_host(r->p, l, ex[i]))
+                continue;
             const ec_slot *sl = slots + ec_cache_find(r->c, l, ex[i]);
             while (sl->state == EC_SLOT_QUEUED)
                 if (!start_next(g, INFINITY))
@@ -289,15 +394,26 @@ static ec_status replay(ec_sim *s, const ec_sim_config *cfg, run_state *r, doubl
         }
         if (busy || ready > now)
             advance(g, ready);
-        double compute = tm->compute_fixed_ms + tm->compute_per_expert_ms * n;
+        double compute = tm->compute_fixed_ms + tm->compute_per_expert_ms * n_dev;
         double end = ready + compute;
         for (int32_t i = 0; i < n; i++) {
+            if (hybrid && ec_policy_on_host(r->p, l, ex[i]))
+                continue;
             int32_t slot = ec_policy_acquire(r->p, st, l, ex[i]);
             g->reader_end[slot] = end;
             ec_policy_release(r->p, slot);
         }
-        r->stall_l[l] += ready - router;
-        r->compute_l[l] += compute + overhead;
+        /* stall: the time beyond the device's own compute; the layer ends
+         * when its host experts are done too */
+        double stall = ready - router;
+        if (host_end > end) {
+            stall += host_end - end;
+            end = host_end;
+        }
+        r->stall_l[l] += stall;
+        /* what the device would compute with every expert on it: the same
+         * for every policy (the analytic bound's compute) */
+        r->compute_l[l] += tm->compute_fixed_ms + tm->compute_per_expert_ms * n + overhead;
         t = end;
     }
     *total = t;
@@ -335,6 +451,7 @@ ec_status ec_sim_run(ec_sim *s, const ec_sim_config *cfg, ec_sim_result *res, ec
     res->kind = cfg->kind;
     res->cache_per_layer = cfg->kind == EC_POLICY_RESIDENT ? s->E : cfg->cache_per_layer;
     res->cache_global = cfg->kind == EC_POLICY_RESIDENT ? 0 : cfg->cache_global;
+    res->cache_sized = r.quotas != NULL;
     res->horizon = ec_policy_config_get(r.p)->horizon;
     res->n_tokens = s->n_tok;
     res->n_steps = s->S;
@@ -373,6 +490,8 @@ ec_status ec_sim_run(ec_sim *s, const ec_sim_config *cfg, ec_sim_result *res, ec
     res->bytes_per_token = res->transfers_per_token * tm->expert_bytes;
     res->wasted_bytes_per_token = res->wasted_transfers_per_token * tm->expert_bytes;
     res->prefetch_precision = cs->prefetches ? (double)cs->prefetch_hits / (double)cs->prefetches : NAN;
+    res->host_runs_per_token = (double)r.host_runs / ntok;
+    res->host_busy_ms_per_token = r.host_busy / ntok;
     run_free(&r, s->B);
     return EC_OK;
 }

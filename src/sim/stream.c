@@ -11,6 +11,7 @@ void ec_sim_destroy(ec_sim *s)
         for (int32_t g = 0; g < s->n_groups; g++)
             ec_predictor_destroy(s->owned[g]);
     ec_free(s->owned);
+    sim_reuse_free(s);
     ec_free(s->pred);
     ec_free(s->tok_group);
     ec_free(s->tok_rows);
@@ -86,7 +87,7 @@ ec_status ec_sim_create(const ec_trace *t, int32_t batch, ec_sim **out, ec_error
     }
     if (s->n_tok == 0) {
         ec_sim_destroy(s);
-        return ec_error_set(err, EC_ERR_INVALID, "simulate: the trace has no complete token");
+        return ec_error_set(err, EC_ERR_NO_DATA, "simulate: the trace has no complete token");
     }
     s->S = s->n_tok * s->L;
     s->off = ec_malloc((size_t)(s->S + 1) * sizeof *s->off);
@@ -189,6 +190,8 @@ ec_status ec_sim_fit_heldout(ec_sim *s, const char *name, const ec_predictor_opt
         ec_predictor_destroy(s->owned[g]);
         s->owned[g] = p;
         s->pred[g] = p;
+        if (s->reuse_for)
+            s->reuse_for[g] = NULL; /* its reuse model is fitted again */
     }
     ec_free(mask);
     return st;
@@ -202,7 +205,10 @@ ec_status ec_sim_set_predictor(ec_sim *s, const ec_predictor *p, ec_error *err)
                             "%d x %d",
                             ec_predictor_name(p), ec_predictor_n_layers(p),
                             ec_predictor_n_experts(p), s->L, s->E);
-    for (int32_t g = 0; g < s->n_groups; g++)
+    for (int32_t g = 0; g < s->n_groups; g++) {
         s->pred[g] = p;
+        if (s->reuse_for)
+            s->reuse_for[g] = NULL;
+    }
     return EC_OK;
 }

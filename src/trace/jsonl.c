@@ -49,7 +49,10 @@ static ec_status int_value(const reader *r, const cJSON *v, const char *field, i
     if (d == 0 && signbit(d))
         return fail(r, field, "expected an integer, got -0");
     if (d < (double)lo || d > (double)hi)
-        return fail(r, field, "%.0f is out of range [%lld, %lld]", d, (long long)lo,
+        return fail(r, field,
+                    fabs(d) < 1e19 ? "%.0f is out of range [%lld, %lld]"
+                                   : "%g is out of range [%lld, %lld]",
+                    d, (long long)lo,
                     (long long)hi);
     *out = (int64_t)d;
     return EC_OK;
@@ -410,7 +413,14 @@ static ec_status read_stream(FILE *f, const char *path, const ec_trace_opts *opt
             end++;
         if (end && end < text + len) {
             cJSON_Delete(obj);
-            s = fail(&r, NULL, "trailing data after the JSON value (near byte %td)", end - text);
+            if (*end == '\r')
+                s = fail(&r, NULL,
+                         "carriage return inside the line (near byte %td): CR-only line ends "
+                         "are not supported; convert them to LF (e.g. tr '\\r' '\\n')",
+                         end - text);
+            else
+                s = fail(&r, NULL, "trailing data after the JSON value (near byte %td)",
+                         end - text);
             break;
         }
         memset(&rec, 0, offsetof(ec_record, experts));

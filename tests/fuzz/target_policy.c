@@ -137,6 +137,8 @@ static const char *check_cache(const driver *d, int64_t observed_uses)
         return "loads differ from the transfers started";
     if (st->prefetches > st->loads || st->prefetch_hits + st->wasted > st->prefetches)
         return "prefetch counters inconsistent";
+    if (st->host_runs > st->misses)
+        return "more host runs than misses";
     if (ec_queue_len(d->q) > n)
         return "queue longer than the cache";
     return NULL;
@@ -167,7 +169,7 @@ static const char *run_script(const script *s, ec_policy_kind kind, int32_t capa
         ec_queue_create(ec_cache_n_slots(d.c), &d.q))
         abort(); /* valid arguments: the harness is wrong */
     ec_policy_config cfg = {.kind = kind, .horizon = horizon, .transfer_ms = 2,
-                            .compute_ms = 0.5};
+                            .compute_ms = 0.5, .host_ms = 1.5, .host_act_ms = 0.1};
     ec_future fut = {script_next_use, script_experts_at, (void *)s};
     const char *bad = NULL;
     ec_error err = {0};
@@ -182,6 +184,8 @@ static const char *run_script(const script *s, ec_policy_kind kind, int32_t capa
         int32_t layer = step % s->L;
         uint8_t a = s->action[step];
         ec_history_observe(h, layer, s->ex[step]);
+        /* Bits 5-7: how long the link is busy (hybrid's choice of host or copy). */
+        ec_policy_set_lanes(d.p, (double)(a >> 5), 0);
         ec_status st = ec_policy_observe(d.p, step, layer, s->ex[step], s->k, h);
         for (int tries = 0; st == EC_ERR_BUSY && tries < 3; tries++) {
             /* Free what the bytes held: readers first, then transfers. */
@@ -203,8 +207,9 @@ static const char *run_script(const script *s, ec_policy_kind kind, int32_t capa
         }
         uses += s->k;
         for (int32_t i = 0; i < s->k && !bad; i++)
-            if (ec_cache_find(d.c, layer, s->ex[step][i]) < 0)
-                bad = "an expert just observed has no slot";
+            if (ec_cache_find(d.c, layer, s->ex[step][i]) < 0 &&
+                !ec_policy_on_host(d.p, layer, s->ex[step][i]))
+                bad = "an expert just observed has no slot and does not run on the host";
         /* Bits 0-1: transfers to start; 2: complete them; 3: readers acquire
          * (4: and keep their pins past this step). */
         for (int i = 0; i < (a & 3); i++)
@@ -213,6 +218,8 @@ static const char *run_script(const script *s, ec_policy_kind kind, int32_t capa
             complete_all(&d);
         if (a & 8) {
             for (int32_t i = 0; i < s->k && !bad; i++) {
+                if (ec_policy_on_host(d.p, layer, s->ex[step][i]))
+                    continue; /* hybrid runs it on the host: no slot to read */
                 int32_t slot = ec_policy_acquire(d.p, step, layer, s->ex[step][i]);
                 if (slot < 0)
                     bad = "acquire of an observed expert failed";
@@ -247,7 +254,7 @@ const char *fuzz_policy(const uint8_t *data, size_t size)
         return NULL;
     static script s; /* large: keep it off the stack */
     memset(&s, 0, sizeof s);
-    ec_policy_kind kind = (ec_policy_kind)(data[0] % (EC_POLICY_RESIDENT + 1));
+    ec_policy_kind kind = (ec_policy_kind)(data[0] % EC_POLICY_N_KINDS);
     s.L = 1 + data[1] % MAX_L;
     s.k = 1 + data[3] % 3;
     s.E = s.k + data[2] % (MAX_E - s.k + 1);

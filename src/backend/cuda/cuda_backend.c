@@ -6,7 +6,9 @@
  *
  * Every runtime call goes through CUDA_TRY, which records the call, file
  * and line in the backend's message and returns EC_ERR_CUDA (EC_ERR_NOMEM
- * for an allocation that does not fit).
+ * for an allocation that does not fit). Clean-up calls, which return
+ * nothing, go through CUDA_CLEANUP: a failure is kept as the backend's
+ * first clean-up failure (ec_backend_cleanup_status).
  */
 #include "../backend_impl.h"
 #include "../../../kernels/ec_kernels.h"
@@ -42,6 +44,17 @@ static ec_status cuda_fail(ec_backend *b, cudaError_t e, const char *call, const
             return cuda_fail((b), e_, #call, __FILE__, __LINE__);                                  \
     } while (0)
 
+#define CUDA_CLEANUP(b, call)                                                                      \
+    do {                                                                                           \
+        cudaError_t e_ = (call);                                                                   \
+        if (e_ != cudaSuccess) {                                                                   \
+            (void)cudaGetLastError();                                                              \
+            ec_backend_cleanup_fail((b), EC_ERR_CUDA, "%s:%d: %s failed: %s (%s)",                 \
+                                    short_path(__FILE__), __LINE__, #call, cudaGetErrorName(e_),   \
+                                    cudaGetErrorString(e_));                                       \
+        }                                                                                          \
+    } while (0)
+
 #define STREAM(s) ((cudaStream_t)(s)->native)
 #define EVENT(e) ((cudaEvent_t)(e)->native)
 
@@ -55,8 +68,7 @@ static ec_status cuda_host_alloc(ec_backend *b, size_t bytes, void **out)
 
 static void cuda_host_free(ec_backend *b, void *p)
 {
-    (void)b;
-    cudaFreeHost(p);
+    CUDA_CLEANUP(b, cudaFreeHost(p));
 }
 
 static ec_status cuda_host_register(ec_backend *b, void *p, size_t bytes)
@@ -67,8 +79,7 @@ static ec_status cuda_host_register(ec_backend *b, void *p, size_t bytes)
 
 static void cuda_host_unregister(ec_backend *b, void *p)
 {
-    (void)b;
-    cudaHostUnregister(p);
+    CUDA_CLEANUP(b, cudaHostUnregister(p));
 }
 
 static ec_status cuda_dev_alloc(ec_backend *b, size_t bytes, void **out)
@@ -79,8 +90,7 @@ static ec_status cuda_dev_alloc(ec_backend *b, size_t bytes, void **out)
 
 static void cuda_dev_free(ec_backend *b, void *p)
 {
-    (void)b;
-    cudaFree(p);
+    CUDA_CLEANUP(b, cudaFree(p));
 }
 
 /* ---- streams ---------------------------------------------------------------------- */
@@ -102,10 +112,9 @@ static ec_status cuda_stream_wrap(ec_backend *b, ec_stream *s, void *native)
 
 static void cuda_stream_fini(ec_backend *b, ec_stream *s)
 {
-    (void)b;
-    cudaStreamSynchronize(STREAM(s));
+    CUDA_CLEANUP(b, cudaStreamSynchronize(STREAM(s)));
     if (!s->wrapped)
-        cudaStreamDestroy(STREAM(s));
+        CUDA_CLEANUP(b, cudaStreamDestroy(STREAM(s)));
 }
 
 static ec_status cuda_stream_sync(ec_backend *b, ec_stream *s)
@@ -151,10 +160,13 @@ static ec_status cuda_host_fn(ec_backend *b, ec_stream *s, void (*fn)(void *), v
     return EC_OK;
 }
 
-static ec_status cuda_ffn(ec_backend *b, ec_stream *s, const void *w, const void *x, float *out,
-                          int32_t d_model, int32_t d_ff, float *scratch)
+static ec_status cuda_ffn(ec_backend *b, ec_stream *s, ec_dtype dt, const void *w, const void *x,
+                          float *out, int32_t d_model, int32_t d_ff, float *scratch)
 {
-    CUDA_TRY(b, ec_kernel_ffn(w, x, out, d_model, d_ff, scratch, STREAM(s)));
+    if (dt == EC_DTYPE_Q4)
+        CUDA_TRY(b, ec_kernel_ffn_q4(w, x, out, d_model, d_ff, scratch, STREAM(s)));
+    else
+        CUDA_TRY(b, ec_kernel_ffn(w, x, out, d_model, d_ff, scratch, STREAM(s)));
     return EC_OK;
 }
 
@@ -181,8 +193,7 @@ static ec_status cuda_event_init(ec_backend *b, ec_event *e)
 
 static void cuda_event_fini(ec_backend *b, ec_event *e)
 {
-    (void)b;
-    cudaEventDestroy(EVENT(e));
+    CUDA_CLEANUP(b, cudaEventDestroy(EVENT(e)));
 }
 
 static ec_status cuda_event_record(ec_backend *b, ec_event *e, ec_stream *s)
@@ -227,7 +238,7 @@ static ec_status cuda_event_elapsed(ec_backend *b, ec_event *start, ec_event *en
 
 static void cuda_free(ec_backend *b)
 {
-    cudaDeviceSynchronize();
+    CUDA_CLEANUP(b, cudaDeviceSynchronize());
     ec_free(b->context);
 }
 
@@ -260,16 +271,24 @@ static const ec_backend_iface cuda_iface = {
     .event_elapsed = cuda_event_elapsed,
 };
 
+const ec_backend_iface *ec_backend_cuda_iface(void) { return &cuda_iface; }
+
 ec_status ec_backend_cuda_init(ec_backend *b, const ec_backend_opts *o)
 {
     int n = 0;
     cudaError_t e = cudaGetDeviceCount(&n);
     if (e != cudaSuccess || n == 0) {
         (void)cudaGetLastError();
-        return ec_backend_fail(b, EC_ERR_NO_DEVICE,
-                               "no usable CUDA device (cudaGetDeviceCount: %s). HINT: check "
-                               "nvidia-smi, or use the cpu backend",
-                               e != cudaSuccess ? cudaGetErrorString(e) : "0 devices");
+        int driver = 0, runtime = 0;
+        (void)cudaDriverGetVersion(&driver);
+        (void)cudaRuntimeGetVersion(&runtime);
+        int kind = e == cudaErrorInsufficientDriver                ? EC_CUDA_PROBE_OLD_DRIVER
+                   : e == cudaSuccess || e == cudaErrorNoDevice ? EC_CUDA_PROBE_NO_DEVICE
+                                                                 : EC_CUDA_PROBE_OTHER;
+        ec_cuda_probe_explain(kind, e == cudaSuccess ? "0 devices" : cudaGetErrorName(e),
+                              cudaGetErrorString(e), driver, runtime, b->errmsg,
+                              sizeof b->errmsg);
+        return EC_ERR_NO_DEVICE;
     }
     if (o->device < 0 || o->device >= n)
         return ec_backend_fail(b, EC_ERR_NO_DEVICE, "CUDA device %d requested, %d present",

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Share of the lru -> oracle gap that gated closes, in transfers per token
+# and in TPOT, per trace, machine and cache shape (held out: each sequence
+# predicted by a predictor and a reuse model fitted on the others).
+# usage: bench/gaps.sh [BUILD_DIR] [DATA_DIR] [HARDWARE...]  (markdown table on stdout)
+# The Qwen3 global and sized pools (768 / 1536 slots) take minutes per run.
+set -euo pipefail
+B=${1:-build}
+D=${2:-../shared/data}
+shift $(($# < 2 ? $# : 2))
+HWS=${*:-rtx4090-pcie4 h100-pcie5}
+M=$D/mixtral-8x7b-instruct/humaneval_2_routing.jsonl
+Q=$D/qwen3-30b-a3b/decode_4prompts_routing.jsonl
+row() { # label model hw shape-option trace
+    "$B/expertcast" simulate "$5" --model "$2" --hardware "$3" $4 --policy lru,gated,oracle \
+        --horizon 2 2>/dev/null | awk -v label="$1" -v hw="$3" '
+        $1 == "lru" || $1 == "gated" || $1 == "oracle" { o = $3 == "global" || $3 == "sized"; t[$1] = $(4 + o); x[$1] = $(7 + o) }
+        END {
+            gx = (x["lru"] - x["gated"]) / (x["lru"] - x["oracle"])
+            gt = (t["lru"] - t["gated"]) / (t["lru"] - t["oracle"])
+            printf "| %s | %s | %.2f / %.2f / %.2f | %.2f / %.2f / %.2f | %.3f | %.3f |\n",
+                label, hw, x["lru"], x["gated"], x["oracle"], t["lru"], t["gated"], t["oracle"], gx, gt
+        }'
+}
+echo "| trace, cache | hardware | xfer/token lru / gated / oracle | TPOT ms lru / gated / oracle | gap closed, xfer | gap closed, TPOT |"
+echo "|---|---|---|---|---|---|"
+for hw in $HWS; do
+    for c in 3 4 6; do row "Mixtral int4, $c per layer" mixtral-8x7b-int4 $hw "--cache-experts $c" $M; done
+    for c in 3 4 6; do row "Mixtral int4, global $((c * 32))" mixtral-8x7b-int4 $hw "--cache-global $((c * 32))" $M; done
+    for c in 3 4 6; do row "Mixtral int4, sized $((c * 32))" mixtral-8x7b-int4 $hw "--cache-sized $((c * 32))" $M; done
+    for c in 16 32; do row "Qwen3 q4_k_m, $c per layer" qwen3-30b-a3b-q4_k_m $hw "--cache-experts $c" $Q; done
+    for c in 16 32; do row "Qwen3 q4_k_m, global $((c * 48))" qwen3-30b-a3b-q4_k_m $hw "--cache-global $((c * 48))" $Q; done
+    for c in 16 32; do row "Qwen3 q4_k_m, sized $((c * 48))" qwen3-30b-a3b-q4_k_m $hw "--cache-sized $((c * 48))" $Q; done
+done

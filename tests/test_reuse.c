@@ -1,0 +1,260 @@
+/* The reuse model (fit, held-out evaluation) and gated's eviction by it. */
+#include "testutil.h"
+
+#include "expertcast/sim.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* A one-layer trace where recency is the wrong guide: expert 0 comes back
+ * every third token, experts 1..5 scan in between. With 2 slots, LRU drops
+ * expert 0 one token before it is needed; Belady keeps it. */
+static char scan_path[4096]; /* the file the last scan_trace wrote */
+
+static ec_trace *scan_trace(int n_seqs, int n_tok)
+{
+    size_t cap = (size_t)n_seqs * (size_t)n_tok * 96 + 1, len = 0;
+    char *text = malloc(cap);
+    cr_assert_not_null(text);
+    for (int s = 0; s < n_seqs; s++) {
+        int scan = s; /* each sequence starts the scan elsewhere */
+        for (int t = 0; t < n_tok; t++) {
+            int e = t % 3 == 0 ? 0 : 1 + scan++ % 5;
+            len += (size_t)snprintf(text + len, cap - len,
+                                    "{\"problem_id\": %d, \"token_idx\": %d, \"layer\": 0, "
+                                    "\"experts\": [%d]}\n",
+                                    s, t, e);
+        }
+    }
+    const char *path = tu_write(tu_tmpdir(), "scan.jsonl", text);
+    snprintf(scan_path, sizeof scan_path, "%s", path);
+    free(text);
+    ec_trace_opts o = {.n_layers = 1, .n_experts = 6};
+    ec_trace *t;
+    cr_assert_eq(ec_trace_load(&path, 1, &o, &t, NULL), EC_OK);
+    return t;
+}
+
+static ec_sim_timing slow_link(void)
+{
+    ec_sim_timing tm = {.transfer_ms = 1.0, .engines = 1, .compute_fixed_ms = 0.1,
+                        .compute_per_expert_ms = 0.01, .router_ms = 0.01, .expert_bytes = 1e6};
+    return tm;
+}
+
+Test(reuse, gated_keeps_the_expert_that_comes_back_where_lru_drops_it)
+{
+    ec_trace *t = scan_trace(4, 96);
+    ec_sim *s;
+    cr_assert_eq(ec_sim_create(t, 1, &s, NULL), EC_OK);
+    cr_assert_eq(ec_sim_fit_heldout(s, "prior", NULL, NULL), EC_OK);
+    ec_sim_timing tm = slow_link();
+    ec_sim_result lru = tu_sim_run(s, EC_POLICY_LRU, 2, 0, 1, &tm);
+    ec_sim_result g = tu_sim_run(s, EC_POLICY_GATED, 2, 0, 1, &tm);
+    /* lru reloads expert 0 at every one of its returns; gated keeps it */
+    cr_expect_lt(g.stats.loads, lru.stats.loads * 3 / 4, "gated %lld loads, lru %lld",
+                 (long long)g.stats.loads, (long long)lru.stats.loads);
+    cr_expect_lt(g.tpot_ms, lru.tpot_ms);
+    ec_sim_result_clear(&lru);
+    ec_sim_result_clear(&g);
+    ec_sim_destroy(s);
+    ec_trace_destroy(t);
+}
+
+Test(reuse, held_out_evaluation_ranks_the_returning_expert_above_chance)
+{
+    ec_trace *t = scan_trace(4, 96);
+    ec_reuse_eval_report r;
+    ec_error err = {0};
+    cr_assert_eq(ec_reuse_eval(t, "prior", NULL, &r, &err), EC_OK, "%s", err.message);
+    cr_expect_eq(r.n_seqs, 4);
+    cr_expect_eq(r.n_tokens, 4 * 96);
+    for (int v = 0; v < EC_REUSE_N_VARIANTS; v++)
+        for (int h = 0; h < EC_REUSE_N_HORIZONS; h++) {
+            /* 6 experts per token; outcomes known for tokens n .. 95 */
+            cr_expect_eq(r.v[v].n[h], 4 * 6 * (96 - r.horizons[h]), "%s n<=%d", r.v[v].variant,
+                         r.horizons[h]);
+            cr_expect(r.v[v].brier_lo[h] <= r.v[v].brier_hi[h]);
+            cr_expect(isnan(r.v[v].auc[h]) || r.v[v].auc_lo[h] <= r.v[v].auc_hi[h]);
+        }
+    /* "full" (with uses) separates expert 0 from the scan at n = 2: it
+     * comes back within 3 tokens always, a scanned expert after 5 */
+    const ec_reuse_eval_result *full = &r.v[2];
+    double b = full->base_rate[1];
+    cr_expect_gt(full->auc[1], 0.8, "AUC %.3f", full->auc[1]);
+    cr_expect_lt(full->brier[1], b * (1 - b), "Brier %.4f vs constant %.4f", full->brier[1],
+                 b * (1 - b));
+    ec_trace_destroy(t);
+}
+
+Test(reuse, evaluation_needs_two_sequences_and_fit_checks_the_shape)
+{
+    ec_trace *t = scan_trace(1, 24);
+    ec_reuse_eval_report r;
+    ec_error err = {0};
+    cr_expect_eq(ec_reuse_eval(t, "prior", NULL, &r, &err), EC_ERR_INVALID);
+    cr_expect(strstr(err.message, "2 sequences") != NULL, "%s", err.message);
+    ec_reuse_model *m;
+    cr_assert_eq(ec_reuse_model_create(2, 6, 1, &m), EC_OK);
+    cr_expect_eq(ec_reuse_model_fit(m, t, NULL, NULL, NULL), EC_ERR_INVALID);
+    ec_reuse_model_destroy(m);
+    cr_assert_eq(ec_reuse_model_create(1, 6, 1, &m), EC_OK);
+    cr_expect_eq(ec_reuse_model_fit(m, t, NULL, NULL, NULL), EC_OK);
+    cr_expect_eq(ec_reuse_model_n_cases(m), 6 * (24 - 1)); /* horizon 1 outcomes */
+    cr_expect_eq(ec_reuse_model_create(1, 6, 7, &m), EC_ERR_INVALID);
+    ec_trace_destroy(t);
+}
+
+Test(reuse, policy_takes_a_model_of_its_own_shape_only)
+{
+    ec_cache *c;
+    ec_queue *q;
+    ec_policy *p;
+    cr_assert_eq(ec_cache_create(2, 6, 2, 0, &c), EC_OK);
+    cr_assert_eq(ec_queue_create(ec_cache_n_slots(c), &q), EC_OK);
+    ec_policy_config cfg = {.kind = EC_POLICY_LRU};
+    cr_assert_eq(ec_policy_create(&cfg, c, q, NULL, NULL, &p, NULL), EC_OK);
+    ec_reuse_model *m1, *m2;
+    cr_assert_eq(ec_reuse_model_create(1, 6, 1, &m1), EC_OK);
+    cr_assert_eq(ec_reuse_model_create(2, 6, 1, &m2), EC_OK);
+    cr_expect_eq(ec_policy_set_reuse_model(p, m1), EC_ERR_INVALID);
+    cr_expect_eq(ec_policy_set_reuse_model(p, m2), EC_OK);
+    cr_expect_eq(ec_policy_set_reuse_model(p, NULL), EC_OK);
+    ec_reuse_model_destroy(m1);
+    ec_reuse_model_destroy(m2);
+    ec_policy_destroy(p);
+    ec_queue_destroy(q);
+    ec_cache_destroy(c);
+}
+
+/* ---- cache shapes: per-layer sizes from a use profile, quotas ---------- */
+
+/* Two layers: layer 0 cycles over 4 experts (an LRU pool of 4 hits them
+ * all), layer 1 always uses expert 0 (1 slot is enough). */
+static ec_trace *two_layer_trace(int n_seqs, int n_tok)
+{
+    size_t cap = (size_t)n_seqs * (size_t)n_tok * 200 + 1, len = 0;
+    char *text = malloc(cap);
+    cr_assert_not_null(text);
+    for (int s = 0; s < n_seqs; s++)
+        for (int t = 0; t < n_tok; t++)
+            for (int l = 0; l < 2; l++)
+                len += (size_t)snprintf(text + len, cap - len,
+                                        "{\"problem_id\": %d, \"token_idx\": %d, \"layer\": %d, "
+                                        "\"experts\": [%d]}\n",
+                                        s, t, l, l == 0 ? t % 4 : 0);
+    const char *path = tu_write(tu_tmpdir(), "two.jsonl", text);
+    free(text);
+    ec_trace_opts o = {.n_layers = 2, .n_experts = 6};
+    ec_trace *t;
+    cr_assert_eq(ec_trace_load(&path, 1, &o, &t, NULL), EC_OK);
+    return t;
+}
+
+Test(shape, sizes_follow_the_use_profile)
+{
+    ec_trace *t = two_layer_trace(2, 40);
+    int32_t sizes[2];
+    cr_assert_eq(ec_cache_size_layers(t, NULL, 6, 1, sizes, NULL), EC_OK);
+    cr_expect_geq(sizes[0], 4, "layer 0 gets the 4 slots its cycle hits in, got %d", sizes[0]);
+    cr_expect_eq(sizes[0] + sizes[1], 6);
+    uint8_t only_first[2] = {1, 0};
+    cr_assert_eq(ec_cache_size_layers(t, only_first, 5, 1, sizes, NULL), EC_OK);
+    cr_expect_eq(sizes[0], 4);
+    cr_expect_eq(sizes[1], 1);
+    ec_error err = {0};
+    cr_expect_eq(ec_cache_size_layers(t, NULL, 1, 1, sizes, &err), EC_ERR_INVALID);
+    cr_expect(strstr(err.message, "sized pools") != NULL, "%s", err.message);
+    cr_expect_eq(ec_cache_size_layers(t, NULL, 13, 1, sizes, NULL), EC_ERR_INVALID);
+    ec_trace_destroy(t);
+}
+
+Test(shape, quotas_keep_the_partition_of_one_pool)
+{
+    ec_cache *c;
+    ec_queue *q;
+    ec_policy *p;
+    cr_assert_eq(ec_cache_create(2, 6, 2, 0, &c), EC_OK);
+    int32_t bad[2] = {2, 2};
+    cr_expect_eq(ec_cache_set_quotas(c, bad), EC_ERR_INVALID, "per-layer pools take no quotas");
+    ec_cache_destroy(c);
+    cr_assert_eq(ec_cache_create(2, 6, 0, 4, &c), EC_OK);
+    int32_t wrong_sum[2] = {3, 2}, quota[2] = {3, 1};
+    cr_expect_eq(ec_cache_set_quotas(c, wrong_sum), EC_ERR_INVALID);
+    cr_assert_eq(ec_cache_set_quotas(c, quota), EC_OK);
+    cr_expect_eq(ec_cache_quota(c, 0), 3);
+    cr_assert_eq(ec_queue_create(ec_cache_n_slots(c), &q), EC_OK);
+    ec_policy_config cfg = {.kind = EC_POLICY_LRU};
+    cr_assert_eq(ec_policy_create(&cfg, c, q, NULL, NULL, &p, NULL), EC_OK);
+    int64_t step = 0;
+    for (int tok = 0; tok < 30; tok++)
+        for (int32_t l = 0; l < 2; l++, step++) {
+            int16_t e = (int16_t)(l == 0 ? tok % 5 : (tok * 7) % 6);
+            cr_assert_eq(ec_policy_observe(p, step, l, &e, 1, NULL), EC_OK);
+            ec_transfer tr;
+            while (ec_queue_pop(q, &tr)) {
+                ec_policy_started(p, &tr);
+                ec_policy_completed(p, tr.slot);
+            }
+            ec_policy_release(p, ec_policy_acquire(p, step, l, e));
+            if (tok >= 4) { /* once filled, each layer holds its quota */
+                int32_t n[2] = {0, 0};
+                for (int32_t i = 0; i < 4; i++)
+                    if (ec_cache_slot(c, i)->layer >= 0)
+                        n[ec_cache_slot(c, i)->layer]++;
+                cr_expect(n[0] == 3 && n[1] == 1, "token %d: %d + %d slots", tok, n[0], n[1]);
+            }
+        }
+    ec_policy_destroy(p);
+    ec_queue_destroy(q);
+    ec_cache_destroy(c);
+}
+
+Test(shape, simulate_sized_pools_held_out)
+{
+    ec_trace *t = scan_trace(4, 48);
+    ec_sim *s;
+    cr_assert_eq(ec_sim_create(t, 1, &s, NULL), EC_OK);
+    ec_sim_timing tm = slow_link();
+    ec_sim_config cfg = {.kind = EC_POLICY_LRU, .cache_global = 2, .cache_sized = 1,
+                         .horizon = 1, .timing = tm};
+    ec_sim_result r;
+    ec_error err = {0};
+    cr_assert_eq(ec_sim_run(s, &cfg, &r, &err), EC_OK, "%s", err.message);
+    cr_expect_eq(r.cache_sized, 1);
+    ec_sim_result_clear(&r);
+    cfg.cache_global = 0;
+    cfg.cache_per_layer = 2;
+    cr_expect_eq(ec_sim_run(s, &cfg, &r, &err), EC_ERR_INVALID);
+    ec_sim_destroy(s);
+    ec_trace_destroy(t);
+    t = scan_trace(1, 48);
+    cr_assert_eq(ec_sim_create(t, 1, &s, NULL), EC_OK);
+    cfg.cache_per_layer = 0;
+    cfg.cache_global = 2;
+    cr_expect_eq(ec_sim_run(s, &cfg, &r, &err), EC_ERR_INVALID, "one sequence: nothing to fit on");
+    ec_sim_destroy(s);
+    ec_trace_destroy(t);
+}
+
+Test(reuse_cli, report_and_never_over_its_input)
+{
+    ec_trace *t = scan_trace(3, 24);
+    ec_trace_destroy(t);
+    const char *path = scan_path;
+    size_t before = 0, after = 0;
+    free(tu_read(path, &before));
+    char *out = NULL, *err = NULL;
+    cr_expect_eq(tu_cli(&out, &err, "reuse '%s' -p prior --json '%s'", path, path), 2);
+    cr_expect(strstr(err, "input") != NULL, "%s", err);
+    free(tu_read(path, &after));
+    cr_expect_eq(after, before, "the input was changed");
+    free(out);
+    free(err);
+    cr_expect_eq(tu_cli(&out, &err, "reuse '%s' -p prior", path), 0, "%s", err);
+    cr_expect(strstr(out, "leave one sequence out (3 folds, 72 tokens)") != NULL, "%s", out);
+    free(out);
+    free(err);
+}
