@@ -641,7 +641,7 @@ Test(bad_input, json_files_are_read_up_to_the_limit)
                                                                      : EC_MEMORY_LIMIT_DEFAULT);
 }
 
-Test(bad_input, replay_on_the_qwen3_trace_refuses_before_fitting_or_allocating)
+Test(bad_input_real, replay_on_the_qwen3_trace_refuses_before_fitting_or_allocating)
 {
     const char *q = TU_SHARED_OR_SKIP("qwen3-30b-a3b/decode_4prompts_routing.jsonl");
     char *err = NULL;
