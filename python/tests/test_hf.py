@@ -58,8 +58,12 @@ def temporal():
 def test_offloaded_generation_is_identical(policy, reference, temporal):
     model = load()
     kw = {}
-    if policy in ("predict", "gated"):
+    if policy in ("predict", "gated", "hybrid"):
         kw.update(predictor=temporal, transfer_ms=1.0, compute_ms=0.1)
+    if policy == "hybrid":
+        # a host expert costs a fraction of a copy: hybrid runs misses on the
+        # host, and those experts are computed from the host store
+        kw.update(host_ms=0.2, host_act_ms=0.05)
     if policy == "oracle":
         kw["future"] = reference["trace"]
     off = hf.offload_experts(model, cache_per_layer=4, policy=policy, backend="cpu", **kw)
@@ -88,6 +92,14 @@ def test_offloaded_generation_is_identical(policy, reference, temporal):
         assert s["prefetches"] > 0 if policy != "gated" else s["prefetches"] >= 0
     if policy != "on-demand":
         assert s["hits"] + s["inflight_hits"] > 0
+    if policy == "hybrid":
+        assert s["host_runs"] > 0 and s["host_acquires"] == s["host_runs"]
+        assert s["host_computed"] == s["host_acquires"]
+    if policy in ("gated", "hybrid"):
+        # every miss is either copied on demand or run on the host
+        assert s["demand_copies"] + s["host_runs"] == s["misses"]
+    if policy != "hybrid":
+        assert s["host_runs"] == 0 and s["host_acquires"] == 0 and s["host_computed"] == 0
 
 
 def test_oracle_beats_lru(reference):
