@@ -19,6 +19,7 @@
 #include "expertcast/hostffn.h"
 #include "expertcast/store.h"
 #include "expertcast/loader.h"
+#include "expertcast/pregate.h"
 #include "expertcast/replay.h"
 
 #endif

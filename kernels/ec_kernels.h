@@ -33,6 +33,15 @@ cudaError_t ec_kernel_ffn(const void *w, const void *x, float *out, int32_t d_mo
                           int32_t d_ff, float *scratch, cudaStream_t stream);
 
 /*
+ * Pre-gating: probs[n_experts] = softmax(w · x), w: n_experts x d row-major,
+ * x: d, both fp32 (dtype 0) or fp16 (dtype 1); probs may be a mapped host
+ * pointer. One block: a warp per expert row at a time, float accumulation,
+ * logits in shared memory (n_experts <= 4096).
+ */
+cudaError_t ec_kernel_pregate(const void *w, const void *x, int dtype, int32_t n_experts,
+                              int32_t d, float *probs, cudaStream_t stream);
+
+/*
  * The same from q4 weights (ggml Q4_0 blocks of 32 weights, 18 bytes each,
  * layout in include/expertcast/hostffn.h), [w1 | w3 | w2] with every row
  * cut into groups, dequantized on the fly. d_model and d_ff multiples of

@@ -7,6 +7,7 @@ extern "C" cudaError_t ec_kernel_checksum_preload(void);
 extern "C" cudaError_t ec_kernel_ffn_preload(void);
 extern "C" cudaError_t ec_kernel_ffn_q4_preload(void);
 extern "C" cudaError_t ec_kernel_spin_preload(void);
+extern "C" cudaError_t ec_kernel_pregate_preload(void);
 
 extern "C" cudaError_t ec_kernels_preload(void)
 {
@@ -17,5 +18,7 @@ extern "C" cudaError_t ec_kernels_preload(void)
         e = ec_kernel_ffn_q4_preload();
     if (e == cudaSuccess)
         e = ec_kernel_spin_preload();
+    if (e == cudaSuccess)
+        e = ec_kernel_pregate_preload();
     return e;
 }

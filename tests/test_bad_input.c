@@ -98,6 +98,9 @@ static const bad_trace bad_traces[] = {
     {"dataset_nul.jsonl", "",
      ":2: field 'dataset': \\u0000 (NUL) in a string or key is not accepted (near byte 14)"},
     {"key_nul.jsonl", "", ":1: \\u0000 (NUL) in a string or key is not accepted (near byte 40)"},
+    {"guess_probs_over_one.jsonl", "",
+     ":2: field 'guesses[0].probs': probabilities sum to 1.25, more than 1"},
+    {"guess_expert_duplicate.jsonl", "", ":1: field 'guesses[0].experts': expert 4 appears twice"},
     {"cr_only_line_ends.jsonl", "",
      ":1: carriage return inside the line (near byte 64): CR-only line ends are not supported; "
      "convert them to LF (e.g. tr '\\r' '\\n')"},

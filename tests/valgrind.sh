@@ -128,6 +128,16 @@ run 0 reuse --help
 run 2 reuse
 run 1 reuse "$small" -p prior --json "$TMP/missing/reuse.json"
 run 0 simulate --help
+# the runtime's guesses: a what-if copy, scored by eval, replayed and swept by simulate
+run 0 guesses "$flame" --recall 0.8 --ahead 2 --seed 5 -o "$TMP/flame-guesses.jsonl"
+run 0 guesses --help
+run 2 guesses "$flame" -o "$TMP/no-recall.jsonl"
+run 0 eval "$TMP/flame-guesses.jsonl" -p hint,prior --horizon 1,2 --resamples 20
+run 0 simulate "$TMP/flame-guesses.jsonl" --model flame-moe-290m --hardware h100-pcie5 \
+  --policy predict,gated --predictor hint --horizon 2
+run 0 simulate "$flame" --model flame-moe-290m --hardware gh200-c2c --policy gated \
+  --horizon 2 --what-if-recall 0.5,1 --json "$TMP/whatif.json"
+run 2 simulate "$flame" --model flame-moe-290m --hardware gh200-c2c --what-if-recall 1.5
 run 0 replay "$flame" --backend cpu --policy lru,predict,gated --cache-experts 8 --expert-bytes 4K \
   --attn-us 0 --ffn-us 0 --tokens 8 --warmup 2
 run 0 replay --help

@@ -7,8 +7,9 @@
 #   2. configures and builds with CUDA (Release, sm_${EC_CUDA_ARCH:-90});
 #   3. runs test_backend and test_loader (the CUDA cases, the 1M-operation integrity
 #      stress on CUDA included; test_backend's ffn_q4_matches_the_host_kernel checks the
-#      4-bit kernel against the host kernel), test_hostffn, and the README's decode-loop
-#      example;
+#      4-bit kernel against the host kernel), test_hostffn, the CUDA cases of test_pregate
+#      (the pre-gate kernel writing pinned host memory) and test_hints, and the README's
+#      decode-loop example;
 #   4. runs gpu_replay: 88 MB fp16 experts, 32 layers, 4 of 8 experts per layer, every
 #      policy (hybrid included: its host runs the FFN on the host, timed in the run, so
 #      the host takes a miss only where that beats a copy), then a short replay that
@@ -89,7 +90,7 @@ cmake -S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DEC_CUDA=ON \
   -DCMAKE_EXE_LINKER_FLAGS="-Wl,-rpath-link,$LIBDIR -Wl,-rpath,$LIBDIR" \
   > "$OUT/configure.log" 2>&1 || { tail -n 30 "$OUT/configure.log"; note "configure failed"; exit 1; }
 TARGETS=(expertcast gpu_replay example_decode_loop bench_host_ffn)
-[ "$TESTS" = ON ] && TARGETS+=(test_backend test_loader test_replay test_hostffn)
+[ "$TESTS" = ON ] && TARGETS+=(test_backend test_loader test_replay test_hostffn test_pregate test_hints)
 cmake --build "$BUILD" -j"$(nproc)" --target "${TARGETS[@]}" > "$OUT/build.log" 2>&1 \
   || { tail -n 40 "$OUT/build.log"; note "build failed"; exit 1; }
 note "built ${TARGETS[*]} in $(elapsed) s"
@@ -99,6 +100,8 @@ if [ "$TESTS" = ON ]; then
   run test_loader 300 "$BUILD/tests/test_loader" --verbose --jobs 4
   run test_replay 60 "$BUILD/tests/test_replay" --verbose
   run test_hostffn 60 "$BUILD/tests/test_hostffn" --verbose
+  run test_pregate 60 "$BUILD/tests/test_pregate" --verbose --filter 'pregate_cuda/*'
+  run test_hints 120 "$BUILD/tests/test_hints" --verbose --filter 'hints_cuda/*'
   grep -h -E "^\[(SKIP|FAIL)|stress on|Synthesis" "$OUT"/test_*.log | tee -a "$SUMMARY"
 fi
 run example 60 "$BUILD/bench/example_decode_loop"

@@ -9,7 +9,9 @@
  *     test sequence token by token, layer by layer, through an ec_history.
  *     After observing layer N it asks each predictor for horizon h (layer
  *     N + h, or layer N + h - L of the next token) and scores the ranked
- *     guess against what the router actually chose there.
+ *     guess against what the router actually chose there. The guesses a
+ *     record carries are recorded in the history right after it, so the
+ *     "hint" predictor scores the runtime's guesses like any other.
  *
  * Splits (the test sequences never take part in fitting, unless asked):
  *   - EC_SPLIT_PROBLEM (default): leave one sequence out. Sequences are the

@@ -125,6 +125,33 @@ ec_status ec_loader_begin_sequence(ec_loader *l, const char *dataset, int64_t pr
 ec_status ec_loader_observe(ec_loader *l, int32_t layer, const int16_t *experts);
 
 /*
+ * The runtime's own guess for a later layer - e.g. the next layer's router
+ * applied to the current hidden state (pre-gating, ec_pregate_*): n
+ * distinct experts (1 <= n <= n_experts) with their probabilities of being
+ * chosen (probs NULL: 1/n each; each in [0, 1], summing to at most 1) for
+ * the layer `horizon` steps after the last one observed (1: the next
+ * layer; past the last layer, the next token's; before the first observe
+ * of a sequence, horizon 1 is layer 0).
+ *
+ * How hints and the predictor combine: for a target with a hint, the
+ * hint replaces the predictor's prediction; every other target is
+ * predicted as before. Policies that predict (predict, gated) use it at
+ * once: the loader plans the current step's prefetches again (demands are
+ * untouched), so give the hints for the next layers right after
+ * ec_loader_observe of this one. gated prices hints as it prices the
+ * predictor - calibrated on the stream against the router's later
+ * choices, separately per source (hint or predictor) and horizon, and
+ * not trusted before the stream has shown them right - and prefetches
+ * only where the expected stall saved beats the expected cost. A later
+ * hint for the same target replaces an earlier one. With recording on,
+ * hints are written as the last observation's "guesses" (at most
+ * EC_MAX_GUESSES horizons per observation). EC_ERR_INVALID for a bad
+ * argument (nothing recorded).
+ */
+ec_status ec_loader_hint(ec_loader *l, int32_t horizon, const int16_t *experts,
+                         const float *probs, int32_t n);
+
+/*
  * Device address of (layer, expert)'s weights for kernels on `stream`,
  * which is ordered after the copy that filled the slot. The expert must
  * have been observed at this layer of the current token. Pins the slot
@@ -198,6 +225,7 @@ typedef struct ec_loader_stats {
     int64_t waits;           /* acquires that made the stream wait on a copy */
     int64_t waits_timed;     /* waits measured so far */
     double stall_ms;         /* measured time reader streams sat waiting (ms) */
+    int64_t hints;           /* ec_loader_hint calls accepted */
     int64_t host_acquires;   /* hybrid: experts handed to the host kernel */
 } ec_loader_stats;
 

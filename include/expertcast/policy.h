@@ -338,6 +338,15 @@ ec_status ec_policy_observe_batch(ec_policy *p, int64_t step, int32_t layer,
                                   const ec_history *const *hs, int32_t n_hist);
 
 /*
+ * The predictions for the current step changed after its observe (the
+ * runtime recorded a hint in a history, ec_history_hint): forgets the
+ * predictions memoised for this step. The caller then calls
+ * ec_policy_observe again with the same arguments, which takes back the
+ * queued prefetches and plans again (uses are not counted twice).
+ */
+void ec_policy_forget_predictions(ec_policy *p);
+
+/*
  * hybrid: how busy the lanes are when the next observation's router has
  * decided - the wait (ms) until the link can start a new copy and until the
  * host can start a new expert. The caller (the simulator knows them; a

@@ -79,6 +79,33 @@ int32_t ec_history_depth(const ec_history *h);
  * lies in the next token. Returns -1 for an invalid horizon. */
 int32_t ec_history_target(const ec_history *h, int32_t horizon, int *next_token);
 
+/* ---- the runtime's own guesses (hints) ---------------------------------- */
+
+/*
+ * Records the runtime's guess for the target of `horizon` from h's position
+ * (as ec_history_target; before any observation, horizon 1 is layer 0 of
+ * the first token): n distinct experts (1 <= n <= n_experts) with their
+ * probabilities of being chosen (probs NULL: 1/n each; each in [0, 1], the
+ * sum at most 1 + EC_HINT_SUM_SLACK), e.g. a softmax over the next layer's
+ * router applied to the current hidden state. It is kept as a distribution
+ * over every expert like a predictor's output: the listed probabilities,
+ * and what they leave of 1 spread evenly over the experts not listed. A
+ * later guess for the same target replaces it; it lasts until the history
+ * moves past the target or is reset. EC_ERR_INVALID for a bad argument
+ * (nothing recorded). Never allocates.
+ */
+ec_status ec_history_hint(ec_history *h, int32_t horizon, const int16_t *experts,
+                          const float *probs, int32_t n);
+
+/* Records the guesses trace t carries at (row, layer) - call it right
+ * after observing that record - as ec_history_hint does, horizon = ahead.
+ * Returns how many were recorded. */
+int32_t ec_history_hint_trace(ec_history *h, const ec_trace *t, size_t row, int32_t layer);
+
+/* The guess recorded for the target of `horizon` from h's position
+ * (n_experts floats summing to about 1), or NULL when there is none. */
+const float *ec_history_hint_get(const ec_history *h, int32_t horizon);
+
 /* ---- predictors --------------------------------------------------------- */
 
 typedef struct ec_predictor ec_predictor;
@@ -98,7 +125,12 @@ typedef struct ec_predictor_opts {
 
 /*
  * Names: "prior", "seed-l1" ... "seed-l5", "hybrid", "ngram", "temporal",
- * "logistic", "mix". opts may be NULL. EC_ERR_NOT_FOUND for an unknown name.
+ * "logistic", "mix", and "hint": the runtime's guesses recorded in the
+ * history (ec_history_hint), falling back to the layer prior (an
+ * abstention) where there is none; unlike the others it also predicts
+ * unfitted (its fallback is then uniform) and is not in
+ * ec_predictor_names(), which lists the predictors that learn from routing
+ * alone. opts may be NULL. EC_ERR_NOT_FOUND for an unknown name.
  */
 ec_status ec_predictor_create(const char *name, const ec_predictor_opts *opts,
                               ec_predictor **out, ec_error *err);

@@ -143,7 +143,10 @@ typedef struct ec_sim ec_sim;
 /*
  * Prepares the replay of trace t (borrowed; must outlive the simulator):
  * sequences in order, `batch` at a time (each step needs the union of their
- * experts). Rows with a missing layer are skipped and counted.
+ * experts). Rows with a missing layer are skipped and counted. Guesses the
+ * trace carries (field "guesses") reach the predicting policies as hints,
+ * after each record is observed (ec_history_hint_trace), as a runtime's
+ * ec_loader_hint would.
  */
 ec_status ec_sim_create(const ec_trace *t, int32_t batch, ec_sim **out, ec_error *err);
 void ec_sim_destroy(ec_sim *s);

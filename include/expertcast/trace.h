@@ -11,6 +11,11 @@
  *    "experts": [6, 5], "gating_probs": [0.69, 0.30], "token_idx": 0}
  * "token_pos" is accepted for "token_idx"; "dataset" and "problem_id" are
  * optional (default "" and 0); "gating_probs" is on every line or on none.
+ * Any record may also carry the runtime's own guesses for later layers:
+ *   "guesses": [{"ahead": 1, "experts": [3, 6], "probs": [0.61, 0.22]}]
+ * (ahead in [1, n_layers]: the layer that many steps after the record's,
+ * in the next token past the last layer; experts distinct; probs in [0, 1]
+ * summing to at most 1 + EC_HINT_SUM_SLACK; each ahead at most once).
  * Unknown fields are ignored; a UTF-8 BOM and CRLF line ends are accepted.
  * A repeated (dataset, problem_id, token, layer) keeps the first record and
  * is counted in n_duplicates. A token missing some layer is kept, flagged
@@ -29,6 +34,18 @@ extern "C" {
 #define EC_MAX_K 64          /* largest top-k a trace may have */
 #define EC_MAX_EXPERTS 32767 /* expert ids are stored as int16_t */
 #define EC_MAX_LAYERS 4096
+
+#define EC_MAX_GUESSES 16    /* guesses (values of ahead) one record may carry */
+#define EC_HINT_SUM_SLACK 1e-3 /* how far above 1 one guess's probabilities may sum */
+
+/* One guess carried by a record: for the layer `ahead` steps after the
+ * record's, n experts and their probabilities. Read-only. */
+typedef struct ec_guess {
+    int32_t ahead;
+    int32_t n;               /* 1 .. EC_MAX_K */
+    const int16_t *experts;  /* [n] */
+    const float *probs;      /* [n] */
+} ec_guess;
 
 /* One sequence (prompt). All fields read-only. */
 typedef struct ec_seq {
@@ -58,6 +75,13 @@ typedef struct ec_trace {
     size_t n_records;       /* records kept */
     size_t n_duplicates;    /* records dropped as repeated keys */
     size_t n_incomplete;    /* rows with a missing layer */
+    /* the runtime's guesses, when any record carried some */
+    size_t n_guesses;       /* guesses over all records (0: guess_off is NULL) */
+    size_t *guess_off;      /* [n_rows * n_layers + 1]: the guesses of (row, layer) are
+                               guesses[guess_off[i] .. guess_off[i + 1]), i = row * L + layer */
+    ec_guess *guesses;      /* [n_guesses] */
+    int16_t *guess_experts; /* storage the guesses point into */
+    float *guess_probs;
 } ec_trace;
 
 typedef struct ec_trace_opts {
@@ -87,6 +111,30 @@ static inline const float *ec_trace_gates(const ec_trace *t, size_t row, int32_t
     return t->gates ? t->gates + ((size_t)row * (size_t)t->n_layers + (size_t)layer) * (size_t)t->k
                     : NULL;
 }
+
+/* The guesses of (row, layer): *n of them (0: none, NULL returned). */
+static inline const ec_guess *ec_trace_guesses(const ec_trace *t, size_t row, int32_t layer,
+                                               size_t *n)
+{
+    size_t i = (size_t)row * (size_t)t->n_layers + (size_t)layer;
+    *n = t->guess_off ? t->guess_off[i + 1] - t->guess_off[i] : 0;
+    return *n ? t->guesses + t->guess_off[i] : NULL;
+}
+
+/*
+ * What-if guesses: a copy of t (*out, destroy with ec_trace_destroy) whose
+ * every record carries, for ahead = 1 .. max_ahead, a guess of the
+ * experts actually used at that target (when it lies inside the sequence
+ * and is present) drawn with recall `recall`: each of the k used experts
+ * is in the guess with probability recall, and each one left out is
+ * replaced by an expert drawn uniformly from those not used, so every
+ * guess names k experts, in random order, each with probability 1/k.
+ * Guesses t already carried are replaced (max_ahead 0: a copy without
+ * any guesses, the reference). Deterministic for a seed (a
+ * record's draw depends on the seed and its position only).
+ */
+ec_status ec_trace_draw_guesses(const ec_trace *t, double recall, int32_t max_ahead,
+                                uint64_t seed, ec_trace **out, ec_error *err);
 
 /* Index of the sequence that holds row (binary search). */
 size_t ec_trace_seq_of_row(const ec_trace *t, size_t row);

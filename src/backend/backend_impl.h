@@ -43,6 +43,9 @@ typedef struct ec_backend_iface {
     ec_status (*event_query)(ec_backend *b, ec_event *e, int *done);
     ec_status (*event_sync)(ec_backend *b, ec_event *e);
     ec_status (*event_elapsed)(ec_backend *b, ec_event *start, ec_event *end, float *ms);
+    /* softmax(w · x) into pinned host probs (ec_stream_pregate); optional */
+    ec_status (*pregate)(ec_backend *b, ec_stream *s, const void *w, const void *x, int dtype,
+                         int32_t n_experts, int32_t d, float *probs_host);
 } ec_backend_iface;
 
 struct ec_backend {

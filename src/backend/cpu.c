@@ -13,6 +13,8 @@
 #include "backend_impl.h"
 #include "../hostffn/internal.h"
 
+#include "expertcast/pregate.h"
+
 #include <errno.h>
 #include <pthread.h>
 #include <string.h>
@@ -21,7 +23,7 @@
 #include <sys/prctl.h>
 #endif
 
-typedef enum task_kind { T_COPY, T_RECORD, T_WAIT, T_CHECKSUM, T_SPIN, T_HOSTFN, T_FFN } task_kind;
+typedef enum task_kind { T_COPY, T_RECORD, T_WAIT, T_CHECKSUM, T_SPIN, T_HOSTFN, T_FFN, T_PREGATE } task_kind;
 
 typedef struct cpu_event {
     uint64_t recorded;  /* generation of the latest record (host side) */
@@ -42,7 +44,8 @@ typedef struct task {
     const void *x;
     float *scratch;
     int32_t d_model, d_ff;
-    ec_dtype dtype;
+    ec_dtype dtype;     /* T_FFN */
+    int gate_dtype;     /* T_PREGATE (ec_gate_dtype): d_model = d, d_ff = experts */
 } task;
 
 typedef struct cpu_ctx {
@@ -113,6 +116,10 @@ static void run_task(const task *t)
         else
             ec_expert_reference_token(t->dtype, t->src, NULL, t->x, t->dst, t->d_model, t->d_ff,
                                       t->scratch);
+        break;
+    case T_PREGATE: /* arguments were checked when it was queued */
+        (void)ec_pregate_host(t->src, t->x, (ec_gate_dtype)t->gate_dtype, t->d_ff, t->d_model,
+                              t->dst);
         break;
     case T_RECORD:
     case T_WAIT: break;
@@ -324,6 +331,13 @@ static ec_status cpu_ffn(ec_backend *b, ec_stream *s, ec_dtype dt, const void *w
                               .d_model = d_model, .d_ff = d_ff, .dtype = dt});
 }
 
+static ec_status cpu_pregate(ec_backend *b, ec_stream *s, const void *w, const void *x,
+                             int dtype, int32_t n_experts, int32_t d, float *probs_host)
+{
+    return push(b, s, &(task){.kind = T_PREGATE, .src = w, .x = x, .dst = probs_host,
+                              .gate_dtype = dtype, .d_model = d, .d_ff = n_experts});
+}
+
 /* ---- events ------------------------------------------------------------------------ */
 
 static ec_status cpu_event_init(ec_backend *b, ec_event *e)
@@ -430,6 +444,7 @@ static const ec_backend_iface cpu_iface = {
     .event_query = cpu_event_query,
     .event_sync = cpu_event_sync,
     .event_elapsed = cpu_event_elapsed,
+    .pregate = cpu_pregate,
 };
 
 ec_status ec_backend_cpu_init(ec_backend *b, const ec_backend_opts *o)

@@ -34,16 +34,27 @@ static const char *USAGE =
     "                           step's experts, k x batch at most)\n"
     "  --batch B                replay B sequences together: each layer needs the union of\n"
     "                           their experts (default 1)\n"
-    "  --predictor FILE         a predictor fitted elsewhere (expertcast predictor JSON)\n"
+    "  --predictor FILE|hint    a predictor fitted elsewhere (expertcast predictor JSON), or\n"
+    "                           'hint': the guesses the trace carries (field 'guesses') and,\n"
+    "                           where none is given, the layer prior of the other sequences\n"
     "  --fit NAME               without --predictor: fit NAME for each batch of sequences on\n"
-    "                           the other sequences only (default temporal)\n"
+    "                           the other sequences only (default temporal); guesses a trace\n"
+    "                           carries replace its prediction for their targets\n"
+    "  --what-if-recall R[,R..] what-if: replay guesses drawn from the trace's own future with\n"
+    "                           recall R for 1..H layers ahead (H the largest --horizon; each\n"
+    "                           used expert kept with probability R, the others replaced by\n"
+    "                           experts not used); every row is labelled what-if with its R,\n"
+    "                           and the output gives the break-even recall per cache size\n"
+    "                           (the lowest R at which predict, gated or hybrid beats lru)\n"
+    "  --seed N                 seed of the what-if draws (default 1)\n"
     "  --json FILE              write the results as JSON ('-' for stdout, then no table)\n"
     "  --sweep                  run every cache size x horizon x policy (lists above; default\n"
     "                           caches: top-k .. experts, horizons 1,2,4); progress on stderr\n"
     "  --csv FILE               write every run as CSV, a row per policy, cache and horizon\n"
     "                           ('-': stdout, no table)\n"
-    "  --plot FILE.png          with --sweep: TPOT vs cache size per policy (gnuplot; skipped\n"
-    "                           with a warning when gnuplot is absent; '-': stdout, no table)\n"
+    "  --plot FILE.png          with --sweep: TPOT vs cache size per policy; with\n"
+    "                           --what-if-recall: TPOT vs R (gnuplot; skipped with a warning\n"
+    "                           when gnuplot is absent; '-': stdout, no table)\n"
     "  -h, --help               this text\n\n"
     "gap closed = (lru - policy) / (lru - oracle) on TPOT; the JSON adds gap_closed_bound, the\n"
     "same against the analytic lower bound max(compute, Belady loads x transfer time).\n";
@@ -59,6 +70,9 @@ typedef struct sim_args {
     int32_t caches[MAX_LIST], horizons[MAX_LIST];
     int n_caches, n_horizons, global, sized, sweep;
     int32_t prefetch_k, batch;
+    double recalls[MAX_LIST];
+    int n_recalls;
+    uint64_t seed;
 } sim_args;
 
 static int parse_list(const char *opt, const char *s, long long lo, long long hi, int32_t *out,
@@ -86,6 +100,7 @@ static int parse_args(int argc, char **argv, sim_args *a)
 {
     memset(a, 0, sizeof *a);
     a->batch = 1;
+    a->seed = 1;
     a->traces = calloc((size_t)argc, sizeof *a->traces);
     if (!a->traces)
         return cli_error("out of memory"), CLI_DATA;
@@ -138,6 +153,24 @@ static int parse_args(int argc, char **argv, sim_args *a)
             if (!cli_int("simulate", o, val, 1, EC_MAX_EXPERTS, &v))
                 return CLI_USAGE;
             a->prefetch_k = (int32_t)v;
+        } else if (cli_is(o, "--what-if-recall", NULL)) {
+            char buf[1024];
+            if (strlen(val) >= sizeof buf)
+                return cli_usage_error("simulate", "%s: list too long", o);
+            strcpy(buf, val);
+            a->n_recalls = 0;
+            for (char *tok = strtok(buf, ","); tok; tok = strtok(NULL, ",")) {
+                if (a->n_recalls >= MAX_LIST)
+                    return cli_usage_error("simulate", "%s: at most %d values", o, MAX_LIST);
+                if (!cli_double("simulate", o, tok, 0, 1, &a->recalls[a->n_recalls++]))
+                    return CLI_USAGE;
+            }
+            if (a->n_recalls == 0)
+                return cli_usage_error("simulate", "%s: empty list", o);
+        } else if (cli_is(o, "--seed", NULL)) {
+            if (!cli_int("simulate", o, val, 0, INT64_MAX, &v))
+                return CLI_USAGE;
+            a->seed = (uint64_t)v;
         } else if (cli_is(o, "--batch", NULL)) {
             if (!cli_int("simulate", o, val, 1, 4096, &v))
                 return CLI_USAGE;
@@ -151,8 +184,12 @@ static int parse_args(int argc, char **argv, sim_args *a)
         return cli_usage_error("simulate", "--model and --hardware are required");
     if (a->predictor && a->fit)
         return cli_usage_error("simulate", "give one of --predictor and --fit");
-    if (a->plot && !a->sweep)
-        return cli_usage_error("simulate", "--plot needs --sweep");
+    if (a->plot && !a->sweep && !a->n_recalls)
+        return cli_usage_error("simulate", "--plot needs --sweep or --what-if-recall");
+    if (a->predictor && strcmp(a->predictor, "hint") == 0) { /* fitted like --fit hint */
+        a->fit = a->predictor;
+        a->predictor = NULL;
+    }
     if (!a->sweep && (a->n_caches > 1 || a->n_horizons > 1))
         return cli_usage_error("simulate", "lists of cache sizes or horizons need --sweep");
     return CLI_OK;
@@ -242,7 +279,12 @@ int cmd_simulate(int argc, char **argv)
                  "as gated",
                  hw.name);
     if (want[EC_POLICY_PREDICT] || want[EC_POLICY_GATED] || want[EC_POLICY_HYBRID]) {
-        if (a.predictor) {
+        if (a.n_recalls && !a.predictor) { /* each what-if replay fits its own */
+            snprintf(note, sizeof note,
+                     "'%s' fitted for each batch of %d sequence(s) on the other sequences only "
+                     "(held out, no leakage); the what-if guesses replace it for their targets",
+                     a.fit ? a.fit : "temporal", a.batch);
+        } else if (a.predictor) {
             if ((s = ec_predictor_load(a.predictor, &loaded, &err)) ||
                 (s = ec_sim_set_predictor(sim, loaded, &err))) {
                 rc = cli_fail(s, &err);
@@ -292,8 +334,13 @@ int cmd_simulate(int argc, char **argv)
         }
     sim_plan plan = {.sim = sim, .tm = &tm, .want = want, .caches = a.caches,
                      .n_caches = a.n_caches, .horizons = a.horizons, .n_horizons = a.n_horizons,
-                     .global = a.global, .sized = a.sized, .prefetch_k = a.prefetch_k, .progress = a.sweep};
-    if ((rc = sim_run_rows(&plan, &rep)))
+                     .global = a.global, .sized = a.sized, .prefetch_k = a.prefetch_k,
+                     .progress = a.sweep};
+    if (a.n_recalls) {
+        if ((rc = sim_whatif_rows(&plan, t, a.batch, a.recalls, a.n_recalls, a.seed, loaded,
+                                  a.fit ? a.fit : "temporal", &rep)))
+            goto out;
+    } else if ((rc = sim_run_rows(&plan, &rep)))
         goto out;
     rep.model = &model;
     rep.hw = &hw;

@@ -6,6 +6,7 @@
 
 static const cli_command commands[] = {
     {"synth", cmd_synth, "generate a synthetic routing trace (raw JSONL)"},
+    {"guesses", cmd_guesses, "a what-if copy of a trace carrying guesses of a chosen recall"},
     {"info", cmd_info, "summarise routing traces: shape, sequences, completeness"},
     {"fit", cmd_fit, "fit an expert predictor on traces and save it as JSON"},
     {"eval", cmd_eval, "evaluate predictors on held-out sequences (recall@k, top-1, CIs)"},

@@ -43,7 +43,13 @@ void sim_print_table(FILE *f, const sim_report *rep)
                "rows skipped\n",
             rep->n_seqs, rep->batch, (long long)rep->n_tokens, rep->model->n_layers,
             (long long)rep->n_skipped);
-    fprintf(f, "predictor: %s\n\n", rep->predictor_note);
+    fprintf(f, "predictor: %s\n", rep->predictor_note);
+    if (rep->n_what_if)
+        fprintf(f, "WHAT-IF: every row replays guesses drawn from the trace's own future with "
+                   "the recall R it names, for 1..%d layers ahead (seed %llu); a hint replaces "
+                   "the predictor for its target. Not a predictor.\n",
+                rep->what_if_ahead, (unsigned long long)rep->what_if_seed);
+    fputc('\n', f);
     fprintf(f, "%-10s %-11s %2s %9s %9s %6s %12s %6s %13s %6s %7s %7s %7s\n", "policy", "cache",
             "H", "TPOT ms", "stall ms", "hit %", "xfer/tok", "pf/tok", "GB/tok", "prec", "vs lru",
             "gap", "gap");
@@ -71,16 +77,46 @@ void sim_print_table(FILE *f, const sim_report *rep)
         double pf = r->n_tokens ? (double)r->stats.prefetches / (double)r->n_tokens : 0.0;
         if (r->kind == EC_POLICY_LRU)
             bound = r->lower_bound_ms_per_token;
-        char host[48] = "";
+        char host[48] = "", wi[32] = "";
         if (r->kind == EC_POLICY_HYBRID) {
             snprintf(host, sizeof host, "  host %.2f/tok", r->host_runs_per_token);
             any_hybrid = 1;
         }
-        fprintf(f, "%-10s %-11s %2s %9.3f %9.3f %6.1f %12s %6.2f %13s %6s %7s %7s %7s%s%s\n",
+        if (w->what_if)
+            snprintf(wi, sizeof wi, "  what-if R=%.2f", w->what_if_recall);
+        fprintf(f, "%-10s %-11s %2s %9.3f %9.3f %6.1f %12s %6.2f %13s %6s %7s %7s %7s%s%s%s\n",
                 ec_policy_kind_name(r->kind), cache_str(r, c, sizeof c), h, r->tpot_ms,
                 r->stall_ms_per_token, 100 * r->hit_rate, xf, pf, gb, prec, vs, gap, gapb,
-                w->c.beats_oracle ? "  < oracle" : "", host);
+                w->c.beats_oracle ? "  < oracle" : "", host, wi);
     }
+    for (size_t i = 0; rep->n_what_if && i < rep->n_rows; i++) {
+        const ec_sim_result *r = &rep->rows[i].r;
+        if (r->kind != EC_POLICY_LRU || rep->rows[i].what_if_recall != rep->what_if_recalls[0])
+            continue;
+        char c[32];
+        double be = sim_break_even(rep, r->cache_per_layer, r->cache_global), without;
+        double pays = sim_guesses_pay_from(rep, r->cache_per_layer, r->cache_global, &without);
+        if (isnan(be))
+            fprintf(f, "\nbreak-even recall at cache %s: none (no tested recall makes predict, "
+                       "gated or hybrid faster than lru)",
+                    cache_str(r, c, sizeof c));
+        else
+            fprintf(f, "\nbreak-even recall at cache %s: %.2f (the lowest tested recall at which "
+                       "predict, gated or hybrid is faster than lru)",
+                    cache_str(r, c, sizeof c), be);
+        if (isnan(without))
+            ; /* no predicting policy ran */
+        else if (isnan(pays))
+            fprintf(f, "\nguesses pay from: none tested (without guesses the best of predict, "
+                       "gated and hybrid takes %.3f ms)",
+                    without);
+        else
+            fprintf(f, "\nguesses pay from: R = %.2f (the lowest tested recall at which predict, "
+                       "gated or hybrid is faster than the best of them without guesses, %.3f ms)",
+                    pays, without);
+    }
+    if (rep->n_what_if)
+        fputc('\n', f);
     fprintf(f, "\nTPOT and stall per decode step of the batch; n = %lld steps. hit %% = experts "
                "resident or already loading when the router asked;\npf/tok = prefetches started "
                "per token. gap closed = (lru - policy) / (lru - reference) on TPOT at the same "
@@ -177,7 +213,43 @@ ec_status sim_write_json(FILE *f, void *ctx, ec_error *err)
         fputs("}", f);
     } else
         fputs("null", f);
-    fputs(", \"gap_closed_uses\": \"oracle\", \"results\": [", f);
+    fputs(", \"gap_closed_uses\": \"oracle\"", f);
+    if (rep->n_what_if) {
+        fputs(", \"what_if\": {\"note\": \"guesses drawn from the trace's own future with "
+              "recall R (each used expert kept with probability R, the others replaced by "
+              "experts not used): a what-if, not a predictor\", \"recalls\": [",
+              f);
+        for (int i = 0; i < rep->n_what_if; i++) {
+            if (i)
+                fputs(", ", f);
+            jnum(f, rep->what_if_recalls[i]);
+        }
+        fprintf(f, "], \"ahead\": %d, \"seed\": %llu}, \"break_even_recall\": [",
+                rep->what_if_ahead, (unsigned long long)rep->what_if_seed);
+        int first = 1;
+        for (size_t i = 0; i < rep->n_rows; i++) {
+            const ec_sim_result *r = &rep->rows[i].r;
+            if (r->kind != EC_POLICY_LRU || rep->rows[i].what_if_recall != rep->what_if_recalls[0])
+                continue;
+            fprintf(f, "%s{\"model\": ", first ? "" : ", ");
+            ec_json_write_string(f, rep->model->name);
+            fputs(", \"dtype\": ", f);
+            ec_json_write_string(f, rep->model->dtype);
+            fputs(", \"hardware\": ", f);
+            ec_json_write_string(f, rep->hw->name);
+            fprintf(f, ", \"cache_experts\": %d, \"cache_global\": %d, \"recall\": ",
+                    r->cache_per_layer, r->cache_global);
+            jnum(f, sim_break_even(rep, r->cache_per_layer, r->cache_global));
+            double without, pays = sim_guesses_pay_from(rep, r->cache_per_layer,
+                                                        r->cache_global, &without);
+            jfield(f, "guesses_pay_from_recall", pays);
+            jfield(f, "best_without_guesses_tpot_ms", without);
+            fputs("}", f);
+            first = 0;
+        }
+        fputs("]", f);
+    }
+    fputs(", \"results\": [", f);
     for (size_t i = 0; i < rep->n_rows; i++) {
         const sim_row *w = &rep->rows[i];
         const ec_sim_result *r = &w->r;
@@ -204,6 +276,10 @@ ec_status sim_write_json(FILE *f, void *ctx, ec_error *err)
         jfield(f, "gap_closed_bound", w->c.gap_closed_bound);
         jfield(f, "lower_bound_ms_per_token", r->lower_bound_ms_per_token);
         fprintf(f, ", \"beats_oracle\": %s", w->c.beats_oracle ? "true" : "false");
+        if (w->what_if) {
+            fputs(", \"label\": \"what-if\"", f);
+            jfield(f, "what_if_recall", w->what_if_recall);
+        }
         fprintf(f, ", \"counts\": {\"uses\": %lld, \"hits\": %lld, \"inflight_hits\": %lld, "
                    "\"misses\": %lld, \"loads\": %lld, \"prefetches\": %lld, "
                    "\"prefetch_hits\": %lld, \"wasted\": %lld, \"cancelled\": %lld, "
@@ -229,7 +305,7 @@ ec_status sim_write_csv(FILE *f, void *ctx, ec_error *err)
     fputs("model,dtype,hardware,policy,cache_experts,cache_global,horizon,tpot_ms,"
           "stall_ms_per_token,hit_rate,bytes_per_token,wasted_bytes_per_token,"
           "prefetch_precision,vs_lru,gap_closed,gap_closed_bound,lower_bound_ms_per_token,"
-          "transfers_per_token,prefetches_per_token\n",
+          "transfers_per_token,prefetches_per_token,what_if_recall\n",
           f);
     for (size_t i = 0; i < rep->n_rows; i++) {
         const sim_row *w = &rep->rows[i];
@@ -247,6 +323,10 @@ ec_status sim_write_csv(FILE *f, void *ctx, ec_error *err)
             else
                 fputs(",", f);
         }
+        if (w->what_if)
+            fprintf(f, ",%.10g", w->what_if_recall);
+        else
+            fputc(',', f);
         fputc('\n', f);
     }
     if (ferror(f))
@@ -293,15 +373,27 @@ int sim_plot(const sim_report *rep, const char *png)
     snprintf(data, sizeof data, "%s/data.txt", dir);
     snprintf(script, sizeof script, "%s/plot.gp", dir);
     snprintf(tmp_png, sizeof tmp_png, "%s/plot.png", dir);
-    /* one block per series (policy, horizon), in order of first appearance */
+    /* one block per series (policy, horizon; what-if: and cache size), in
+     * order of first appearance */
+    int whatif = rep->n_what_if > 0;
     FILE *d = fopen(data, "w"), *s = fopen(script, "w");
     int ok = d && s;
     if (ok) {
         fprintf(s, "set terminal pngcairo size 1000,650 noenhanced\nset output '%s'\n", tmp_png);
-        fprintf(s, "set title '%s %s on %s: TPOT vs cache size (n = %lld decode steps)'\n",
-                rep->model->name, rep->model->dtype, rep->hw->name, (long long)rep->n_tokens);
-        fprintf(s, "set xlabel 'cache (experts per layer, or global slots)'\nset ylabel 'TPOT "
-                   "(ms)'\nset key outside right\nset grid\nplot ");
+        if (whatif) {
+            fprintf(s, "set title 'what-if: %s %s on %s, TPOT vs recall of drawn guesses "
+                       "(n = %lld steps, seed %llu)'\n",
+                    rep->model->name, rep->model->dtype, rep->hw->name,
+                    (long long)rep->n_tokens, (unsigned long long)rep->what_if_seed);
+            fprintf(s, "set xlabel 'what-if recall of the guesses (1..%d layers ahead)'\n",
+                    rep->what_if_ahead);
+        } else {
+            fprintf(s, "set title '%s %s on %s: TPOT vs cache size (n = %lld decode steps)'\n",
+                    rep->model->name, rep->model->dtype, rep->hw->name,
+                    (long long)rep->n_tokens);
+            fprintf(s, "set xlabel 'cache (experts per layer, or global slots)'\n");
+        }
+        fprintf(s, "set ylabel 'TPOT (ms)'\nset key outside right\nset grid\nplot ");
         int series = 0;
         uint8_t *done = calloc(rep->n_rows, 1);
         for (size_t i = 0; done && i < rep->n_rows; i++) {
@@ -309,19 +401,26 @@ int sim_plot(const sim_report *rep, const char *png)
                 continue;
             const ec_sim_result *a = &rep->rows[i].r;
             int hz = ec_policy_kind_predicts(a->kind) ? a->horizon : 0;
-            char label[64];
+            int32_t cache = a->cache_per_layer > 0 ? a->cache_per_layer : a->cache_global;
+            char label[96], cl[32] = "";
+            if (whatif)
+                snprintf(cl, sizeof cl, " cache %d", cache);
             if (hz)
-                snprintf(label, sizeof label, "%s h=%d", ec_policy_kind_name(a->kind), hz);
+                snprintf(label, sizeof label, "%s h=%d%s", ec_policy_kind_name(a->kind), hz, cl);
             else
-                snprintf(label, sizeof label, "%s", ec_policy_kind_name(a->kind));
+                snprintf(label, sizeof label, "%s%s", ec_policy_kind_name(a->kind), cl);
             fprintf(d, "# %s\n", label);
             for (size_t j = i; j < rep->n_rows; j++) {
                 const ec_sim_result *b = &rep->rows[j].r;
-                if (b->kind == a->kind && (ec_policy_kind_predicts(b->kind) ? b->horizon : 0) == hz) {
+                int32_t bc = b->cache_per_layer > 0 ? b->cache_per_layer : b->cache_global;
+                if (b->kind == a->kind &&
+                    (ec_policy_kind_predicts(b->kind) ? b->horizon : 0) == hz &&
+                    (!whatif || bc == cache)) {
                     done[j] = 1;
-                    fprintf(d, "%d %.10g\n", b->cache_per_layer > 0 ? b->cache_per_layer
-                                                                     : b->cache_global,
-                            b->tpot_ms);
+                    if (whatif)
+                        fprintf(d, "%.4g %.10g\n", rep->rows[j].what_if_recall, b->tpot_ms);
+                    else
+                        fprintf(d, "%d %.10g\n", bc, b->tpot_ms);
                 }
             }
             fprintf(d, "\n\n");

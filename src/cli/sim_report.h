@@ -10,6 +10,8 @@
 typedef struct sim_row {
     ec_sim_result r;
     ec_sim_comparison c;
+    int what_if;             /* 1: replayed with what-if guesses of recall what_if_recall */
+    double what_if_recall;
 } sim_row;
 
 typedef struct sim_report {
@@ -22,6 +24,13 @@ typedef struct sim_report {
     int32_t batch;
     sim_row *rows;
     size_t n_rows;
+    /* what-if runs (--what-if-recall): guesses drawn from the trace's future */
+    int n_what_if;               /* recalls replayed (0: none) */
+    const double *what_if_recalls;
+    int32_t what_if_ahead;       /* guesses for 1..ahead layers ahead */
+    uint64_t what_if_seed;
+    sim_row *base_rows;          /* the same runs without guesses (not reported as rows) */
+    size_t n_base_rows;
 } sim_report;
 
 /* Policies the simulator knows: the values of ec_policy_kind. */
@@ -72,13 +81,37 @@ typedef struct sim_plan {
 int sim_run_rows(const sim_plan *p, sim_report *rep);
 void sim_report_clear_rows(sim_report *rep);
 
+/*
+ * What-if (sim_whatif.c): for each recall R, replays a copy of t whose
+ * records carry guesses drawn from its own future with recall R for 1..
+ * max horizon layers ahead (ec_trace_draw_guesses, `seed`), through the
+ * plan's runs (a new simulator over the copy, base->sim's batch; the
+ * predictor: `loaded` if not NULL, else `fit` fitted held out), appending
+ * rows marked what_if to rep; the same runs on t itself (no guesses) go to
+ * rep->base_rows. Returns CLI_OK or an exit code after
+ * printing the error.
+ */
+int sim_whatif_rows(const sim_plan *base, const ec_trace *t, int32_t batch,
+                    const double *recalls, int n_recalls, uint64_t seed,
+                    const ec_predictor *loaded, const char *fit, sim_report *rep);
+/* The lowest what-if recall at which the best guess-using policy (predict
+ * or gated, any horizon) is faster than lru at this cache size; NaN when
+ * it is at none. */
+double sim_break_even(const sim_report *rep, int32_t cache_per_layer, int32_t cache_global);
+/* The lowest what-if recall at which the best guess-using policy is faster
+ * than the best of them replayed without guesses (base_rows) at this cache
+ * size - where the guesses themselves start to pay; NaN when at none.
+ * *without_ms receives that best TPOT without guesses (NaN if none). */
+double sim_guesses_pay_from(const sim_report *rep, int32_t cache_per_layer,
+                            int32_t cache_global, double *without_ms);
 void sim_print_table(FILE *f, const sim_report *rep);
 ec_status sim_write_json(FILE *f, void *rep, ec_error *err);
 ec_status sim_write_csv(FILE *f, void *rep, ec_error *err);
 /* Plots TPOT vs cache size per policy (and horizon) with gnuplot into png
- * (drawn in a private directory, then written as any output). Returns 0,
- * -1 after a warning (no gnuplot, or it failed), -2 after an error writing
- * png. */
+ * (drawn in a private directory, then written as any output); with what-if
+ * rows, TPOT vs the what-if recall per policy (horizon, cache size).
+ * Returns 0, -1 after a warning (no gnuplot, or it failed), -2 after an
+ * error writing png. */
 int sim_plot(const sim_report *rep, const char *png);
 
 #endif

@@ -157,4 +157,9 @@ void sim_report_clear_rows(sim_report *rep)
     free(rep->rows);
     rep->rows = NULL;
     rep->n_rows = 0;
+    for (size_t i = 0; i < rep->n_base_rows; i++)
+        ec_sim_result_clear(&rep->base_rows[i].r);
+    free(rep->base_rows);
+    rep->base_rows = NULL;
+    rep->n_base_rows = 0;
 }

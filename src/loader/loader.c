@@ -74,7 +74,9 @@ struct ec_loader {
     int64_t p_token;
     int p_new_token;
 
-    /* the last successful observation: its layer, experts, which were acquired */
+    /* the last successful observation: its experts (layer: last_layer), for
+     * re-planning when a hint comes after it */
+    int16_t last_ex[EC_MAX_K];
 
     int64_t *host_acq;  /* [L*E] step of an open host acquire (hybrid), -1 */
 
@@ -542,10 +544,45 @@ ec_status ec_loader_observe(ec_loader *l, int32_t layer, const int16_t *experts)
     l->token = token;
     l->seq_token += new_token;
     l->last_layer = layer;
+    memcpy(l->last_ex, experts, (size_t)l->k * sizeof *experts);
     l->stats.observes++;
     if (l->rec && ec_recorder_write(l->rec, l->dataset, l->problem_id, l->seq_token, layer,
                                     experts, l->k))
         return lfail(l, EC_ERR_NOMEM, "recording: out of memory");
+    return pump(l);
+}
+
+ec_status ec_loader_hint(ec_loader *l, int32_t horizon, const int16_t *experts,
+                         const float *probs, int32_t n)
+{
+    if (!l)
+        return EC_ERR_INVALID;
+    ec_status s = usable(l);
+    if (s)
+        return s;
+    if (ec_history_hint(l->hist, horizon, experts, probs, n))
+        return lfail(l, EC_ERR_INVALID,
+                     "hint: horizon %d outside [1, %d], or n %d outside [1, %d], or an expert "
+                     "out of range or listed twice, or a probability outside [0, 1] or "
+                     "summing past 1",
+                     (int)horizon, (int)l->L, (int)n, (int)l->E);
+    l->stats.hints++;
+    if (l->rec && l->last_layer >= 0 &&
+        ec_recorder_guess(l->rec, horizon, experts, probs, n))
+        return lfail(l, EC_ERR_INVALID,
+                     "hint: the recording keeps at most %d guesses (values of horizon) per "
+                     "observation",
+                     EC_MAX_GUESSES);
+    if (l->last_layer < 0 || l->pending)
+        return EC_OK; /* the next observe plans with it */
+    /* plan the current step again with the guess (demands are already placed) */
+    ec_policy_forget_predictions(l->policy);
+    if ((s = poll_completions(l)))
+        return s;
+    s = ec_policy_observe(l->policy, l->token * l->L + l->last_layer, l->last_layer, l->last_ex,
+                          l->k, l->hist);
+    if (s && s != EC_ERR_BUSY) /* BUSY: no slot for a re-plan now; the next observe plans */
+        return lfail(l, s, "hint: policy: %s", ec_status_str(s));
     return pump(l);
 }
 

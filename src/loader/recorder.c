@@ -1,17 +1,28 @@
 /* Recording of observed routing as raw JSONL: kept in memory during the
  * run, written as one output file (ec_outfile) at commit. */
 #include "recorder.h"
+#include "../trace/jsonl.h"
 
 #include <errno.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+/* A guess waiting for its record's line to close. */
+typedef struct rec_guess {
+    int32_t ahead, n;
+    int16_t experts[EC_MAX_K];
+    float probs[EC_MAX_K];
+} rec_guess;
+
 struct ec_recorder {
     char *path;
     char *buf;
     size_t len, cap;
     int failed;
+    int open;                          /* the last record's line awaits its guesses */
+    int32_t n_guesses;
+    rec_guess guesses[EC_MAX_GUESSES];
 };
 
 /* Where the recording will go must be writable: found now, not after the run. */
@@ -88,10 +99,44 @@ static void append_string(ec_recorder *r, const char *s)
     append(r, "\"", 1);
 }
 
+/* Ends the open line: its guesses, then the closing brace. */
+static void close_line(ec_recorder *r)
+{
+    if (!r->open)
+        return;
+    char num[48];
+    if (r->n_guesses) {
+        append(r, ", \"guesses\": [", 14);
+        for (int32_t g = 0; g < r->n_guesses; g++) {
+            const rec_guess *q = &r->guesses[g];
+            int n = snprintf(num, sizeof num, "%s{\"ahead\": %d, \"experts\": [", g ? ", " : "",
+                             q->ahead);
+            append(r, num, (size_t)n);
+            for (int32_t i = 0; i < q->n; i++) {
+                n = snprintf(num, sizeof num, "%s%d", i ? ", " : "", q->experts[i]);
+                append(r, num, (size_t)n);
+            }
+            append(r, "], \"probs\": [", 13);
+            for (int32_t i = 0; i < q->n; i++) {
+                if (i)
+                    append(r, ", ", 2);
+                ec_fmt_pyfloat((double)q->probs[i], num);
+                append(r, num, strlen(num));
+            }
+            append(r, "]}", 2);
+        }
+        append(r, "]", 1);
+    }
+    append(r, "}\n", 2);
+    r->open = 0;
+    r->n_guesses = 0;
+}
+
 ec_status ec_recorder_write(ec_recorder *r, const char *dataset, int64_t problem_id,
                             int64_t token, int32_t layer, const int16_t *experts, int32_t k)
 {
     char num[96];
+    close_line(r);
     append(r, "{\"dataset\": ", 12);
     append_string(r, dataset);
     int n = snprintf(num, sizeof num, ", \"problem_id\": %lld, \"layer\": %d, \"experts\": [",
@@ -101,8 +146,9 @@ ec_status ec_recorder_write(ec_recorder *r, const char *dataset, int64_t problem
         n = snprintf(num, sizeof num, "%s%d", i ? ", " : "", experts[i]);
         append(r, num, (size_t)n);
     }
-    n = snprintf(num, sizeof num, "], \"token_idx\": %lld}\n", (long long)token);
+    n = snprintf(num, sizeof num, "], \"token_idx\": %lld", (long long)token);
     append(r, num, (size_t)n);
+    r->open = 1;
     return r->failed ? EC_ERR_NOMEM : EC_OK;
 }
 
@@ -113,8 +159,31 @@ static void recorder_free(ec_recorder *r)
     ec_free(r);
 }
 
+ec_status ec_recorder_guess(ec_recorder *r, int32_t ahead, const int16_t *experts,
+                            const float *probs, int32_t n)
+{
+    if (!r->open || n < 1 || n > EC_MAX_K)
+        return EC_ERR_INVALID;
+    int32_t g = 0;
+    while (g < r->n_guesses && r->guesses[g].ahead != ahead)
+        g++;
+    if (g == EC_MAX_GUESSES)
+        return EC_ERR_INVALID;
+    rec_guess *q = &r->guesses[g];
+    q->ahead = ahead;
+    q->n = n;
+    for (int32_t i = 0; i < n; i++) {
+        q->experts[i] = experts[i];
+        q->probs[i] = probs ? probs[i] : 1.0f / (float)n;
+    }
+    if (g == r->n_guesses)
+        r->n_guesses++;
+    return EC_OK;
+}
+
 ec_status ec_recorder_commit(ec_recorder *r, ec_error *err)
 {
+    close_line(r);
     if (r->failed) {
         recorder_free(r);
         return ec_error_set(err, EC_ERR_NOMEM,

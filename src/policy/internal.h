@@ -215,6 +215,7 @@ struct ec_policy {
     float *probs;                /* [E] predictor output */
     float *qrow;                 /* [L*E] */
     int64_t *qstamp;             /* [L] serial when the row was computed */
+    uint8_t *qsrc;               /* [L] 1 when the row came from a runtime hint */
     int32_t *rank;               /* [E] */
 
     /* predicted reuse (gated): P(the next occurrence of layer l uses e),
@@ -234,6 +235,17 @@ struct ec_policy {
      * (the pool's scratch), by pool; stamp of its occupant's key */
     int32_t *scratch;            /* [L] by pool: slot, -1 */
     int32_t *scratch_key;        /* [L] by pool: the key of the expert not admitted */
+
+    /* gated's (and hybrid's) short-horizon calibration (calib.c): the row
+     * each target of horizon h = 1..min(horizon, n_layers - 1) was priced
+     * with, scored
+     * when its step comes against what the router chose, per source
+     * (predictor, hint), horizon and q bin */
+    int32_t cal_h;               /* horizons calibrated */
+    float *cal_row;              /* [cal_h][L][E] */
+    int64_t *cal_at;             /* [cal_h][L] step the row is for, -1 */
+    uint8_t *cal_src;            /* [cal_h][L] its source */
+    int64_t *cal_n, *cal_hit;    /* [CALIB_SRC][cal_h][CALIB_QB] experts scored, used */
     /* oracle */
     int16_t *fut_ex;             /* [E] */
     int64_t *nu;                 /* [n_slots] next use after the current step */
@@ -245,15 +257,6 @@ struct ec_policy {
      * victim at no less than this rate, whatever the predictor says. */
     int64_t *evicted_at;         /* [L*E] step its eviction became final, -1 */
     double evictions, regretted;
-
-    /* how well the predicted probabilities of started prefetches came true:
-     * gated scales q by realised / predicted (capped at 1) */
-    double *pf_prob;             /* [n_slots] q of the started prefetch in the slot */
-    double pf_predicted, pf_used; /* over resolved prefetches (used, or evicted unused) */
-
-    /* transfers started per step (moving average): how busy the link is */
-    double load_rate;
-    int64_t loads_seen;
 
     /* hybrid (hybrid.c) */
     double lane_link, lane_host; /* the caller's lane waits for the next step (ms) */
@@ -274,16 +277,6 @@ static inline int policy_uses_reuse(const ec_policy *p)
     return p->cfg.kind == EC_POLICY_GATED || p->cfg.kind == EC_POLICY_HYBRID;
 }
 
-/* Realised over predicted use of resolved prefetches, add-one smoothed
- * (1 before any: the predictor is trusted until its prefetches resolve;
- * a pessimistic start would never prefetch and so never learn), capped
- * at 1. */
-static inline double policy_calibration(const ec_policy *p)
-{
-    double c = (p->pf_used + 1.0) / (p->pf_predicted + 1.0);
-    return c < 1.0 ? c : 1.0;
-}
-
 /* P(an evicted expert is wanted again at its next occurrence), online,
  * add-one smoothed. */
 static inline double policy_regret_rate(const ec_policy *p)
@@ -298,17 +291,40 @@ int32_t victim_prefetch(ec_policy *p, int32_t layer);
 /* Oracle prefetch victim: furthest next use, which must lie after `need`. */
 int32_t victim_oracle_prefetch(ec_policy *p, int32_t layer, int64_t need);
 /* Probability row (E floats) that the next occurrence of `layer` after the
- * current position uses each expert, from the predictor (memoised per step).
- * NULL when the policy has no predictor or no history. */
+ * current position uses each expert (memoised per step; p->qsrc[layer]
+ * says whether a hint made it). NULL when the policy has no predictor or
+ * no history. */
 const float *policy_qrow(ec_policy *p, int32_t layer);
 /* Fills row[E] with the probability that the batch uses each expert at
  * the target `horizon` steps after the current position (1 - prod over
- * the sequences of (1 - min(1, k p))). Returns 0, or -1 when there is no
- * predictor or history or a prediction failed. */
+ * the sequences of (1 - min(1, k p))), p being a sequence's hint for that
+ * target where its history holds one (ec_history_hint), else the
+ * predictor's output. Returns 1 when a hint was used, 0 when the predictor
+ * alone answered, -1 when there is no predictor or history or a
+ * prediction failed. */
 int policy_predict_use(ec_policy *p, int32_t horizon, float *row);
-/* gated, once per step (not again on a retry): updates the reuse model's
- * features and stream counts with the experts used, then predicts the
- * layer's next reuse row. */
+
+/* Short-horizon calibration (calib.c), kinds that use the reuse model
+ * (gated, hybrid) only. */
+enum { CALIB_SRC = 2, CALIB_QB = 10 }; /* sources: 0 predictor, 1 hint; q bins */
+ec_status calib_alloc(ec_policy *p);
+void calib_free(ec_policy *p);
+void calib_reset(ec_policy *p);
+/* Once per step (not again on a retry): scores the rows kept for this
+ * step against the experts the router chose. */
+void calib_observe(ec_policy *p, const int16_t *experts, int32_t k);
+/* Keeps the row of the target `h` steps ahead (its source from qsrc) to
+ * be scored when that step comes. */
+void calib_keep(ec_policy *p, int32_t h, int32_t layer, const float *row);
+/* Calibrated probability of use for a raw q of `layer`'s current row
+ * (horizon from the current position): the rate at which experts given
+ * that q by that source at that horizon were used, shrunk towards k /
+ * n_experts - so a source is not trusted before the stream has shown it
+ * right. Beyond the calibrated horizons: -1. */
+double calib_q(const ec_policy *p, int32_t layer, double q);
+/* gated and hybrid, once per step (not again on a retry): updates the
+ * reuse model's features and stream counts with the experts used, then
+ * predicts the layer's next reuse row. */
 void reuse_observe(ec_policy *p, const int16_t *experts, int32_t k);
 void reuse_reset(ec_policy *p);
 /* Probability that the next occurrence of layer uses expert (the reuse

@@ -74,10 +74,11 @@ void plan_predict(ec_policy *p)
 /*
  * gated: a prefetch of an expert with probability q of use, h steps ahead,
  * is queued only when q * saved > (1 - q) * transfer + value(victim), where
- * saved = min(transfer, h * idle) is the stall it can hide - idle being the
- * link time per step left over by the transfers already going on (step
- * time - transfers started per step, a moving average, x transfer): on a
- * saturated link a prefetch only reorders transfers and hides nothing -, transfer
+ * saved = min(transfer, h * step) is the stall it can hide - step being the
+ * compute of one step: a demand load can only start once the router has
+ * spoken, so the link idles while a layer computes, and a right prefetch
+ * moves a transfer the step would make anyway into that time (it adds no
+ * load: a busy link gains as much, the compute it overlaps) -, transfer
  * the time a wrong prefetch occupies the link, and value(victim) =
  * max(q(victim at its next occurrence), regret rate) * transfer the
  * expected reload cost of what it evicts (0 for an empty slot). The regret
@@ -87,14 +88,16 @@ void plan_predict(ec_policy *p)
  *
  * The targets are the next `horizon` steps and, with the longest lead
  * time, the same layer of the next token (h = n_layers). For the first
- * ones q is the predictor's probability scaled by its calibration on this
- * cache: realised / predicted use of the prefetches resolved so far
- * (capped at 1, add-one smoothed), so an over-confident predictor is
- * discounted. For the next token's layer q (and the victim's) is the
- * calibrated reuse of reuse.c: the rate at which experts with that
- * predicted reuse and age were used at their next occurrence, measured on
- * the stream, so a prefetch that long ahead passes the gate only where the
- * predictor has been right that far ahead.
+ * ones q is the calibrated probability of calib.c: the rate at which the
+ * row's source (the predictor, or the runtime's hint where one was given
+ * for that target) was right about experts of that probability at that
+ * horizon, measured on the stream and k / n_experts before any evidence,
+ * so that neither source is trusted before the router has confirmed it
+ * and an over-confident one is discounted. For the next token's layer q
+ * (and the victim's) is the calibrated reuse of reuse.c: the rate at which
+ * experts with that predicted reuse and age were used at their next
+ * occurrence, measured on the stream, so a prefetch that long ahead passes
+ * the gate only where the predictor has been right that far ahead.
  */
 
 /* Horizon of the i-th target (1-based): 1..horizon, then n_layers. */
@@ -117,19 +120,23 @@ static double gated_q(ec_policy *p, int32_t h, int32_t t, int32_t e, const float
 {
     if (h == p->L)
         return reuse_calibrated(p, t, e);
-    return row[e] * policy_calibration(p);
+    double c = calib_q(p, t, row[e]);
+    return c >= 0 ? c : row[e];
 }
 
 void plan_gated(ec_policy *p)
 {
     int32_t n_targets = p->cfg.horizon < p->L ? p->cfg.horizon + 1 : p->L, kp = prefetch_k(p);
     double transfer = p->cfg.transfer_ms, step_ms = p->cfg.compute_ms;
+    /* every short-horizon row is kept for calibration, gate open or not */
+    for (int32_t h = 1; h <= p->cal_h; h++) {
+        const float *row = policy_qrow(p, target_layer(p, h));
+        if (row)
+            calib_keep(p, h, target_layer(p, h), row);
+    }
     if (!(transfer > 0))
         return;
-    /* link time left idle per step by the transfers already going on: a
-     * prefetch only hides stall if it uses otherwise idle link time */
-    double idle = step_ms - p->load_rate * transfer;
-    if (!(idle > 0))
+    if (!(step_ms > 0))
         return;
     /* keep what any target wants (see keep_present) */
     for (int32_t i = 1; i <= n_targets; i++) {
@@ -147,7 +154,7 @@ void plan_gated(ec_policy *p)
     for (int32_t i = 1; i <= n_targets; i++) {
         int32_t h = gated_horizon(p, i), t = target_layer(p, h);
         const float *row = gated_row(p, h);
-        double saved = EC_MIN(transfer, h * idle);
+        double saved = EC_MIN(transfer, h * step_ms);
         ec_rank(row, p->E, p->rank, kp);
         for (int32_t j = 0; j < kp; j++) {
             int32_t e = p->rank[j];
@@ -163,7 +170,9 @@ void plan_gated(ec_policy *p)
                 double qv = h == p->L ? reuse_calibrated(p, vs->layer, vs->expert) : -1.0;
                 if (qv < 0) {
                     const float *vrow = policy_qrow(p, vs->layer);
-                    qv = vrow ? vrow[vs->expert] : 1.0;
+                    qv = vrow ? calib_q(p, vs->layer, vrow[vs->expert]) : 1.0;
+                    if (qv < 0)
+                        qv = vrow[vs->expert];
                 }
                 double r = policy_regret_rate(p);
                 value = (qv > r ? qv : r) * transfer;

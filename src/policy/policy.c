@@ -106,6 +106,7 @@ ec_status ec_policy_create(const ec_policy_config *cfg, ec_cache *cache, ec_queu
     p->probs = ec_malloc((size_t)p->E * sizeof *p->probs);
     p->qrow = ec_malloc(LE * sizeof *p->qrow);
     p->qstamp = ec_malloc((size_t)p->L * sizeof *p->qstamp);
+    p->qsrc = ec_calloc((size_t)p->L, sizeof *p->qsrc);
     p->rank = ec_malloc((size_t)p->E * sizeof *p->rank);
     p->reuse = ec_malloc(LE * sizeof *p->reuse);
     p->reuse_at = ec_malloc((size_t)p->L * sizeof *p->reuse_at);
@@ -120,12 +121,11 @@ ec_status ec_policy_create(const ec_policy_config *cfg, ec_cache *cache, ec_queu
     p->nu_stamp = ec_malloc(ns * sizeof *p->nu_stamp);
     p->evicted_at = ec_malloc(LE * sizeof *p->evicted_at);
     p->pool_full = ec_malloc((size_t)p->L * sizeof *p->pool_full);
-    p->pf_prob = ec_calloc(ns, sizeof *p->pf_prob);
     p->host_at = ec_malloc(LE * sizeof *p->host_at);
     if (!p->host_at || !p->taken || !p->plan_keep || !p->probs || !p->qrow || !p->qstamp ||
-        !p->rank || !p->reuse || !p->reuse_at || ts || !p->ru_fit || !p->ru_stream ||
-        !p->ru_prob || !p->scratch || !p->scratch_key || !p->fut_ex ||
-        !p->nu || !p->nu_stamp || !p->evicted_at || !p->pool_full || !p->pf_prob) {
+        !p->qsrc || calib_alloc(p) || !p->rank || !p->reuse || !p->reuse_at || ts ||
+        !p->ru_fit || !p->ru_stream || !p->ru_prob || !p->scratch || !p->scratch_key ||
+        !p->fut_ex || !p->nu || !p->nu_stamp || !p->evicted_at || !p->pool_full) {
         ec_policy_destroy(p);
         return ec_error_set(err, EC_ERR_NOMEM, "out of memory creating policy");
     }
@@ -149,6 +149,8 @@ void ec_policy_destroy(ec_policy *p)
     ec_free(p->probs);
     ec_free(p->qrow);
     ec_free(p->qstamp);
+    ec_free(p->qsrc);
+    calib_free(p);
     ec_free(p->rank);
     ec_free(p->reuse);
     ec_free(p->reuse_at);
@@ -163,7 +165,6 @@ void ec_policy_destroy(ec_policy *p)
     ec_free(p->nu_stamp);
     ec_free(p->evicted_at);
     ec_free(p->pool_full);
-    ec_free(p->pf_prob);
     ec_free(p->host_at);
     ec_free(p);
 }
@@ -209,12 +210,10 @@ void ec_policy_reset(ec_policy *p)
     for (size_t i = 0; i < (size_t)p->L * (size_t)p->E; i++)
         p->evicted_at[i] = -1;
     reuse_reset(p); /* gated's reuse rows and their calibration */
+    calib_reset(p); /* gated's short-horizon calibration */
     for (int32_t i = 0; i < p->c->n_slots; i++)
         p->nu_stamp[i] = -1; /* next uses belong to the replay that computed them */
     p->evictions = p->regretted = 0;
-    p->pf_predicted = p->pf_used = 0;
-    p->load_rate = -1; /* unknown until the first step */
-    p->loads_seen = 0;
     p->lane_link = p->lane_host = 0;
 }
 
@@ -266,11 +265,6 @@ ec_status ec_policy_observe_batch(ec_policy *p, int64_t step, int32_t layer,
             return EC_ERR_INVALID;
     ec_cache *c = p->c;
     if (step != p->step) {
-        /* link load: transfers started since the previous step; before
-         * any, assume a busy link (every use a load) */
-        double d = (double)(c->stats.loads - p->loads_seen);
-        p->loads_seen = c->stats.loads;
-        p->load_rate = p->load_rate < 0 ? (double)k : 0.98 * p->load_rate + 0.02 * d;
         p->serial++;
         p->step = step;
         p->counted = 0;
@@ -288,8 +282,10 @@ ec_status ec_policy_observe_batch(ec_policy *p, int64_t step, int32_t layer,
 
     take_back_prefetches(p);
     if (!p->counted) {
-        if (policy_uses_reuse(p))
+        if (policy_uses_reuse(p)) {
+            calib_observe(p, experts, k);
             reuse_observe(p, experts, k);
+        }
         count_uses(p, experts, k);
         p->counted = 1;
     }
@@ -346,6 +342,12 @@ ec_status ec_policy_observe(ec_policy *p, int64_t step, int32_t layer, const int
     return ec_policy_observe_batch(p, step, layer, experts, k, h ? &h : NULL, h ? 1 : 0);
 }
 
+void ec_policy_forget_predictions(ec_policy *p)
+{
+    for (int32_t l = 0; p && l < p->L; l++)
+        p->qstamp[l] = -1;
+}
+
 void ec_policy_started(ec_policy *p, const ec_transfer *t)
 {
     ec_cache *c = p->c;
@@ -356,15 +358,12 @@ void ec_policy_started(ec_policy *p, const ec_transfer *t)
         c->stats.evictions++;
         p->evicted_at[cache_key(c, prev->layer, prev->expert)] = p->step;
         p->evictions++;
-        if (prev->prefetched && prev->state == EC_SLOT_READY) {
+        if (prev->prefetched && prev->state == EC_SLOT_READY)
             c->stats.wasted++;
-            p->pf_predicted += p->pf_prob[t->slot];
-        }
         prev->layer = prev->expert = -1;
         prev->state = EC_SLOT_EMPTY;
     }
     c->slots[t->slot].state = EC_SLOT_LOADING;
-    p->pf_prob[t->slot] = t->demand ? 0 : t->prob;
     c->stats.loads++;
     if (!t->demand)
         c->stats.prefetches++;
@@ -411,8 +410,6 @@ int32_t ec_policy_acquire(ec_policy *p, int64_t step, int32_t layer, int32_t exp
     if (sl->prefetched) {
         sl->prefetched = 0;
         c->stats.prefetch_hits++;
-        p->pf_predicted += p->pf_prob[s];
-        p->pf_used += 1;
     }
     return s;
 }

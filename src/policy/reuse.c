@@ -51,7 +51,7 @@ void reuse_observe(ec_policy *p, const int16_t *experts, int32_t k)
     const int32_t l = p->layer;
     const int64_t tok = p->step / p->L;
     float *row = p->reuse + (size_t)l * (size_t)p->E;
-    p->reuse_at[l] = policy_predict_use(p, p->L, row) ? -1 : p->serial;
+    p->reuse_at[l] = policy_predict_use(p, p->L, row) < 0 ? -1 : p->serial;
     reuse_track_observe(&p->track, l, tok, experts, k, reuse_row(p, l), blind_rate(p),
                         p->ru_stream, NULL, NULL);
     if (tok != p->ru_table_tok) {

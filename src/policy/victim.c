@@ -26,20 +26,27 @@ int policy_predict_use(ec_policy *p, int32_t horizon, float *row)
 {
     if (!p->pred || p->n_hist <= 0)
         return -1;
+    int hinted = 0;
     for (int32_t e = 0; e < p->E; e++)
         row[e] = 1.0f;
     for (int32_t i = 0; i < p->n_hist; i++) {
-        if (ec_predictor_predict(p->pred, p->hs[i], horizon, p->probs) < 0)
+        /* a hint replaces the predictor for its target */
+        const float *probs = ec_history_hint_get(p->hs[i], horizon);
+        if (probs)
+            hinted = 1;
+        else if (ec_predictor_predict(p->pred, p->hs[i], horizon, p->probs) < 0)
             return -1;
+        else
+            probs = p->probs;
         float k = (float)ec_history_k(p->hs[i]);
         for (int32_t e = 0; e < p->E; e++) {
-            float x = k * p->probs[e]; /* probability this sequence's top-k includes e */
+            float x = k * probs[e]; /* probability this sequence's top-k includes e */
             row[e] *= 1.0f - (x < 1.0f ? x : 1.0f);
         }
     }
     for (int32_t e = 0; e < p->E; e++)
         row[e] = 1.0f - row[e];
-    return 0;
+    return hinted;
 }
 
 const float *policy_qrow(ec_policy *p, int32_t layer)
@@ -50,8 +57,10 @@ const float *policy_qrow(ec_policy *p, int32_t layer)
     int32_t d = layer - p->layer;
     if (d <= 0)
         d += p->L;
-    if (policy_predict_use(p, d, row))
+    int src = policy_predict_use(p, d, row);
+    if (src < 0)
         return NULL;
+    p->qsrc[layer] = (uint8_t)src;
     p->qstamp[layer] = p->serial;
     return row;
 }

@@ -24,9 +24,13 @@ ec_status ec_history_create(int32_t n_layers, int32_t n_experts, int32_t k, int3
     h->ring = depth + 1;
     h->ex = ec_malloc((size_t)h->ring * (size_t)n_layers * (size_t)k * sizeof *h->ex);
     h->mask = ec_malloc((size_t)h->ring * (size_t)n_layers * sizeof *h->mask);
-    if (!h->ex || !h->mask) {
+    h->hint = ec_malloc((size_t)n_layers * (size_t)n_experts * sizeof *h->hint);
+    h->hint_tok = ec_malloc((size_t)n_layers * sizeof *h->hint_tok);
+    if (!h->ex || !h->mask || !h->hint || !h->hint_tok) {
         ec_free(h->ex);
         ec_free(h->mask);
+        ec_free(h->hint);
+        ec_free(h->hint_tok);
         ec_free(h);
         return EC_ERR_NOMEM;
     }
@@ -41,6 +45,8 @@ void ec_history_destroy(ec_history *h)
         return;
     ec_free(h->ex);
     ec_free(h->mask);
+    ec_free(h->hint);
+    ec_free(h->hint_tok);
     ec_free(h);
 }
 
@@ -52,6 +58,8 @@ void ec_history_reset(ec_history *h)
     h->layer = -1;
     h->tokens = 0;
     h->pending = 0;
+    for (int32_t l = 0; l < h->L; l++)
+        h->hint_tok[l] = -1;
 }
 
 void ec_history_next_token(ec_history *h) { h->pending = 1; }
@@ -107,4 +115,72 @@ int32_t ec_history_target(const ec_history *h, int32_t horizon, int *next_token)
     int32_t t = h->layer + horizon;
     *next_token = t >= h->L;
     return *next_token ? t - h->L : t;
+}
+
+/* The token (0-based count since reset) holding the target of `horizon`,
+ * and its layer; -1 for an invalid horizon. Before any observation the
+ * position is "before layer 0 of token 0"; after ec_history_next_token,
+ * the target counts from the end of the last token observed. */
+static int32_t hint_target(const ec_history *h, int32_t horizon, int64_t *tok)
+{
+    if (horizon < 1 || horizon > h->L)
+        return -1;
+    if (h->tokens == 0) {
+        *tok = 0;
+        return horizon - 1;
+    }
+    int next;
+    int32_t t = ec_history_target(h, horizon, &next);
+    *tok = h->tokens - 1 + next;
+    return t;
+}
+
+ec_status ec_history_hint(ec_history *h, int32_t horizon, const int16_t *experts,
+                          const float *probs, int32_t n)
+{
+    int64_t tok;
+    int32_t t = h ? hint_target(h, horizon, &tok) : -1;
+    if (t < 0 || n < 1 || n > h->E || !experts)
+        return EC_ERR_INVALID;
+    double sum = 0;
+    for (int32_t i = 0; i < n; i++) {
+        if (experts[i] < 0 || experts[i] >= h->E)
+            return EC_ERR_INVALID;
+        for (int32_t j = 0; j < i; j++)
+            if (experts[j] == experts[i])
+                return EC_ERR_INVALID;
+        double q = probs ? (double)probs[i] : 1.0 / n;
+        if (!(q >= 0 && q <= 1))
+            return EC_ERR_INVALID;
+        sum += q;
+    }
+    if (sum > 1.0 + EC_HINT_SUM_SLACK)
+        return EC_ERR_INVALID;
+    float *row = h->hint + (size_t)t * (size_t)h->E;
+    double rest = n < h->E && sum < 1.0 ? (1.0 - sum) / (double)(h->E - n) : 0.0;
+    for (int32_t e = 0; e < h->E; e++)
+        row[e] = (float)rest;
+    for (int32_t i = 0; i < n; i++)
+        row[experts[i]] = probs ? probs[i] : (float)(1.0 / n);
+    h->hint_tok[t] = tok;
+    return EC_OK;
+}
+
+const float *ec_history_hint_get(const ec_history *h, int32_t horizon)
+{
+    int64_t tok;
+    int32_t t = hint_target(h, horizon, &tok);
+    if (t < 0 || h->hint_tok[t] != tok)
+        return NULL;
+    return h->hint + (size_t)t * (size_t)h->E;
+}
+
+int32_t ec_history_hint_trace(ec_history *h, const ec_trace *t, size_t row, int32_t layer)
+{
+    size_t n;
+    const ec_guess *g = ec_trace_guesses(t, row, layer, &n);
+    int32_t done = 0;
+    for (size_t i = 0; i < n; i++)
+        done += ec_history_hint(h, g[i].ahead, g[i].experts, g[i].probs, g[i].n) == EC_OK;
+    return done;
 }

@@ -17,6 +17,8 @@ struct ec_history {
     int pending;      /* 1: the next observation starts a new token */
     int16_t *ex;      /* [ring][L][k], -1 = unknown */
     uint64_t *mask;   /* [ring][L] bit set of the experts (E <= 64), 0 = unknown */
+    float *hint;      /* [L][E] the runtime's guess for the next occurrence of each layer */
+    int64_t *hint_tok;/* [L] token (count since reset, 0-based) the guess is for, -1 none */
 };
 
 /* Ring slot of the token `back` tokens ago, or -1 when it is not held. */

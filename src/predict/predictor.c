@@ -17,6 +17,7 @@ static const ec_predictor_vt *const registry[] = {
     &ec_temporal_vt,
     &ec_logistic_vt,
     &ec_mix_vt,
+    &ec_hint_vt, /* not in names[]: it reads the runtime's guesses, not routing */
 };
 
 static const char *const names[] = {
@@ -185,6 +186,8 @@ ec_status ec_predictor_fit(ec_predictor *p, const ec_trace *t, const uint8_t *se
 int ec_predictor_predict(const ec_predictor *p, const ec_history *h, int32_t horizon,
                          float *probs)
 {
+    if (p && h && probs && !p->prior)
+        return ec_predictor_predict_unfitted(p, h, horizon, probs);
     if (!p || !h || !probs || !p->prior || ec_history_n_layers(h) != p->n_layers ||
         ec_history_n_experts(h) != p->n_experts)
         return -1;

@@ -41,6 +41,11 @@ struct ec_predictor {
 ec_status ec_predictor_fail(const ec_predictor *p, ec_status s, const char *fmt, ...)
     EC_PRINTF(3, 4);
 
+/* A prediction by a predictor that was never fitted: the hint predictor's
+ * (hint.c; uniform fallback); -1 for every other predictor. */
+int ec_predictor_predict_unfitted(const ec_predictor *p, const ec_history *h, int32_t horizon,
+                                  float *probs);
+
 /* Copies p's prior for layer into probs (normalised). */
 void ec_predictor_prior(const ec_predictor *p, int32_t layer, float *probs);
 
@@ -69,6 +74,7 @@ extern const ec_predictor_vt ec_ngram_vt;
 extern const ec_predictor_vt ec_temporal_vt;
 extern const ec_predictor_vt ec_logistic_vt;
 extern const ec_predictor_vt ec_mix_vt;
+extern const ec_predictor_vt ec_hint_vt;
 extern const ec_predictor_vt ec_seed_l1_vt, ec_seed_l2_vt, ec_seed_l3_vt, ec_seed_l4_vt,
     ec_seed_l5_vt, ec_hybrid_vt;
 

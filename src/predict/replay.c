@@ -27,6 +27,7 @@ ec_status ec_replay_train(const ec_trace *t, const uint8_t *seq_mask, int32_t de
                     ec_history_next_token(h);
                 first = 0;
                 ec_history_observe(h, l, e);
+                ec_history_hint_trace(h, t, r, l);
                 pos.layer = l;
                 s = fn(ctx, &pos);
             }

@@ -334,6 +334,7 @@ static ec_status replay(ec_sim *s, const ec_sim_config *cfg, run_state *r, doubl
             for (int32_t b = 0; b < s->B; b++)
                 if (rows[b] >= 0) {
                     ec_history_observe(r->h[b], l, ec_trace_experts(s->t, (size_t)rows[b], l));
+                    ec_history_hint_trace(r->h[b], s->t, (size_t)rows[b], l);
                     r->hs[n_act++] = r->h[b];
                 }
         }

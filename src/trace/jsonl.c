@@ -97,6 +97,104 @@ static ec_status get_int(const reader *r, const cJSON *obj, const char *name, co
     return int_value(r, v, used, lo, hi, out);
 }
 
+/*
+ * The optional "guesses" field: [{"ahead": A, "experts": [...], "probs":
+ * [...]}, ...], absent or null for none. Fields are named with their index
+ * in messages ("guesses[1].probs").
+ */
+static ec_status parse_guesses(const reader *r, const cJSON *gs, const ec_trace_opts *o,
+                               ec_record *rec)
+{
+    rec->n_guesses = 0;
+    if (!gs || cJSON_IsNull(gs))
+        return EC_OK;
+    if (!cJSON_IsArray(gs))
+        return fail(r, "guesses", "expected an array of objects");
+    if (cJSON_GetArraySize(gs) > EC_MAX_GUESSES)
+        return fail(r, "guesses", "%d guesses exceed the limit of %d per record",
+                    cJSON_GetArraySize(gs), EC_MAX_GUESSES);
+    int64_t ahead_hi = o && o->n_layers > 0 ? o->n_layers : EC_MAX_LAYERS;
+    int64_t ehi = (o && o->n_experts > 0 ? o->n_experts : EC_MAX_EXPERTS) - 1;
+    char field[48];
+    ec_status s;
+    const cJSON *g;
+    cJSON_ArrayForEach(g, gs)
+    {
+        int gi = rec->n_guesses;
+        snprintf(field, sizeof field, "guesses[%d]", gi);
+        if (!cJSON_IsObject(g))
+            return fail(r, field, "expected an object");
+        static const char *const known[] = {"ahead", "experts", "probs"};
+        int seen[EC_COUNTOF(known)] = {0};
+        const cJSON *it;
+        cJSON_ArrayForEach(it, g)
+        {
+            for (size_t f = 0; f < EC_COUNTOF(known); f++)
+                if (it->string && strcmp(it->string, known[f]) == 0 && seen[f]++) {
+                    snprintf(field, sizeof field, "guesses[%d].%s", gi, known[f]);
+                    return fail(r, field, "appears twice in the guess");
+                }
+        }
+        int64_t v;
+        snprintf(field, sizeof field, "guesses[%d].ahead", gi);
+        const cJSON *av = cJSON_GetObjectItemCaseSensitive(g, "ahead");
+        if (!av)
+            return fail(r, field, "missing");
+        if ((s = int_value(r, av, field, 1, ahead_hi, &v)))
+            return s;
+        for (int j = 0; j < gi; j++)
+            if (rec->guesses[j].ahead == v)
+                return fail(r, field, "ahead %lld appears twice in the record", (long long)v);
+        rec->guesses[gi].ahead = (int32_t)v;
+        snprintf(field, sizeof field, "guesses[%d].experts", gi);
+        const cJSON *ex = cJSON_GetObjectItemCaseSensitive(g, "experts");
+        if (!ex)
+            return fail(r, field, "missing");
+        if (!cJSON_IsArray(ex))
+            return fail(r, field, "expected an array");
+        int n = cJSON_GetArraySize(ex);
+        if (n == 0)
+            return fail(r, field, "empty array");
+        if (n > EC_MAX_K)
+            return fail(r, field, "%d experts exceed the limit of %d per guess", n, EC_MAX_K);
+        int i = 0;
+        cJSON_ArrayForEach(it, ex)
+        {
+            if ((s = int_value(r, it, field, 0, ehi, &v)))
+                return s;
+            for (int j = 0; j < i; j++)
+                if (rec->guesses[gi].experts[j] == v)
+                    return fail(r, field, "expert %lld appears twice", (long long)v);
+            rec->guesses[gi].experts[i++] = (int32_t)v;
+        }
+        rec->guesses[gi].n = n;
+        snprintf(field, sizeof field, "guesses[%d].probs", gi);
+        const cJSON *pr = cJSON_GetObjectItemCaseSensitive(g, "probs");
+        if (!pr)
+            return fail(r, field, "missing");
+        if (!cJSON_IsArray(pr))
+            return fail(r, field, "expected an array");
+        if (cJSON_GetArraySize(pr) != n)
+            return fail(r, field, "%d values for %d experts", cJSON_GetArraySize(pr), n);
+        double sum = 0;
+        i = 0;
+        cJSON_ArrayForEach(it, pr)
+        {
+            if (!cJSON_IsNumber(it))
+                return fail(r, field, "expected a number");
+            double q = it->valuedouble;
+            if (!(q >= 0 && q <= 1))
+                return fail(r, field, "probability %g is not in [0, 1]", q);
+            sum += q;
+            rec->guesses[gi].probs[i++] = q;
+        }
+        if (sum > 1.0 + EC_HINT_SUM_SLACK)
+            return fail(r, field, "probabilities sum to %g, more than 1", sum);
+        rec->n_guesses++;
+    }
+    return EC_OK;
+}
+
 typedef struct stream_state {
     int32_t k;          /* 0 until the first record */
     int has_gates;
@@ -111,7 +209,7 @@ static ec_status parse_record(const reader *r, const cJSON *obj, const ec_trace_
     /* A repeated field is ambiguous (Python keeps the last, cJSON finds the
      * first): refuse it rather than guess. Unknown fields may repeat. */
     static const char *const known[] = {"dataset", "problem_id", "layer", "token_idx",
-                                        "token_pos", "experts", "gating_probs"};
+                                        "token_pos", "experts", "gating_probs", "guesses"};
     int seen[EC_COUNTOF(known)] = {0};
     const cJSON *it;
     cJSON_ArrayForEach(it, obj)
@@ -188,6 +286,8 @@ static ec_status parse_record(const reader *r, const cJSON *obj, const ec_trace_
             rec->gates[i++] = g;
         }
     }
+    if ((s = parse_guesses(r, cJSON_GetObjectItemCaseSensitive(obj, "guesses"), o, rec)))
+        return s;
     if (!st->k) {
         st->k = n;
         st->has_gates = has;

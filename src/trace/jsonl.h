@@ -15,6 +15,12 @@ typedef struct ec_record {
     int32_t experts[EC_MAX_K];
     double gates[EC_MAX_K];
     int has_gates;
+    int32_t n_guesses;    /* the optional "guesses" field */
+    struct {
+        int32_t ahead, n;
+        int32_t experts[EC_MAX_K];
+        double probs[EC_MAX_K];
+    } guesses[EC_MAX_GUESSES];
     const char *text;     /* the line as read (no line end, no BOM) */
     size_t text_len;
     size_t line;          /* 1-based line number */

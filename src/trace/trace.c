@@ -12,7 +12,17 @@ typedef struct pending {
     int64_t token;
     int32_t layer;
     size_t ordinal; /* arrival order, keeps "first wins" stable under sort */
+    size_t g0;      /* its guesses: bg[g0 .. g0 + gn) */
+    int32_t gn;
 } pending;
+
+/* A guess as read, before the trace's shape is known. */
+typedef struct bguess {
+    int32_t ahead, n;
+    size_t pool;      /* its experts and probs: bgx/bgp[pool .. pool + n) */
+    size_t line;
+    const char *path;
+} bguess;
 
 typedef struct builder {
     ec_trace_opts opts;
@@ -31,6 +41,11 @@ typedef struct builder {
     size_t cap_table;       /* a power of two, at least twice n_seqs */
     int32_t max_layer, max_expert;
     const char *path;       /* file being read, for messages */
+    bguess *bg;             /* every record's guesses */
+    size_t n_bg, cap_bg;
+    int16_t *bgx;           /* their experts */
+    float *bgp;             /* their probabilities */
+    size_t n_pool, cap_bgx, cap_bgp;
 } builder;
 
 /* The hash of a sequence's key (dataset, problem_id): FNV-1a over the
@@ -113,7 +128,20 @@ static ec_status on_record(void *ctx, const ec_record *r, ec_error *err)
         (b->has_gates &&
          ec_grow((void **)&b->gt, &b->cap_gt, (b->n_recs + 1) * (size_t)b->k, sizeof *b->gt)))
         return ec_error_set(err, EC_ERR_NOMEM, "%s:%zu: out of memory", b->path, r->line);
-    b->recs[b->n_recs] = (pending){seq, r->token, r->layer, b->n_recs};
+    b->recs[b->n_recs] = (pending){seq, r->token, r->layer, b->n_recs, b->n_bg, r->n_guesses};
+    for (int32_t g = 0; g < r->n_guesses; g++) {
+        int32_t n = r->guesses[g].n;
+        if (ec_grow((void **)&b->bg, &b->cap_bg, b->n_bg + 1, sizeof *b->bg) ||
+            ec_grow((void **)&b->bgx, &b->cap_bgx, b->n_pool + (size_t)n, sizeof *b->bgx) ||
+            ec_grow((void **)&b->bgp, &b->cap_bgp, b->n_pool + (size_t)n, sizeof *b->bgp))
+            return ec_error_set(err, EC_ERR_NOMEM, "%s:%zu: out of memory", b->path, r->line);
+        b->bg[b->n_bg++] = (bguess){r->guesses[g].ahead, n, b->n_pool, r->line, b->path};
+        for (int32_t i = 0; i < n; i++) {
+            b->bgx[b->n_pool + (size_t)i] = (int16_t)r->guesses[g].experts[i];
+            b->bgp[b->n_pool + (size_t)i] = (float)r->guesses[g].probs[i];
+        }
+        b->n_pool += (size_t)n;
+    }
     for (int i = 0; i < b->k; i++) {
         b->ex[b->n_recs * (size_t)b->k + (size_t)i] = (int16_t)r->experts[i];
         if (r->experts[i] > b->max_expert)
@@ -141,6 +169,9 @@ static void builder_free(builder *b)
     ec_free(b->recs);
     ec_free(b->ex);
     ec_free(b->gt);
+    ec_free(b->bg);
+    ec_free(b->bgx);
+    ec_free(b->bgp);
     for (size_t i = 0; i < b->n_seqs; i++)
         ec_free((char *)b->seqs[i].dataset);
     ec_free(b->seqs);
@@ -158,7 +189,60 @@ void ec_trace_destroy(ec_trace *t)
     ec_free(t->complete);
     ec_free(t->experts);
     ec_free(t->gates);
+    ec_free(t->guess_off);
+    ec_free(t->guesses);
+    ec_free(t->guess_experts);
+    ec_free(t->guess_probs);
     ec_free(t);
+}
+
+/* The guesses of the records kept (cell_rec: the record of each (row,
+ * layer), SIZE_MAX none) into t; every ahead must lie within the trace's
+ * layers, now known. */
+static ec_status build_guesses(const builder *b, ec_trace *t, const size_t *cell_rec,
+                               ec_error *err)
+{
+    size_t n_cells = t->n_rows * (size_t)t->n_layers, n = 0, pool = 0;
+    for (size_t i = 0; i < n_cells; i++)
+        if (cell_rec[i] != SIZE_MAX) {
+            const pending *p = &b->recs[cell_rec[i]];
+            for (int32_t g = 0; g < p->gn; g++) {
+                const bguess *q = &b->bg[p->g0 + (size_t)g];
+                if (q->ahead > t->n_layers)
+                    return ec_error_set(err, EC_ERR_PARSE,
+                                        "%s:%zu: field 'guesses': ahead %d exceeds the trace's "
+                                        "%d layers",
+                                        q->path, q->line, q->ahead, t->n_layers);
+                n++;
+                pool += (size_t)q->n;
+            }
+        }
+    if (n == 0)
+        return EC_OK;
+    t->guess_off = ec_malloc((n_cells + 1) * sizeof *t->guess_off);
+    t->guesses = ec_malloc(n * sizeof *t->guesses);
+    t->guess_experts = ec_malloc(pool * sizeof *t->guess_experts);
+    t->guess_probs = ec_malloc(pool * sizeof *t->guess_probs);
+    if (!t->guess_off || !t->guesses || !t->guess_experts || !t->guess_probs)
+        return ec_error_set(err, EC_ERR_NOMEM, "out of memory building the trace's guesses");
+    t->n_guesses = n;
+    n = pool = 0;
+    for (size_t i = 0; i < n_cells; i++) {
+        t->guess_off[i] = n;
+        if (cell_rec[i] == SIZE_MAX)
+            continue;
+        const pending *p = &b->recs[cell_rec[i]];
+        for (int32_t g = 0; g < p->gn; g++) {
+            const bguess *q = &b->bg[p->g0 + (size_t)g];
+            memcpy(t->guess_experts + pool, b->bgx + q->pool, (size_t)q->n * sizeof *b->bgx);
+            memcpy(t->guess_probs + pool, b->bgp + q->pool, (size_t)q->n * sizeof *b->bgp);
+            t->guesses[n++] = (ec_guess){q->ahead, q->n, t->guess_experts + pool,
+                                         t->guess_probs + pool};
+            pool += (size_t)q->n;
+        }
+    }
+    t->guess_off[n_cells] = n;
+    return EC_OK;
 }
 
 /* Turns sorted, de-duplicated records into rows. Takes ownership of b->seqs. */
@@ -221,6 +305,17 @@ static ec_status build(builder *b, ec_trace **out, ec_error *err)
     for (size_t s = 0; s < t->n_seqs; s++)
         t->seqs[s].n_rows = 0;
 
+    /* the record kept at each (row, layer), for its guesses */
+    size_t n_cells = rows * (size_t)L, *cell_rec = NULL;
+    if (b->n_bg) {
+        cell_rec = ec_malloc(EC_MAX(n_cells, 1) * sizeof *cell_rec);
+        if (!cell_rec) {
+            ec_trace_destroy(t);
+            return ec_error_set(err, EC_ERR_NOMEM, "out of memory building the trace");
+        }
+        for (size_t i = 0; i < n_cells; i++)
+            cell_rec[i] = SIZE_MAX;
+    }
     size_t row = (size_t)-1;
     int32_t present = 0;
     for (size_t i = 0; i < b->n_recs; i++) {
@@ -239,6 +334,8 @@ static ec_status build(builder *b, ec_trace **out, ec_error *err)
             continue; /* duplicate: the first (lowest ordinal) was kept */
         }
         present++;
+        if (cell_rec)
+            cell_rec[row * (size_t)L + (size_t)p->layer] = i;
         size_t dst = (row * (size_t)L + (size_t)p->layer) * k;
         memcpy(t->experts + dst, b->ex + p->ordinal * k, k * sizeof *t->experts);
         if (b->has_gates)
@@ -248,6 +345,12 @@ static ec_status build(builder *b, ec_trace **out, ec_error *err)
         t->complete[row] = present == L;
     for (size_t r = 0; r < rows; r++)
         t->n_incomplete += !t->complete[r];
+    ec_status s = cell_rec ? build_guesses(b, t, cell_rec, err) : EC_OK;
+    ec_free(cell_rec);
+    if (s) {
+        ec_trace_destroy(t);
+        return s;
+    }
     *out = t;
     return EC_OK;
 }
@@ -347,6 +450,24 @@ ec_status ec_trace_write_jsonl(const ec_trace *t, FILE *f, ec_error *err)
                     for (int i = 0; i < t->k; i++) {
                         ec_fmt_pyfloat(ec_shortest_float(g[i]), num);
                         fprintf(f, "%s%s", i ? ", " : "", num);
+                    }
+                    fputc(']', f);
+                }
+                size_t ng;
+                const ec_guess *gs = ec_trace_guesses(t, r, l, &ng);
+                if (ng) {
+                    fputs(", \"guesses\": [", f);
+                    for (size_t j = 0; j < ng; j++) {
+                        fprintf(f, "%s{\"ahead\": %d, \"experts\": [", j ? ", " : "",
+                                gs[j].ahead);
+                        for (int32_t i = 0; i < gs[j].n; i++)
+                            fprintf(f, "%s%d", i ? ", " : "", gs[j].experts[i]);
+                        fputs("], \"probs\": [", f);
+                        for (int32_t i = 0; i < gs[j].n; i++) {
+                            ec_fmt_pyfloat(ec_shortest_float(gs[j].probs[i]), num);
+                            fprintf(f, "%s%s", i ? ", " : "", num);
+                        }
+                        fputs("]}", f);
                     }
                     fputc(']', f);
                 }

@@ -170,6 +170,16 @@ static ec_status cuda_ffn(ec_backend *b, ec_stream *s, ec_dtype dt, const void *
     return EC_OK;
 }
 
+static ec_status cuda_pregate(ec_backend *b, ec_stream *s, const void *w, const void *x,
+                              int dtype, int32_t n_experts, int32_t d, float *probs_host)
+{
+    /* pinned host memory is mapped: the kernel writes through its device alias */
+    void *dev = NULL;
+    CUDA_TRY(b, cudaHostGetDevicePointer(&dev, probs_host, 0));
+    CUDA_TRY(b, ec_kernel_pregate(w, x, dtype, n_experts, d, (float *)dev, STREAM(s)));
+    return EC_OK;
+}
+
 /* ---- events ------------------------------------------------------------------------ */
 
 static ec_status cuda_event_init(ec_backend *b, ec_event *e)
@@ -252,6 +262,7 @@ static const ec_backend_iface cuda_iface = {
     .spin = cuda_spin,
     .host_fn = cuda_host_fn,
     .ffn = cuda_ffn,
+    .pregate = cuda_pregate,
     .event_init = cuda_event_init,
     .event_fini = cuda_event_fini,
     .event_record = cuda_event_record,
