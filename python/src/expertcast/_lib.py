@@ -46,6 +46,14 @@ class ec_error(Structure):
 
 
 # ---- trace.h ---------------------------------------------------------------------
+EC_MAX_GUESSES = 16
+
+
+class ec_guess(Structure):
+    _fields_ = [("ahead", c_int32), ("n", c_int32), ("experts", POINTER(c_int16)),
+                ("probs", POINTER(c_float))]
+
+
 class ec_seq(Structure):
     _fields_ = [("dataset", c_char_p), ("problem_id", c_int64), ("row0", c_size_t),
                 ("n_rows", c_size_t)]
@@ -57,7 +65,10 @@ class ec_trace(Structure):
                 ("n_rows", c_size_t), ("token_idx", POINTER(c_int64)),
                 ("complete", POINTER(c_uint8)), ("experts", POINTER(c_int16)),
                 ("gates", POINTER(c_float)), ("n_records", c_size_t),
-                ("n_duplicates", c_size_t), ("n_incomplete", c_size_t)]
+                ("n_duplicates", c_size_t), ("n_incomplete", c_size_t),
+                ("n_guesses", c_size_t), ("guess_off", POINTER(c_size_t)),
+                ("guesses", POINTER(ec_guess)), ("guess_experts", POINTER(c_int16)),
+                ("guess_probs", POINTER(c_float))]
 
 
 class ec_trace_opts(Structure):
@@ -184,7 +195,7 @@ class ec_loader_stats(Structure):
                 ("demand_bytes", c_uint64), ("prefetch_bytes", c_uint64),
                 ("prefill_bytes", c_uint64), ("copies_timed", c_int64), ("copy_ms", c_double),
                 ("bytes_timed", c_uint64), ("waits", c_int64), ("waits_timed", c_int64),
-                ("stall_ms", c_double), ("host_acquires", c_int64)]
+                ("stall_ms", c_double), ("hints", c_int64), ("host_acquires", c_int64)]
 
 
 # Slack after every structure the package allocates and hands to the library:
@@ -206,7 +217,7 @@ def new(cls, *args, **kw):
 _PADDED = {}
 
 # Structures whose layout tests/test_abi.py checks against the C headers.
-MIRRORED = (ec_error, ec_seq, ec_trace, ec_trace_opts, ec_predictor_opts, ec_eval_opts,
+MIRRORED = (ec_error, ec_guess, ec_seq, ec_trace, ec_trace_opts, ec_predictor_opts, ec_eval_opts,
             ec_cache_stats, ec_policy_config, ec_future, ec_model_profile, ec_hw_profile,
             ec_sim_timing, ec_sim_config, ec_sim_result, ec_sim_baselines, ec_sim_comparison,
             ec_backend_opts, ec_loader_config, ec_expert_ref, ec_loader_stats)
@@ -293,6 +304,8 @@ _SIGNATURES = {
     "ec_loader_destroy": (None, [P]),
     "ec_loader_begin_sequence": (c_int, [P, c_char_p, c_int64]),
     "ec_loader_observe": (c_int, [P, c_int32, POINTER(c_int16)]),
+    # the runtime's own guesses (pre-gating) as loader hints
+    "ec_loader_hint": (c_int, [P, c_int32, POINTER(c_int16), POINTER(c_float), c_int32]),
     "ec_loader_acquire": (c_int, [P, c_int32, c_int32, P, POINTER(c_void_p)]),
     "ec_loader_acquire_where": (c_int, [P, c_int32, c_int32, P, POINTER(ec_expert_ref)]),
     "ec_loader_release": (c_int, [P, c_int32, c_int32, P]),
@@ -312,10 +325,7 @@ _SIGNATURES = {
 }
 
 # Functions that may be absent from an older library; bound when present.
-_OPTIONAL = {
-    # the runtime's own guesses (pre-gating) as loader hints
-    "ec_loader_hint": (c_int, [P, c_int32, POINTER(c_int16), POINTER(c_float), c_int32]),
-}
+_OPTIONAL = {}
 
 
 def _find_library():

@@ -222,10 +222,12 @@ def offload_experts(model, cache_per_layer=4, policy="lru", predictor=None, preg
     compute_ms: gated's and hybrid's cost model; host_ms, host_act_ms: the
     cost of running an expert on the host, with which hybrid computes some
     misses from the host store instead of copying them (on the model's
-    device when it is the CPU; else on the CPU, output moved back). pregate=True: the next layer's router
-    applied to the current hidden state becomes the loader's hint (needs the
-    library's hint API, ec_loader_hint; without it this raises Error, "not
-    available").
+    device when it is the CPU; else on the CPU, output moved back).
+    pregate=True: after each layer's observe, the next layer's router applied
+    to this layer's MoE input (its top-k and their softmax probabilities)
+    becomes the loader's hint for the next layer (ec_loader_hint); the
+    predicting policies use it (the predictor "hint" predicts from hints
+    alone).
     backend: "cpu", "cuda", or "auto" (cuda for a model on a GPU, else cpu).
     Returns an Offload; it is also kept as model.expertcast_offload.
     """
@@ -233,11 +235,6 @@ def offload_experts(model, cache_per_layer=4, policy="lru", predictor=None, preg
     blocks = moe_blocks(model)
     if any(isinstance(b.experts, _OffloadedExperts) for b in blocks):
         raise Error(_lib.EC_ERR_STATE, "the model's experts are already offloaded")
-    if pregate and not _lib.has("ec_loader_hint"):
-        raise Error(_lib.EC_ERR_UNSUPPORTED,
-                    "pregate=True: not available: this libexpertcast has no loader hint API "
-                    "(ec_loader_hint); record the pre-gate guesses in a trace with "
-                    "record_routing(model, ..., pregate=True) and evaluate them instead")
     ex0 = blocks[0].experts
     E, two_f, H = ex0.gate_up_proj.shape
     F = two_f // 2
