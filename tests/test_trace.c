@@ -351,3 +351,33 @@ Test(trace, fast_scanner_agrees_with_cjson_on_edited_lines)
         cr_assert_null(why, "%s: %.*s", why, (int)n, buf);
     }
 }
+
+/* A line with guesses goes to the cJSON path, which reads them; the fast
+ * path never drops them nor leaves the record's guess count unset. */
+Test(trace, guesses_are_read_whichever_path_a_line_takes)
+{
+    const char *line = "{\"dataset\": \"d\", \"problem_id\": 0, \"layer\": 0, \"experts\": [7, 0], "
+                       "\"gating_probs\": [0.5, 0.4], \"token_idx\": 0, \"guesses\": [{\"ahead\": "
+                       "1, \"experts\": [4, 2], \"probs\": [0.25, 0.125]}]}";
+    cr_assert_null(ec_jsonl_paths_disagree(line, strlen(line), NULL));
+    char text[1024];
+    snprintf(text, sizeof text,
+             "%s\n{\"dataset\": \"d\", \"problem_id\": 0, \"layer\": 1, \"experts\": [1, 4], "
+             "\"gating_probs\": [0.5, 0.4], \"token_idx\": 0}\n",
+             line);
+    ec_error err = {0};
+    ec_status s;
+    ec_trace *t = load_text(text, &err, &s);
+    cr_assert_eq(s, EC_OK, "%s", err.message);
+    cr_assert_eq(t->n_guesses, 1);
+    size_t n;
+    const ec_guess *g = ec_trace_guesses(t, 0, 0, &n);
+    cr_assert_eq(n, 1);
+    cr_assert_eq(g->ahead, 1);
+    cr_assert_eq(g->n, 2);
+    cr_assert_eq(g->experts[0], 4);
+    cr_assert_float_eq(g->probs[1], 0.125f, 1e-9);
+    cr_assert_null(ec_trace_guesses(t, 0, 1, &n));
+    cr_assert_eq(n, 0);
+    ec_trace_destroy(t);
+}

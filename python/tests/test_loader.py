@@ -88,3 +88,32 @@ def test_cuda_backend_absent_is_an_error():
     else:
         assert be.name == "cuda"
         be.close()
+
+
+def test_hybrid_runs_misses_on_the_host(setup):
+    be, store, weights = setup
+    recs = [{"layer": layer, "experts": [(t + layer) % 4, (t + layer + 1) % 4], "token_idx": t}
+            for t in range(6) for layer in range(3)]
+    pred = ec.Predictor("prior").fit(ec.Trace.from_records(recs))
+    with ec.Loader(store, k=2, cache_per_layer=2, policy="hybrid", predictor=pred,
+                   transfer_ms=1.0, compute_ms=0.1, host_ms=0.1, host_act_ms=0.01) as ld:
+        where = {}
+        for layer in range(3):
+            ids = [layer, layer + 1]
+            ld.observe(layer, ids)
+            for e in ids:
+                w, view = ld.acquire_where(layer, e)
+                where[layer, e] = w
+                assert torch.equal(view, weights[layer][e])
+                if w == "host":  # the store's own buffer, no slot
+                    assert view.data_ptr() == store.host_view(layer, e).data_ptr()
+                    with pytest.raises(ec.Error) as err:
+                        ld.acquire(layer, e)  # a runtime unaware of hosts is refused
+                    assert err.value.status == 6
+            for e in ids:
+                ld.release(layer, e)
+        s = ld.stats()
+    # a cold cache and a host expert cheaper than a copy: misses run on the host
+    assert "host" in where.values()
+    assert s["host_acquires"] == s["host_runs"] == list(where.values()).count("host")
+    assert s["demand_copies"] + s["host_runs"] == s["misses"] == 6

@@ -109,7 +109,39 @@ def test_simulate_matches_cli(sample, cli, tmp_path):
                            "rtx4090-pcie4", "--cache-experts", "4"], tmp_path)
     _same(got, want)
     pol = [r["policy"] for r in got["results"]]
-    assert pol == ["on-demand", "lru", "lfu", "predict", "gated", "oracle", "resident"]
+    assert pol == ["on-demand", "lru", "lfu", "predict", "gated", "oracle", "resident", "hybrid"]
+    assert got["host"] is not None and got["timing"]["host_lanes"] > 0
+    # the comparisons are the library's: lru against itself is 1, and gap_closed
+    # is (lru - tpot) / (lru - oracle) wherever lru > oracle
+    rows = {r["policy"]: r for r in got["results"]}
+    lru, orc = rows["lru"]["tpot_ms"], rows["oracle"]["tpot_ms"]
+    assert rows["lru"]["vs_lru"] == 1.0
+    for r in got["results"]:
+        if lru > orc:
+            assert r["gap_closed"] == pytest.approx((lru - r["tpot_ms"]) / (lru - orc))
+
+
+def test_simulate_global_sized_matches_cli(sample, cli, tmp_path):
+    got = ec.simulate(sample, "mixtral-8x7b-int4", "rtx4090-pcie4", cache_global=128,
+                      cache_sized=True, policies=["lru", "gated", "hybrid"])
+    want = _cli_json(cli, ["simulate", SAMPLE, "--model", "mixtral-8x7b-int4", "--hardware",
+                           "rtx4090-pcie4", "--cache-sized", "128", "--policy",
+                           "lru,gated,hybrid"], tmp_path)
+    _same(got, want)
+    assert [r["cache_sized"] for r in got["results"]] == [False, True, True]
+
+
+def test_profile_lookup_is_the_librarys(tmp_path, monkeypatch):
+    path, dtype = ec.sim.find_profile("mixtral-8x7b-int4", True)
+    assert os.path.basename(path) == "mixtral-8x7b.json" and dtype == "int4"
+    path, dtype = ec.sim.find_profile("rtx4090-pcie4", False)
+    assert os.path.basename(path) == "rtx4090-pcie4.json" and dtype == ""
+    # $EXPERTCAST_PROFILES comes first, as for the CLI
+    (tmp_path / "rtx4090-pcie4.json").write_text("{}")
+    monkeypatch.setenv("EXPERTCAST_PROFILES", str(tmp_path))
+    assert ec.sim.find_profile("rtx4090-pcie4", False)[0] == str(tmp_path / "rtx4090-pcie4.json")
+    with pytest.raises(ec.NotFoundError, match="no-such"):
+        ec.sim.find_profile("no-such-hardware", False)
 
 
 def test_simulate_errors(sample):

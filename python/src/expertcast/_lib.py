@@ -35,7 +35,9 @@ EC_MAX_K = 64
 EC_EVAL_MAX_KS = 16
 EC_PROFILE_NAME_MAX = 64
 
-POLICY_NAMES = ("on-demand", "lru", "lfu", "predict", "gated", "oracle", "resident")
+POLICY_NAMES = ("on-demand", "lru", "lfu", "predict", "gated", "oracle", "resident", "hybrid")
+# kinds (policy.h order) that read a predictor and a horizon
+PREDICTING = ("predict", "gated", "hybrid")
 SPLITS = {"problem": 0, "token": 1, "train-test": 2}
 
 
@@ -44,6 +46,14 @@ class ec_error(Structure):
 
 
 # ---- trace.h ---------------------------------------------------------------------
+EC_MAX_GUESSES = 16
+
+
+class ec_guess(Structure):
+    _fields_ = [("ahead", c_int32), ("n", c_int32), ("experts", POINTER(c_int16)),
+                ("probs", POINTER(c_float))]
+
+
 class ec_seq(Structure):
     _fields_ = [("dataset", c_char_p), ("problem_id", c_int64), ("row0", c_size_t),
                 ("n_rows", c_size_t)]
@@ -55,7 +65,10 @@ class ec_trace(Structure):
                 ("n_rows", c_size_t), ("token_idx", POINTER(c_int64)),
                 ("complete", POINTER(c_uint8)), ("experts", POINTER(c_int16)),
                 ("gates", POINTER(c_float)), ("n_records", c_size_t),
-                ("n_duplicates", c_size_t), ("n_incomplete", c_size_t)]
+                ("n_duplicates", c_size_t), ("n_incomplete", c_size_t),
+                ("n_guesses", c_size_t), ("guess_off", POINTER(c_size_t)),
+                ("guesses", POINTER(ec_guess)), ("guess_experts", POINTER(c_int16)),
+                ("guess_probs", POINTER(c_float))]
 
 
 class ec_trace_opts(Structure):
@@ -83,12 +96,14 @@ class ec_eval_opts(Structure):
 class ec_cache_stats(Structure):
     _fields_ = [(n, c_int64) for n in ("acquires", "hits", "inflight_hits", "misses",
                                        "prefetches", "prefetch_hits", "wasted", "cancelled",
-                                       "evictions", "loads")]
+                                       "evictions", "loads", "host_runs",
+                                       "copy_behinds")]
 
 
 class ec_policy_config(Structure):
     _fields_ = [("kind", c_int), ("horizon", c_int32), ("prefetch_k", c_int32),
-                ("transfer_ms", c_double), ("compute_ms", c_double)]
+                ("transfer_ms", c_double), ("compute_ms", c_double), ("host_ms", c_double),
+                ("host_act_ms", c_double), ("copy_engines", c_int32)]
 
 
 class ec_future(Structure):
@@ -107,24 +122,30 @@ class ec_hw_profile(Structure):
                 ("device_memory_gb", c_double), ("reserved_gb", c_double),
                 ("layer_overhead_us", c_double), ("router_us", c_double),
                 ("predictor_us", c_double), ("compute_fixed_ms", c_double),
-                ("compute_per_expert_ms", c_double)]
+                ("compute_per_expert_ms", c_double), ("has_host", c_int),
+                ("host_cores", c_int32), ("host_read_gbs", c_double),
+                ("host_act_d2h_us", c_double), ("host_act_h2d_us", c_double)]
 
 
 class ec_sim_timing(Structure):
     _fields_ = [("transfer_ms", c_double), ("engines", c_int32),
                 ("compute_fixed_ms", c_double), ("compute_per_expert_ms", c_double),
                 ("router_ms", c_double), ("predictor_ms", c_double),
-                ("expert_bytes", c_double)]
+                ("expert_bytes", c_double), ("host_lanes", c_int32),
+                ("host_stream_ms", c_double), ("host_d2h_ms", c_double),
+                ("host_h2d_ms", c_double)]
 
 
 class ec_sim_config(Structure):
     _fields_ = [("kind", c_int), ("cache_per_layer", c_int32), ("cache_global", c_int32),
-                ("horizon", c_int32), ("prefetch_k", c_int32), ("timing", ec_sim_timing)]
+                ("cache_sized", c_int32), ("horizon", c_int32), ("prefetch_k", c_int32),
+                ("timing", ec_sim_timing)]
 
 
 class ec_sim_result(Structure):
     _fields_ = [("kind", c_int), ("cache_per_layer", c_int32), ("cache_global", c_int32),
-                ("horizon", c_int32), ("n_tokens", c_int64), ("n_steps", c_int64),
+                ("horizon", c_int32), ("cache_sized", c_int32), ("n_tokens", c_int64),
+                ("n_steps", c_int64),
                 ("total_ms", c_double), ("tpot_ms", c_double),
                 ("stall_ms_per_token", c_double), ("compute_ms_per_token", c_double),
                 ("hit_rate", c_double), ("resident_rate", c_double),
@@ -133,7 +154,18 @@ class ec_sim_result(Structure):
                 ("prefetch_precision", c_double), ("stats", ec_cache_stats),
                 ("unused_at_end", c_int64), ("lower_bound_ms_per_token", c_double),
                 ("n_layers", c_int32), ("stall_per_layer", POINTER(c_double)),
-                ("bound_per_layer", POINTER(c_double))]
+                ("bound_per_layer", POINTER(c_double)), ("host_runs_per_token", c_double),
+                ("host_busy_ms_per_token", c_double)]
+
+
+class ec_sim_baselines(Structure):
+    _fields_ = [("lru", ec_sim_result), ("oracle", ec_sim_result)]
+
+
+class ec_sim_comparison(Structure):
+    _fields_ = [("vs_lru", c_double), ("saved_vs_lru_ms", c_double), ("vs_oracle_ms", c_double),
+                ("vs_bound_ms", c_double), ("gap_closed", c_double),
+                ("gap_closed_bound", c_double), ("beats_oracle", c_int)]
 
 
 # ---- backend.h ---------------------------------------------------------------------
@@ -146,7 +178,15 @@ class ec_loader_config(Structure):
     _fields_ = [("k", c_int32), ("cache_per_layer", c_int32), ("cache_global", c_int32),
                 ("policy", ec_policy_config), ("issue_window", c_int32),
                 ("history_depth", c_int32), ("no_timing", c_int), ("record_path", c_char_p),
-                ("future", POINTER(ec_future))]
+                ("future", POINTER(ec_future)), ("reuse_model", c_void_p)]
+
+
+EC_WHERE_DEVICE = 0
+EC_WHERE_HOST = 1
+
+
+class ec_expert_ref(Structure):
+    _fields_ = [("where", c_int), ("dev", c_void_p), ("host", c_void_p), ("bytes", c_size_t)]
 
 
 class ec_loader_stats(Structure):
@@ -155,7 +195,7 @@ class ec_loader_stats(Structure):
                 ("demand_bytes", c_uint64), ("prefetch_bytes", c_uint64),
                 ("prefill_bytes", c_uint64), ("copies_timed", c_int64), ("copy_ms", c_double),
                 ("bytes_timed", c_uint64), ("waits", c_int64), ("waits_timed", c_int64),
-                ("stall_ms", c_double)]
+                ("stall_ms", c_double), ("hints", c_int64), ("host_acquires", c_int64)]
 
 
 # Slack after every structure the package allocates and hands to the library:
@@ -177,10 +217,10 @@ def new(cls, *args, **kw):
 _PADDED = {}
 
 # Structures whose layout tests/test_abi.py checks against the C headers.
-MIRRORED = (ec_error, ec_seq, ec_trace, ec_trace_opts, ec_predictor_opts, ec_eval_opts,
+MIRRORED = (ec_error, ec_guess, ec_seq, ec_trace, ec_trace_opts, ec_predictor_opts, ec_eval_opts,
             ec_cache_stats, ec_policy_config, ec_future, ec_model_profile, ec_hw_profile,
-            ec_sim_timing, ec_sim_config, ec_sim_result, ec_backend_opts, ec_loader_config,
-            ec_loader_stats)
+            ec_sim_timing, ec_sim_config, ec_sim_result, ec_sim_baselines, ec_sim_comparison,
+            ec_backend_opts, ec_loader_config, ec_expert_ref, ec_loader_stats)
 
 P = c_void_p  # opaque handles
 ERR = POINTER(ec_error)
@@ -214,6 +254,10 @@ _SIGNATURES = {
     # sim
     "ec_model_profile_load": (c_int, [c_char_p, c_char_p, POINTER(ec_model_profile), ERR]),
     "ec_hw_profile_load": (c_int, [c_char_p, POINTER(ec_hw_profile), ERR]),
+    "ec_profile_find": (c_int, [c_char_p, c_int, c_char_p, c_size_t, c_char_p, ERR]),
+    "ec_profiles_load": (c_int, [c_char_p, c_char_p, POINTER(ec_model_profile),
+                                 POINTER(ec_hw_profile), ERR]),
+    "ec_sim_host_ms": (c_double, [POINTER(ec_sim_timing), c_int32]),
     "ec_sim_timing_derive": (None, [POINTER(ec_model_profile), POINTER(ec_hw_profile),
                                     POINTER(ec_sim_timing)]),
     "ec_sim_default_cache": (c_int32, [POINTER(ec_model_profile), POINTER(ec_hw_profile)]),
@@ -228,6 +272,12 @@ _SIGNATURES = {
     "ec_sim_set_predictor": (c_int, [P, P, ERR]),
     "ec_sim_run": (c_int, [P, POINTER(ec_sim_config), POINTER(ec_sim_result), ERR]),
     "ec_sim_result_clear": (None, [POINTER(ec_sim_result)]),
+    "ec_sim_run_baselines": (c_int, [P, POINTER(ec_sim_config), POINTER(ec_sim_baselines),
+                                     ERR]),
+    "ec_sim_baselines_clear": (None, [POINTER(ec_sim_baselines)]),
+    "ec_sim_compare": (None, [POINTER(ec_sim_result), POINTER(ec_sim_baselines),
+                              POINTER(ec_sim_comparison)]),
+    "ec_policy_kind_predicts": (c_int, [c_int]),
     "ec_policy_kind_parse": (c_int, [c_char_p, POINTER(c_int)]),
     "ec_policy_kind_name": (c_char_p, [c_int]),
     # backend
@@ -254,13 +304,19 @@ _SIGNATURES = {
     "ec_loader_destroy": (None, [P]),
     "ec_loader_begin_sequence": (c_int, [P, c_char_p, c_int64]),
     "ec_loader_observe": (c_int, [P, c_int32, POINTER(c_int16)]),
+    # the runtime's own guesses (pre-gating) as loader hints
+    "ec_loader_hint": (c_int, [P, c_int32, POINTER(c_int16), POINTER(c_float), c_int32]),
     "ec_loader_acquire": (c_int, [P, c_int32, c_int32, P, POINTER(c_void_p)]),
+    "ec_loader_acquire_where": (c_int, [P, c_int32, c_int32, P, POINTER(ec_expert_ref)]),
     "ec_loader_release": (c_int, [P, c_int32, c_int32, P]),
     "ec_loader_poll": (c_int, [P]),
     "ec_loader_sync": (c_int, [P]),
     "ec_loader_stats_get": (None, [P, POINTER(ec_loader_stats)]),
     "ec_loader_errmsg": (c_char_p, [P]),
     "ec_checksum64": (c_uint64, [c_void_p, c_size_t]),
+    # core.h: the memory limit
+    "ec_set_memory_limit": (None, [c_size_t]),
+    "ec_memory_limit": (c_size_t, []),
     # replay.h: perfect knowledge for the oracle
     "ec_trace_future_create": (c_int, [POINTER(ec_trace), POINTER(c_size_t), c_size_t,
                                        POINTER(P)]),
@@ -269,10 +325,7 @@ _SIGNATURES = {
 }
 
 # Functions that may be absent from an older library; bound when present.
-_OPTIONAL = {
-    # the runtime's own guesses (pre-gating) as loader hints
-    "ec_loader_hint": (c_int, [P, c_int32, POINTER(c_int16), POINTER(c_float), c_int32]),
-}
+_OPTIONAL = {}
 
 
 def _find_library():

@@ -18,7 +18,9 @@ What goes through the loader: every decode step of batch 1 (one token per
 forward), the case expert offloading is for. For each MoE layer the router's
 top-k is observed, each chosen expert is acquired (a view of its device slot;
 on the cpu backend a host buffer the loader copied the expert into), computed
-with the same operations as transformers' eager expert loop, and released.
+with the same operations as transformers' eager expert loop, and released;
+an expert the loader runs on the host (policy hybrid) is computed from the
+host store instead.
 A forward of several tokens (the prompt's prefill, or a batch) is computed
 from the pinned host store directly (copied to the model's device on use, on
 cuda): that is announced here and in stats() as "plain_forwards", and each
@@ -134,9 +136,19 @@ def _make_offloaded(torch):
             acquired = []
             try:
                 for e in sorted(ids):
-                    w = off.loader.acquire(self.layer, e)
+                    where, w = off.loader.acquire_where(self.layer, e)
                     acquired.append(e)
                     pos = torch.tensor([ids.index(e)], device=hidden_states.device)
+                    if where == "host" and w.device != hidden_states.device:
+                        # hybrid ran it on the host: compute it there from the
+                        # store's weights, only its output comes back
+                        out = torch.zeros_like(hidden_states, device=w.device)
+                        self._expert(out, hidden_states.to(w.device), token_idx.to(w.device),
+                                     pos.to(w.device), top_k_weights.to(w.device), w)
+                        final += out.to(final.device)
+                        off.host_runs += 1
+                        continue
+                    off.host_runs += where == "host"
                     self._expert(final, hidden_states, token_idx, pos, top_k_weights, w)
             finally:
                 for e in acquired:  # after the kernels reading the slot were submitted
@@ -157,6 +169,7 @@ class Offload:
         self.pregate = pregate
         self.plain_forwards = 0  # forwards of several tokens, computed from the host store
         self.hints = 0           # pre-gate guesses given to the loader
+        self.host_runs = 0       # experts computed from the host store (policy hybrid)
         self.sequences = 0
 
     def _begin(self):
@@ -183,7 +196,7 @@ class Offload:
         s = self.loader.stats()
         s.update(backend=self.backend.name, device=self.backend.device_name,
                  policy=self.loader.policy, plain_forwards=self.plain_forwards,
-                 pregate_hints=self.hints,
+                 pregate_hints=self.hints, host_computed=self.host_runs,
                  expert_bytes=self.store.expert_bytes)
         return s
 
@@ -197,17 +210,24 @@ class Offload:
 
 def offload_experts(model, cache_per_layer=4, policy="lru", predictor=None, pregate=False,
                     backend="auto", cache_global=0, horizon=1, prefetch_k=0, future=None,
-                    transfer_ms=0.0, compute_ms=0.0, issue_window=0):
+                    transfer_ms=0.0, compute_ms=0.0, host_ms=0.0, host_act_ms=0.0,
+                    issue_window=0):
     """Moves every MoE block's experts into a pinned host store and serves them
     to the model through an expertcast loader (see the module doc).
 
     cache_per_layer: device slots per MoE layer (cache_global > 0: one pool).
-    policy: on-demand, lru, lfu, predict, gated, oracle or resident. predictor:
-    a fitted expertcast.Predictor (predict, gated). future: a Trace of the
-    routing about to be decoded (oracle). pregate=True: the next layer's router
-    applied to the current hidden state becomes the loader's hint (needs the
-    library's hint API, ec_loader_hint; without it this raises Error, "not
-    available").
+    policy: on-demand, lru, lfu, predict, gated, oracle, resident or hybrid.
+    predictor: a fitted expertcast.Predictor (predict, gated, hybrid). future:
+    a Trace of the routing about to be decoded (oracle). transfer_ms,
+    compute_ms: gated's and hybrid's cost model; host_ms, host_act_ms: the
+    cost of running an expert on the host, with which hybrid computes some
+    misses from the host store instead of copying them (on the model's
+    device when it is the CPU; else on the CPU, output moved back).
+    pregate=True: after each layer's observe, the next layer's router applied
+    to this layer's MoE input (its top-k and their softmax probabilities)
+    becomes the loader's hint for the next layer (ec_loader_hint); the
+    predicting policies use it (the predictor "hint" predicts from hints
+    alone).
     backend: "cpu", "cuda", or "auto" (cuda for a model on a GPU, else cpu).
     Returns an Offload; it is also kept as model.expertcast_offload.
     """
@@ -215,11 +235,6 @@ def offload_experts(model, cache_per_layer=4, policy="lru", predictor=None, preg
     blocks = moe_blocks(model)
     if any(isinstance(b.experts, _OffloadedExperts) for b in blocks):
         raise Error(_lib.EC_ERR_STATE, "the model's experts are already offloaded")
-    if pregate and not _lib.has("ec_loader_hint"):
-        raise Error(_lib.EC_ERR_UNSUPPORTED,
-                    "pregate=True: not available: this libexpertcast has no loader hint API "
-                    "(ec_loader_hint); record the pre-gate guesses in a trace with "
-                    "record_routing(model, ..., pregate=True) and evaluate them instead")
     ex0 = blocks[0].experts
     E, two_f, H = ex0.gate_up_proj.shape
     F = two_f // 2
@@ -251,7 +266,7 @@ def offload_experts(model, cache_per_layer=4, policy="lru", predictor=None, preg
                         cache_global=cache_global, policy=policy, horizon=horizon,
                         prefetch_k=prefetch_k, predictor=predictor, future=future,
                         issue_window=issue_window, transfer_ms=transfer_ms,
-                        compute_ms=compute_ms)
+                        compute_ms=compute_ms, host_ms=host_ms, host_act_ms=host_act_ms)
     except BaseException:
         be.close()
         raise

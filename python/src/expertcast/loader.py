@@ -14,6 +14,11 @@ release records the slot's released event on that stream. On the cpu backend
 "device" slots are host memory: acquire waits on the host until the copy
 completed and returns a CPU tensor over the slot. A view is valid until its
 release (the slot may then be overwritten) and never after the loader closes.
+
+Policy hybrid runs some misses on the host instead of copying them:
+acquire_where(layer, e) says where each expert runs - ("device", view of
+its slot) or ("host", view of its weights in the store), for the caller to
+compute on the host - and acquire refuses a host expert (EC_ERR_STATE).
 """
 
 import ctypes
@@ -158,17 +163,22 @@ class Store:
 class Loader:
     """The speculative expert loader over a Store (ec_loader).
 
-    policy: "on-demand", "lru", "lfu", "predict", "gated", "oracle" or
-    "resident". predict and gated need a fitted `predictor`; oracle needs
-    `future`, a Trace of the routing the loader is about to see (its complete
-    rows in order); resident needs cache_per_layer = n_experts. transfer_ms
-    and compute_ms are gated's cost model (one expert's copy, one layer's
-    compute).
+    policy: "on-demand", "lru", "lfu", "predict", "gated", "oracle",
+    "resident" or "hybrid". predict, gated and hybrid need a fitted
+    `predictor`; oracle needs `future`, a Trace of the routing the loader is
+    about to see (its complete rows in order); resident needs cache_per_layer
+    = n_experts. transfer_ms and compute_ms are gated's cost model (one
+    expert's copy, one layer's compute). host_ms (one expert run on the host)
+    and host_act_ms (a step's activations to the host and back) let hybrid
+    run misses on the host when that finishes sooner than the copy (0: the
+    host runs nothing and hybrid decides as gated); copy_engines: transfers
+    sharing the link (0: 1).
     """
 
     def __init__(self, store, k, cache_per_layer=4, cache_global=0, policy="lru", horizon=1,
                  prefetch_k=0, predictor=None, future=None, issue_window=0, history_depth=0,
-                 transfer_ms=0.0, compute_ms=0.0, timing=True):
+                 transfer_ms=0.0, compute_ms=0.0, host_ms=0.0, host_act_ms=0.0, copy_engines=0,
+                 timing=True):
         self.store = store
         self.backend = store.backend
         self._ptr = ctypes.c_void_p()
@@ -184,6 +194,8 @@ class Loader:
         cfg.k, cfg.cache_per_layer, cfg.cache_global = k, cache_per_layer, cache_global
         cfg.policy.kind, cfg.policy.horizon, cfg.policy.prefetch_k = kind.value, horizon, prefetch_k
         cfg.policy.transfer_ms, cfg.policy.compute_ms = transfer_ms, compute_ms
+        cfg.policy.host_ms, cfg.policy.host_act_ms = host_ms, host_act_ms
+        cfg.policy.copy_engines = copy_engines
         if issue_window:
             cfg.issue_window = issue_window
         if history_depth:
@@ -266,6 +278,23 @@ class Loader:
             self._check(lib.ec_stream_sync(s))
         st = self.store
         return _byte_view(ptr.value, st.expert_bytes, self.backend.is_cuda) \
+            .view(st.dtype).view(st.shape)
+
+    def acquire_where(self, layer, expert, stream=None):
+        """Where (layer, expert) runs and its weights: ("device", a view of its
+        slot, as acquire gives it) or ("host", a view of its weights in the
+        store, to compute on the host: policy hybrid). Release either with
+        release() once the work reading it is submitted."""
+        s = self._stream(stream)
+        ref = _lib.new(_lib.ec_expert_ref)
+        self._check(lib.ec_loader_acquire_where(self.handle, layer, expert, s, ctypes.byref(ref)))
+        st = self.store
+        if ref.where == _lib.EC_WHERE_HOST:
+            return "host", _byte_view(ref.host, st.expert_bytes, False).view(st.dtype) \
+                .view(st.shape)
+        if not self.backend.is_cuda:
+            self._check(lib.ec_stream_sync(s))  # as in acquire
+        return "device", _byte_view(ref.dev, st.expert_bytes, self.backend.is_cuda) \
             .view(st.dtype).view(st.shape)
 
     def release(self, layer, expert, stream=None):

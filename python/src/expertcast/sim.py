@@ -1,78 +1,77 @@
 """Simulating loading policies on recorded traces (expertcast/sim.h).
 
 simulate() runs what `expertcast simulate --json` runs and returns the same
-object as a dict: per cache size, lru and the oracle always run, and every
-row carries vs_lru, gap_closed (against the oracle) and gap_closed_bound
-(against the analytic lower bound).
+object as a dict: per cache size, lru and the oracle always run (the
+library's ec_sim_run_baselines), and every row carries vs_lru, gap_closed
+(against the oracle) and gap_closed_bound (against the analytic lower
+bound), computed by the library's ec_sim_compare. Profiles are found by the
+library's ec_profile_find.
 """
 
 import ctypes
 import math
 import os
+import warnings
 
 from . import _lib
 from ._core import NotFoundError, check, fsencode
 from ._lib import lib
 from .predict import Predictor, predictor_opts
 
-_PREDICTS = ("predict", "gated")
+_PATH_MAX = 4096
+_SIM_MAX_FOLDS = 8  # EC_SIM_MAX_FOLDS (sim.h)
 
 
-def profile_dirs():
-    """Directories searched for named profiles, in order: $EXPERTCAST_PROFILES,
-    the profiles bundled in this package, the source tree's data/profiles."""
-    here = os.path.dirname(os.path.abspath(__file__))
-    dirs = []
-    env = os.environ.get("EXPERTCAST_PROFILES")
-    if env:
-        dirs.append(env)
-    dirs.append(os.path.join(here, "_native", "profiles"))
-    dirs.append(os.path.normpath(os.path.join(here, "..", "..", "..", "data", "profiles")))
-    return dirs
+def _bundled_dir():
+    """The profiles installed with this package (python/setup.py copies them)."""
+    return os.path.join(os.path.dirname(os.path.abspath(__file__)), "_native", "profiles")
 
 
 def find_profile(name, model):
-    """(path, dtype) of a profile given as a path or a name; a model name
-    NAME-DTYPE picks dtype DTYPE of NAME.json."""
-    if os.sep in name or os.path.isfile(name):
-        if not os.path.isfile(name):
-            raise NotFoundError(_lib.EC_ERR_NOT_FOUND, f"{name}: no such profile file")
-        return name, ""
-    dirs = profile_dirs()
-    for d in dirs:
-        p = os.path.join(d, name + ".json")
-        if os.path.isfile(p):
-            return p, ""
-    if model and "-" in name[1:]:
-        base, dtype = name.rsplit("-", 1)
-        for d in dirs:
-            p = os.path.join(d, base + ".json")
-            if os.path.isfile(p):
-                return p, dtype
-    raise NotFoundError(_lib.EC_ERR_NOT_FOUND,
-                        f"no {'model' if model else 'hardware'} profile '{name}' "
-                        f"(searched {', '.join(dirs)})")
+    """(path, dtype) of a profile given as a path or a name, found by the
+    library (ec_profile_find: $EXPERTCAST_PROFILES, then profiles/ of the data
+    directories); a model name NAME-DTYPE picks dtype DTYPE of NAME.json. A
+    name the library does not know is then looked up among the profiles
+    installed with this package, the same way."""
+    path = ctypes.create_string_buffer(_PATH_MAX)
+    dtype = ctypes.create_string_buffer(_lib.EC_PROFILE_NAME_MAX)
+    err = _lib.ec_error()
+    st = lib.ec_profile_find(fsencode(name), 1 if model else 0, path, _PATH_MAX, dtype,
+                             ctypes.byref(err))
+    if st == _lib.EC_ERR_NOT_FOUND and os.sep not in name and os.path.isdir(_bundled_dir()):
+        d = _bundled_dir()
+        if os.path.isfile(os.path.join(d, name + ".json")):
+            return os.path.join(d, name + ".json"), ""
+        if model and "-" in name[1:]:
+            base, dt = name.rsplit("-", 1)
+            if os.path.isfile(os.path.join(d, base + ".json")):
+                return os.path.join(d, base + ".json"), dt
+    check(st, err)
+    return os.fsdecode(path.value), dtype.value.decode()
 
 
 def load_profiles(model, hardware):
+    """The model and hardware profiles (ec_model_profile, ec_hw_profile) named."""
     mpath, dtype = find_profile(model, True)
     hpath, _ = find_profile(hardware, False)
     m, h, err = _lib.new(_lib.ec_model_profile), _lib.new(_lib.ec_hw_profile), _lib.ec_error()
     check(lib.ec_model_profile_load(fsencode(mpath), dtype.encode(), ctypes.byref(m),
                                     ctypes.byref(err)), err)
     check(lib.ec_hw_profile_load(fsencode(hpath), ctypes.byref(h), ctypes.byref(err)), err)
-    return m, h
+    return m, h, mpath
 
 
 def _num(x):
     return None if x is None or not math.isfinite(x) else x
 
 
-def _row(r):
+def _row(r, c):
+    """One result row as the CLI's JSON writes it: result r, comparison c."""
     s = r.stats
     n = r.n_layers
     return {"policy": lib.ec_policy_kind_name(r.kind).decode(),
             "cache_experts": r.cache_per_layer, "cache_global": r.cache_global,
+            "cache_sized": bool(r.cache_sized),
             "horizon": r.horizon, "tpot_ms": _num(r.tpot_ms),
             "stall_ms_per_token": _num(r.stall_ms_per_token),
             "compute_ms_per_token": _num(r.compute_ms_per_token),
@@ -83,11 +82,17 @@ def _row(r):
             "useful_bytes_per_token": _num(r.bytes_per_token - r.wasted_bytes_per_token),
             "wasted_bytes_per_token": _num(r.wasted_bytes_per_token),
             "prefetch_precision": _num(r.prefetch_precision),
+            "host_runs_per_token": _num(r.host_runs_per_token),
+            "host_busy_ms_per_token": _num(r.host_busy_ms_per_token),
+            "vs_lru": _num(c.vs_lru), "gap_closed": _num(c.gap_closed),
+            "gap_closed_bound": _num(c.gap_closed_bound),
             "lower_bound_ms_per_token": _num(r.lower_bound_ms_per_token),
+            "beats_oracle": bool(c.beats_oracle),
             "counts": {"uses": s.acquires, "hits": s.hits, "inflight_hits": s.inflight_hits,
                        "misses": s.misses, "loads": s.loads, "prefetches": s.prefetches,
                        "prefetch_hits": s.prefetch_hits, "wasted": s.wasted,
-                       "cancelled": s.cancelled, "evictions": s.evictions},
+                       "cancelled": s.cancelled, "evictions": s.evictions,
+                       "host_runs": s.host_runs, "copy_behinds": s.copy_behinds},
             "stall_per_layer_ms": [_num(r.stall_per_layer[i]) for i in range(n)]
             if r.stall_per_layer else [],
             "bound_per_layer_ms": [_num(r.bound_per_layer[i]) for i in range(n)]
@@ -95,15 +100,21 @@ def _row(r):
 
 
 def simulate(trace, model, hardware, policies="all", cache_experts=None, cache_global=None,
-             horizon=1, prefetch_k=0, batch=1, predictor=None, fit="temporal", **opts):
+             cache_sized=False, horizon=1, prefetch_k=0, batch=1, predictor=None,
+             fit="temporal", **opts):
     """Replays `trace` through the loading policies on modeled hardware.
 
     model / hardware: profile paths or names (e.g. "mixtral-8x7b-int4",
-    "rtx4090-pcie4"). predict and gated use `predictor` (a fitted Predictor)
-    when given, else `fit` fitted for each batch of sequences on the others
-    only. cache_experts: slots per layer (default: what fits in device memory,
-    at least the largest step); cache_global: one pool instead. Returns the
-    dict `expertcast simulate --json` writes.
+    "rtx4090-pcie4"). predict, gated and hybrid use `predictor` (a fitted
+    Predictor) when given, else `fit` fitted for each batch of sequences on
+    the others only. cache_experts: slots per layer (default: what fits in
+    device memory, at least the largest step); cache_global: one pool
+    instead, sized per layer from held-out use profiles with cache_sized.
+    hybrid runs misses on the host only when the hardware profile has host
+    facts (else it decides as gated; a warning says so). lru and the oracle
+    run as references (ec_sim_run_baselines) and every row is compared with
+    them (ec_sim_compare). Returns the dict `expertcast simulate --json`
+    writes.
     """
     kinds = list(_lib.POLICY_NAMES) if policies == "all" else (
         [policies] if isinstance(policies, str) else list(policies))
@@ -116,18 +127,27 @@ def simulate(trace, model, hardware, policies="all", cache_experts=None, cache_g
         want.add(k.value)
     if cache_experts is not None and cache_global is not None:
         raise ValueError("give one of cache_experts and cache_global")
-    m, h = load_profiles(model, hardware)
+    if cache_sized and cache_global is None:
+        raise ValueError("cache_sized sizes a global pool: give cache_global")
+    m, h, mpath = load_profiles(model, hardware)
     if trace.n_layers != m.n_layers or trace.n_experts != m.n_experts:
-        raise ValueError(f"the model profile says {m.n_layers} layers x {m.n_experts} experts, "
-                         f"the trace has {trace.n_layers} x {trace.n_experts}")
+        raise ValueError(f"{mpath}: field 'layers'/'experts': the model profile says "
+                         f"{m.n_layers} layers x {m.n_experts} experts, the trace has "
+                         f"{trace.n_layers} x {trace.n_experts}")
     if horizon < 1 or horizon > trace.n_layers:
         raise ValueError(f"horizon {horizon} outside 1..{trace.n_layers}")
+    hybrid = _lib.POLICY_NAMES.index("hybrid")
+    if hybrid in want and not h.has_host:
+        warnings.warn(f"hardware profile '{h.name.decode()}' has no host facts (host_cores, "
+                      "host_read_gbs, host_act_d2h_us, host_act_h2d_us): host execution "
+                      "unavailable, hybrid decides as gated", stacklevel=2)
     sim = ctypes.c_void_p()
     err = _lib.ec_error()
     check(lib.ec_sim_create(trace._ptr, batch, ctypes.byref(sim), ctypes.byref(err)), err)
+    base = _lib.new(_lib.ec_sim_baselines)
     try:
         note = "none needed (no predicting policy)"
-        if want & {3, 4}:
+        if any(lib.ec_policy_kind_predicts(k) for k in want):
             if predictor is not None:
                 check(lib.ec_sim_set_predictor(sim, predictor.handle, ctypes.byref(err)), err)
                 note = f"'{predictor.name}' given by the caller (fitted elsewhere)"
@@ -136,8 +156,14 @@ def simulate(trace, model, hardware, policies="all", cache_experts=None, cache_g
                 check(lib.ec_sim_fit_heldout(sim, fit.encode(), ctypes.byref(po),
                                              ctypes.byref(err)), err)
                 n_seqs = len(trace.sequences)
-                note = (f"'{fit}' fitted for each batch of {batch} sequence(s) on the other "
-                        f"{max(n_seqs - batch, 0)} sequence(s) only (held out, no leakage)")
+                groups = lib.ec_sim_n_groups(sim)
+                if groups <= _SIM_MAX_FOLDS:
+                    note = (f"'{fit}' fitted for each batch of {batch} sequence(s) on the other "
+                            f"{max(n_seqs - batch, 0)} sequence(s) only (held out, no leakage)")
+                else:
+                    note = (f"'{fit}' fitted for each of {_SIM_MAX_FOLDS} folds of the {groups} "
+                            f"batches of {batch} sequence(s) on the sequences outside the fold "
+                            "only (held out, no leakage)")
         tm = _lib.new(_lib.ec_sim_timing)
         lib.ec_sim_timing_derive(ctypes.byref(m), ctypes.byref(h), ctypes.byref(tm))
         glob = cache_global is not None
@@ -149,43 +175,51 @@ def simulate(trace, model, hardware, policies="all", cache_experts=None, cache_g
             cache = max(lib.ec_sim_default_cache(ctypes.byref(m), ctypes.byref(h)),
                         min(lib.ec_sim_max_union(sim), trace.n_experts))
 
-        def run(kind, hz):
-            cfg = _lib.new(_lib.ec_sim_config, kind=kind, cache_per_layer=0 if glob else cache,
-                                     cache_global=cache if glob else 0, horizon=hz,
-                                     prefetch_k=prefetch_k,
-                                   timing=_lib.ec_sim_timing.from_buffer_copy(tm))
-            res = _lib.new(_lib.ec_sim_result)
-            check(lib.ec_sim_run(sim, ctypes.byref(cfg), ctypes.byref(res),
-                                 ctypes.byref(err)), err)
-            try:
-                return _row(res)
-            finally:
-                lib.ec_sim_result_clear(ctypes.byref(res))
+        def config(kind, hz, sized):
+            return _lib.new(_lib.ec_sim_config, kind=kind, cache_per_layer=0 if glob else cache,
+                            cache_global=cache if glob else 0,
+                            cache_sized=1 if sized else 0, horizon=hz,
+                            prefetch_k=prefetch_k,
+                            timing=_lib.ec_sim_timing.from_buffer_copy(tm))
 
-        lru = run(1, 1)
-        orc = run(5, horizon)
+        # the references as the CLI runs them: the same pool, not sized per layer
+        check(lib.ec_sim_run_baselines(sim, ctypes.byref(config(0, horizon, False)),
+                                       ctypes.byref(base),
+                                       ctypes.byref(err)), err)
         rows = []
+        cmp = _lib.new(_lib.ec_sim_comparison)
         for kind in range(len(_lib.POLICY_NAMES)):
             if kind not in want:
                 continue
-            row = lru if kind == 1 else orc if kind == 5 else run(kind, horizon)
-            rows.append(dict(row))
-        L, O = lru["tpot_ms"], orc["tpot_ms"]
-        for row in rows:
-            t, b = row["tpot_ms"], row["lower_bound_ms_per_token"]
-            row["vs_lru"] = _num(t / L) if L else None
-            row["gap_closed"] = (L - t) / (L - O) if L > O else None
-            row["gap_closed_bound"] = (L - t) / (L - b) if b is not None and L > b else None
-            row["beats_oracle"] = row["policy"] != "resident" and t < O
+            own = base.lru if kind == 1 else base.oracle if kind == 5 else None
+            if own is not None:
+                lib.ec_sim_compare(ctypes.byref(own), ctypes.byref(base), ctypes.byref(cmp))
+                rows.append(_row(own, cmp))
+                continue
+            res = _lib.new(_lib.ec_sim_result)
+            check(lib.ec_sim_run(sim, ctypes.byref(config(kind, horizon, cache_sized)),
+                                 ctypes.byref(res),
+                                 ctypes.byref(err)), err)
+            try:
+                lib.ec_sim_compare(ctypes.byref(res), ctypes.byref(base), ctypes.byref(cmp))
+                rows.append(_row(res, cmp))
+            finally:
+                lib.ec_sim_result_clear(ctypes.byref(res))
+        host = None
+        if h.has_host:
+            host = {"cores": h.host_cores, "read_gbs": _num(h.host_read_gbs),
+                    "act_d2h_us": _num(h.host_act_d2h_us), "act_h2d_us": _num(h.host_act_h2d_us)}
         return {"model": m.name.decode(), "dtype": m.dtype.decode(),
                 "hardware": h.name.decode(), "predictor": note, "batch": batch,
                 "decode_steps": lib.ec_sim_n_tokens(sim), "layer_steps": lib.ec_sim_n_steps(sim),
                 "skipped_rows": lib.ec_sim_n_skipped(sim),
-                "timing": {"transfer_ms": tm.transfer_ms, "engines": tm.engines,
-                           "compute_fixed_ms": tm.compute_fixed_ms,
-                           "compute_per_expert_ms": tm.compute_per_expert_ms,
-                           "router_ms": tm.router_ms, "predictor_ms": tm.predictor_ms,
-                           "expert_bytes": tm.expert_bytes},
-                "gap_closed_uses": "oracle", "results": rows}
+                "timing": {"transfer_ms": _num(tm.transfer_ms), "engines": tm.engines,
+                           "compute_fixed_ms": _num(tm.compute_fixed_ms),
+                           "compute_per_expert_ms": _num(tm.compute_per_expert_ms),
+                           "router_ms": _num(tm.router_ms), "predictor_ms": _num(tm.predictor_ms),
+                           "expert_bytes": _num(tm.expert_bytes), "host_lanes": tm.host_lanes,
+                           "host_ms": _num(lib.ec_sim_host_ms(ctypes.byref(tm), 1))},
+                "host": host, "gap_closed_uses": "oracle", "results": rows}
     finally:
+        lib.ec_sim_baselines_clear(ctypes.byref(base))
         lib.ec_sim_destroy(sim)

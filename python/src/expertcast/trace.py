@@ -114,6 +114,23 @@ class Trace:
         base = (row * t.n_layers + layer) * t.k
         return None if t.experts[base] < 0 else list(t.gates[base:base + t.k])
 
+    def guesses(self, row, layer):
+        """The runtime's guesses the record (row, layer) carries (field
+        "guesses"): [{"ahead", "experts", "probs"}], [] when none."""
+        t = self._t
+        self._check_row(row)
+        if not 0 <= layer < t.n_layers:
+            raise IndexError(f"layer {layer} outside 0..{t.n_layers - 1}")
+        if not t.guess_off:
+            return []
+        i = row * t.n_layers + layer
+        out = []
+        for j in range(t.guess_off[i], t.guess_off[i + 1]):
+            g = t.guesses[j]
+            out.append({"ahead": g.ahead, "experts": list(g.experts[:g.n]),
+                        "probs": list(g.probs[:g.n])})
+        return out
+
     def _check_row(self, row):
         if not 0 <= row < self._t.n_rows:
             raise IndexError(f"row {row} outside 0..{self._t.n_rows - 1}")
@@ -132,27 +149,26 @@ class Trace:
                 f" x {s['experts']} experts, top-{s['k']}>")
 
 
-def guess_recall(path, ahead=1):
-    """Scores the runtime guesses a raw trace carries ("guesses", e.g. the
+def guess_recall(trace, ahead=1):
+    """Scores the runtime guesses a trace carries ("guesses", e.g. the
     pre-gate guesses record_routing(pregate=True) writes) against the experts
     the router then chose at the target (`ahead` layers later in the same
-    token). Returns {"n": cases, "recall": mean |guess ∩ chosen| / k, "top1":
-    share where the guess's first expert is the chosen primary,
-    "per_layer": {"recall": [...], "n": [...]} by target layer}. Read in
-    Python from the JSONL, as this library version does not load guesses."""
+    token). trace: a Trace or the path of a raw trace (loaded and validated
+    by the library). Returns {"n": cases, "recall": mean |guess ∩ chosen| / k,
+    "top1": share where the guess's first expert is the chosen primary,
+    "per_layer": {"recall": [...], "n": [...]} by target layer}."""
+    t = trace if isinstance(trace, Trace) else Trace.load(trace)
     chosen, guesses = {}, []
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            if not line.strip():
+    for row in range(t.n_rows):
+        for layer in range(t.n_layers):
+            ids = t.experts(row, layer)
+            if ids is None:
                 continue
-            r = json.loads(line)
-            key = (r.get("dataset", ""), r.get("problem_id", 0),
-                   r.get("token_idx", r.get("token_pos")))
-            chosen[key + (r["layer"],)] = r["experts"]
-            for g in r.get("guesses", ()):
+            chosen[row, layer] = ids
+            for g in t.guesses(row, layer):
                 if g["ahead"] == ahead:
-                    guesses.append((key + (r["layer"] + ahead,), g["experts"]))
-    n_layers = 1 + max(k[-1] for k in chosen) if chosen else 0
+                    guesses.append(((row, layer + ahead), g["experts"]))
+    n_layers = t.n_layers
     hits, top1, n = 0.0, 0, 0
     lay_hits, lay_n = [0.0] * n_layers, [0] * n_layers
     for key, guess in guesses:
