@@ -16,6 +16,20 @@ Test(core, every_status_has_a_distinct_name)
     cr_assert_str_eq(ec_status_str((ec_status)999), "unknown status");
 }
 
+Test(core, error_messages_are_one_line_whatever_the_input_held)
+{
+    ec_error err = {0};
+    /* a key from a file with a newline, a tab, an escape and DEL in it */
+    cr_assert_eq(ec_error_set(&err, EC_ERR_PARSE, "f.json: field '%s': bad", "a\nb\tc\x1b[0m\x7f"),
+                 EC_ERR_PARSE);
+    cr_assert_str_eq(err.message, "f.json: field 'a?b?c?[0m?': bad");
+    /* UTF-8 passes through: paths may hold it */
+    ec_error_set(&err, EC_ERR_IO, "%s: gone", "caf\xc3\xa9.json");
+    cr_assert_str_eq(err.message, "caf\xc3\xa9.json: gone");
+    char buf[6];
+    cr_assert_str_eq(ec_one_line("ab\ncd\xc3\xa9zz", buf, sizeof buf), "ab?cd");
+}
+
 Test(core, outfile_commit_replaces_and_abort_keeps_the_old_file)
 {
     const char *d = tu_tmpdir();

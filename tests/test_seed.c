@@ -336,6 +336,12 @@ Test(seed, bad_votes_objects_name_the_field)
         {"\"votes\": {\"1\": 2, \"3\": 1}", "field 'level1.rules.(5, 6).prediction': 3 is not among the most voted"},
         {"\"votes\": {\"1\": 2}", "3 is not among the most voted"},
         {"\"votes\": {\"03\": 2}", "key \"03\" is not an expert id"},
+        /* str(int) only: no space, sign or control byte before the digits */
+        {"\"votes\": {\" 3\": 2}", "key \" 3\" is not an expert id"},
+        {"\"votes\": {\"\\n3\": 2}", "key \"?3\" is not an expert id"},
+        {"\"votes\": {\"+3\": 2}", "key \"+3\" is not an expert id"},
+        {"\"votes\": {\"-0\": 2}", "key \"-0\" is not an expert id"},
+        {"\"votes\": {\"99999999999999999999\": 2}", "is not an expert id"},
     };
     const char *d = tu_tmpdir();
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {

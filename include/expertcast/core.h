@@ -50,7 +50,8 @@ const char *ec_version(void);
 /*
  * Error report filled by functions that have no handle to keep it in.
  * Pass NULL when you do not need the text. message is always
- * NUL-terminated; it reads like "trace.jsonl:12: field 'experts': expert id
+ * NUL-terminated and one line (control bytes from the input show as '?');
+ * it reads like "trace.jsonl:12: field 'experts': expert id
  * 9 >= 8 experts".
  */
 #define EC_ERROR_MAX 512

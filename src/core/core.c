@@ -117,6 +117,11 @@ ec_status ec_error_vset(ec_error *err, ec_status status, const char *fmt, va_lis
     if (err) {
         err->status = status;
         vsnprintf(err->message, sizeof err->message, fmt, ap);
+        /* one line whatever the input held: a key or path with a newline
+         * or escape in it cannot break the caller's output */
+        for (char *c = err->message; *c; c++)
+            if ((unsigned char)*c < 0x20 || *c == 0x7f)
+                *c = '?';
     }
     return status;
 }
@@ -211,6 +216,15 @@ ec_status ec_memory_check(size_t need, const char *what, ec_error *err)
                         "%s needs %s, above the memory limit of %s (set EXPERTCAST_MAX_MEMORY "
                         "to change it)",
                         what, n, l);
+}
+
+const char *ec_one_line(const char *s, char *buf, size_t cap)
+{
+    size_t n = 0;
+    for (; s[n] && n + 1 < cap; n++)
+        buf[n] = s[n] >= 0x20 && s[n] < 0x7f ? s[n] : '?';
+    buf[n] = '\0';
+    return buf;
 }
 
 const char *ec_fmt_bytes(size_t n, char *buf, size_t cap)

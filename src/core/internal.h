@@ -48,6 +48,9 @@ ec_status ec_memory_check(size_t need, const char *what, ec_error *err);
 /* True when the limit was set (ec_set_memory_limit or the environment),
  * not the default. */
 bool ec_memory_limit_explicit(void);
+/* s copied into buf for a one-line message: at most cap - 1 bytes, anything
+ * but printable ASCII shown as '?'; buf may be s. Returns buf. */
+const char *ec_one_line(const char *s, char *buf, size_t cap);
 /* n as "1.5 GiB", "12.0 MiB" or "512 bytes" into buf; returns buf. */
 const char *ec_fmt_bytes(size_t n, char *buf, size_t cap);
 /* a * b, or SIZE_MAX when it overflows (for ec_memory_check) */

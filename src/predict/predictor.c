@@ -335,17 +335,6 @@ ec_status ec_predictor_save(const ec_predictor *p, const char *path, ec_error *e
     return s;
 }
 
-/* Copies s for a one-line message: at most cap - 1 bytes, anything but
- * printable ASCII shown as '?'. Returns buf. */
-static const char *printable(const char *s, char *buf, size_t cap)
-{
-    size_t n = 0;
-    for (; s[n] && n + 1 < cap; n++)
-        buf[n] = s[n] >= 0x20 && s[n] < 0x7f ? s[n] : '?';
-    buf[n] = '\0';
-    return buf;
-}
-
 ec_status ec_predictor_load(const char *path, ec_predictor **out, ec_error *err)
 {
     if (!path || !out)
@@ -471,7 +460,7 @@ ec_status ec_predictor_load_text(const char *path, const char *text, size_t len,
         if (s == EC_ERR_NOT_FOUND) { /* name lives in root: report before freeing it */
             char shown[64];
             s = ec_error_set(err, EC_ERR_PARSE, "%s: field 'predictor': unknown predictor '%s'",
-                             path, printable(name->valuestring, shown, sizeof shown));
+                             path, ec_one_line(name->valuestring, shown, sizeof shown));
         } else if (s == EC_ERR_INVALID) { /* options the predictor refuses: bad data here */
             char why[EC_ERROR_MAX];
             snprintf(why, sizeof why, "%s", err ? err->message : "invalid options");

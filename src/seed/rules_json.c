@@ -187,18 +187,23 @@ static ec_status parse_votes(ec_seed_rules *r, ec_seed_level lv, size_t ri, cons
     const cJSON *v;
     cJSON_ArrayForEach(v, vo)
     {
-        char *end;
-        long id = strtol(v->string, &end, 10);
-        if (!*v->string || *end || id < 0 || id >= EC_MAX_EXPERTS || v->string[0] == '+' ||
-            (v->string[0] == '0' && v->string[1]))
+        /* str(int) of an expert: decimal digits only, no sign, space or
+         * leading zero */
+        const char *k = v->string;
+        char shown[33];
+        long id = 0;
+        size_t nd = 0;
+        for (; k[nd] >= '0' && k[nd] <= '9' && id < EC_MAX_EXPERTS; nd++)
+            id = id * 10 + (k[nd] - '0');
+        if (nd == 0 || k[nd] || id >= EC_MAX_EXPERTS || (k[0] == '0' && nd > 1))
             return ec_error_set(err, EC_ERR_PARSE,
-                                "%s: field '%svotes': key \"%.32s\" is not an expert id", path,
-                                at, v->string);
+                                "%s: field '%svotes': key \"%s\" is not an expert id", path, at,
+                                ec_one_line(v->string, shown, sizeof shown));
         double d = cJSON_IsNumber(v) ? v->valuedouble : NAN;
         if (!isfinite(d) || d != floor(d) || d < 1 || d > INT32_MAX)
             return ec_error_set(err, EC_ERR_PARSE,
                                 "%s: field '%svotes.%s': expected a count >= 1", path, at,
-                                v->string);
+                                v->string); /* a valid id, checked above */
         int64_t n = (int64_t)d;
         if (sum > INT32_MAX - n)
             return ec_error_set(err, EC_ERR_PARSE, "%s: field '%svotes': more than %d votes",
@@ -231,10 +236,7 @@ static ec_status parse_table(ec_seed_rules *r, ec_seed_level lv, const cJSON *ru
     {
         /* The key as shown in messages: one line, printable, bounded. */
         char shown[64];
-        size_t n = 0;
-        for (; it->string[n] && n + 1 < sizeof shown; n++)
-            shown[n] = it->string[n] >= 0x20 && it->string[n] < 0x7f ? it->string[n] : '?';
-        shown[n] = '\0';
+        ec_one_line(it->string, shown, sizeof shown);
         char at[256];
         snprintf(at, sizeof at, "%s.%s.", where, shown);
         int32_t key[4];
@@ -430,10 +432,11 @@ ec_status seed_rules_parse(const cJSON *root, const char *path, ec_seed_rules **
             for (int i = 0; i < 3; i++)
                 known |= strcmp(key->string, SKIPS[i].name) == 0;
             if (!known) {
+                char shown[65];
                 s = ec_error_set(err, EC_ERR_PARSE,
-                                 "%s: field 'level5.rules.%.64s': unknown table (expected "
+                                 "%s: field 'level5.rules.%s': unknown table (expected "
                                  "skip_2, skip_4 or skip_8)",
-                                 path, key->string);
+                                 path, ec_one_line(key->string, shown, sizeof shown));
                 break;
             }
         }

@@ -11,17 +11,6 @@
 #include <math.h>
 #include <string.h>
 
-/* Copies s into buf (cap bytes, truncating) with anything but printable
- * ASCII shown as '?', for one-line messages; buf may be s. Returns buf. */
-static const char *one_line(const char *s, char *buf, size_t cap)
-{
-    size_t n = 0;
-    for (; s[n] && n + 1 < cap; n++)
-        buf[n] = s[n] >= 0x20 && s[n] < 0x7f ? s[n] : '?';
-    buf[n] = '\0';
-    return buf;
-}
-
 static ec_status load_json(const char *path, cJSON **out, ec_error *err)
 {
     cJSON *root = NULL;
@@ -140,7 +129,7 @@ ec_status ec_model_profile_load(const char *path, const char *dtype, ec_model_pr
         s = ec_error_set(err, from_file ? EC_ERR_PARSE : EC_ERR_NOT_FOUND,
                          "%s: field '%s': no dtype '%s' (have: %s)", path,
                          from_file ? "default_dtype" : "dtypes",
-                         one_line(dtype, shown, sizeof shown), one_line(have, have, sizeof have));
+                         ec_one_line(dtype, shown, sizeof shown), ec_one_line(have, have, sizeof have));
         goto done;
     }
     if (strlen(dtype) >= EC_PROFILE_NAME_MAX) {
