@@ -63,6 +63,27 @@ Test(reuse, gated_keeps_the_expert_that_comes_back_where_lru_drops_it)
     ec_trace_destroy(t);
 }
 
+/* Beyond 8 sequences the evaluation fits 8 contiguous folds (linear cost),
+ * and still replays every sequence exactly once. */
+Test(reuse, held_out_evaluation_fits_at_most_eight_folds_and_replays_each_sequence_once)
+{
+    ec_trace *t = scan_trace(12, 24);
+    ec_reuse_eval_report r;
+    ec_error err = {0};
+    cr_assert_eq(ec_reuse_eval(t, "prior", NULL, &r, &err), EC_OK, "%s", err.message);
+    cr_expect_eq(r.n_seqs, 12);
+    cr_expect_eq(r.n_folds, EC_REUSE_EVAL_MAX_FOLDS);
+    for (int v = 0; v < EC_REUSE_N_VARIANTS; v++)
+        for (int h = 0; h < EC_REUSE_N_HORIZONS; h++)
+            cr_expect_eq(r.v[v].n[h], 12 * 6 * (24 - r.horizons[h]), "%s n<=%d",
+                         r.v[v].variant, r.horizons[h]);
+    ec_trace_destroy(t);
+    t = scan_trace(3, 24);
+    cr_assert_eq(ec_reuse_eval(t, NULL, NULL, &r, &err), EC_OK, "%s", err.message);
+    cr_expect_eq(r.n_folds, 3, "up to 8 sequences: leave one out");
+    ec_trace_destroy(t);
+}
+
 Test(reuse, held_out_evaluation_ranks_the_returning_expert_above_chance)
 {
     ec_trace *t = scan_trace(4, 96);

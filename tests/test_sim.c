@@ -3,6 +3,7 @@
 
 #include "expertcast/sim.h"
 #include "predict/predictor.h"
+#include "policy/internal.h"
 #include "sim/internal.h"
 
 #include <math.h>
@@ -602,6 +603,28 @@ Test(sim, heldout_fits_at_most_max_folds_each_outside_its_fold)
                          "group %d: not fitted on the sequences outside fold %d", g, f);
         }
         ec_predictor_destroy(p);
+    }
+    /* gated's reuse models follow the same folds: one fit each, on the
+     * sequences outside the fold with the fold's predictor */
+    ec_sim_config cfg = {.kind = EC_POLICY_GATED, .cache_per_layer = 3, .horizon = 1,
+                         .timing = {.transfer_ms = 1, .engines = 1, .compute_fixed_ms = 0.1,
+                                    .expert_bytes = 1}};
+    ec_sim_result res;
+    cr_assert_eq(ec_sim_run(s, &cfg, &res, &err), EC_OK, "%s", err.message);
+    ec_sim_result_clear(&res);
+    for (int32_t f = 0; f < EC_SIM_MAX_FOLDS; f++) {
+        int32_t g0 = f * 21 / EC_SIM_MAX_FOLDS, g1 = (f + 1) * 21 / EC_SIM_MAX_FOLDS;
+        for (int q = 0; q < 21; q++)
+            mask[q] = q < g0 || q >= g1;
+        ec_reuse_model *m;
+        cr_assert_eq(ec_reuse_model_create(4, 8, 2, &m), EC_OK);
+        cr_assert_eq(ec_reuse_model_fit(m, t, mask, s->pred[g0], &err), EC_OK, "%s", err.message);
+        cr_assert_not_null(s->reuse_fold[f]);
+        for (int32_t g = g0; g < g1; g++)
+            cr_assert_eq(s->reuse[g], s->reuse_fold[f], "group %d does not use its fold's model", g);
+        cr_assert_eq(memcmp(&s->reuse_fold[f]->fit, &m->fit, sizeof m->fit), 0,
+                     "fold %d: reuse model not fitted on the sequences outside it", f);
+        ec_reuse_model_destroy(m);
     }
     ec_sim_destroy(s);
     ec_trace_destroy(t);

@@ -175,16 +175,23 @@ int64_t ec_reuse_model_n_cases(const ec_reuse_model *m);
 #define EC_REUSE_N_HORIZONS 4
 #define EC_REUSE_N_VARIANTS 5
 
+/* Most folds ec_reuse_eval fits (as the simulator's EC_SIM_MAX_FOLDS). */
+#define EC_REUSE_EVAL_MAX_FOLDS 8
+
 /*
- * Held-out evaluation of the reuse model: every sequence is replayed with
- * a predictor and a reuse model fitted on the other sequences only; every
+ * Held-out evaluation of the reuse model: the sequences are cut into
+ * min(sequences, EC_REUSE_EVAL_MAX_FOLDS) contiguous folds of near-equal
+ * size (leave one sequence out up to 8 sequences; the folds the simulator
+ * fits gated's models on, batch 1), and every sequence is replayed alone
+ * with a predictor and a reuse model fitted on the sequences outside its
+ * fold only, so the cost grows linearly with the trace; every
  * (token, layer, expert) whose outcome within n tokens is known is a case.
  * Variants, all fitted the same way: "recency" (age alone), "recency+uses",
  * "full" (age, uses and the predictor's vote), "full, fit only" (no
  * calibration on the stream) and "full, stream only" (no fit: what gated
  * had before a fitted model). Brier score and AUC of "used within n" per
  * horizon; intervals are 95 % bootstraps over the test sequences (1000
- * resamples, seed fixed). AUC is computed over 1000 score bins (ties
+ * resamples, seed fixed). AUC is computed over 200 score bins (ties
  * within a bin count half).
  */
 typedef struct ec_reuse_eval_result {
@@ -198,7 +205,8 @@ typedef struct ec_reuse_eval_result {
 
 typedef struct ec_reuse_eval_report {
     const char *predictor;   /* the vote's predictor name */
-    int32_t n_seqs;          /* folds: each sequence held out once */
+    int32_t n_seqs;          /* sequences, each replayed once */
+    int32_t n_folds;         /* fits: min(n_seqs, EC_REUSE_EVAL_MAX_FOLDS) */
     int64_t n_tokens;        /* tokens replayed (complete rows) */
     int32_t horizons[EC_REUSE_N_HORIZONS];
     ec_reuse_eval_result v[EC_REUSE_N_VARIANTS];

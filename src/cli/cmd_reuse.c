@@ -11,8 +11,9 @@ static const char *USAGE =
     "probability that the layer uses it again within the next 1, 2, 4 and 8 tokens,\n"
     "from its recency, its uses over the last 16 tokens and the predictor's vote for\n"
     "the next token. Each sequence is replayed with a predictor and a reuse model\n"
-    "fitted on the other sequences only; every (token, layer, expert) whose outcome is\n"
-    "known is a case. Variants: recency (age alone), recency+uses, full (with the\n"
+    "fitted on the other sequences only (leave one out up to 8 sequences, beyond that\n"
+    "8 contiguous folds, as simulate fits gated's); every (token, layer, expert) whose\n"
+    "outcome is known is a case. Variants: recency (age alone), recency+uses, full (with the\n"
     "vote), full without calibration on the stream (fit only), and full without the\n"
     "fit (stream only). Brier score (lower is better) and AUC of 'used within n';\n"
     "intervals are 95 % bootstraps over the test sequences (1000 draws).\n\n"
@@ -29,10 +30,16 @@ static ec_status write_json(FILE *f, void *ctx, ec_error *err)
 
 static void print_table(const ec_reuse_eval_report *r)
 {
-    printf("reuse model, leave one sequence out (%d folds, %lld tokens); vote: %s\n"
+    if (r->n_folds == r->n_seqs)
+        printf("reuse model, leave one sequence out (%d folds, %lld tokens)", r->n_folds,
+               (long long)r->n_tokens);
+    else
+        printf("reuse model, held out in %d contiguous folds of the %d sequences (%lld tokens)",
+               r->n_folds, r->n_seqs, (long long)r->n_tokens);
+    printf("; vote: %s\n"
            "n = (token, layer, expert) cases with a known outcome; CI = 95%% bootstrap over "
            "test sequences\n\n",
-           r->n_seqs, (long long)r->n_tokens, r->predictor ? r->predictor : "none");
+           r->predictor ? r->predictor : "none");
     printf("%-18s %3s %9s %6s %7s %17s %6s %17s\n", "variant", "n<=", "cases", "base", "Brier",
            "Brier CI", "AUC", "AUC CI");
     for (int v = 0; v < EC_REUSE_N_VARIANTS; v++)

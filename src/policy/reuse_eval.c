@@ -1,6 +1,6 @@
 /*
- * Held-out evaluation of the reuse model (policy.h): leave one sequence
- * out, Brier score and AUC of "used within n tokens" per variant and
+ * Held-out evaluation of the reuse model (policy.h): contiguous folds of
+ * sequences (leave one out up to EC_REUSE_EVAL_MAX_FOLDS sequences), Brier score and AUC of "used within n tokens" per variant and
  * horizon, bootstrap intervals over the test sequences.
  */
 #include "internal.h"
@@ -161,15 +161,12 @@ ec_status ec_reuse_eval(const ec_trace *t, const char *predictor, const ec_predi
         st = ec_reuse_model_create(t->n_layers, t->n_experts, t->k, &m);
     if (st)
         ec_error_set(err, st, "reuse evaluation: %s", ec_status_str(st));
-    for (size_t s = 0; st == EC_OK && s < S; s++) {
-        if (!(accs[s] = ec_calloc(NV * RU_NH, sizeof **accs))) {
-            st = ec_error_set(err, EC_ERR_NOMEM, "reuse evaluation: out of memory");
-            break;
-        }
-        for (size_t i = 0; i < S; i++) {
-            train[i] = i != s;
-            test[i] = i == s;
-        }
+    size_t F = S < EC_REUSE_EVAL_MAX_FOLDS ? S : EC_REUSE_EVAL_MAX_FOLDS;
+    for (size_t f = 0; st == EC_OK && f < F; f++) {
+        /* fold f holds the sequences [s0, s1) */
+        size_t s0 = f * S / F, s1 = (f + 1) * S / F;
+        for (size_t i = 0; i < S; i++)
+            train[i] = i < s0 || i >= s1;
         ec_predictor *pred = NULL;
         if (predictor) {
             if ((st = ec_predictor_create(predictor, opts, &pred, err)))
@@ -180,7 +177,15 @@ ec_status ec_reuse_eval(const ec_trace *t, const char *predictor, const ec_predi
                 break;
             }
         }
-        if ((st = ec_reuse_model_fit(m, t, train, pred, err)) == EC_OK) {
+        st = ec_reuse_model_fit(m, t, train, pred, err);
+        for (size_t s = s0; st == EC_OK && s < s1; s++) {
+            /* each sequence alone, its stream calibration from scratch */
+            if (!(accs[s] = ec_calloc(NV * RU_NH, sizeof **accs))) {
+                st = ec_error_set(err, EC_ERR_NOMEM, "reuse evaluation: out of memory");
+                break;
+            }
+            for (size_t i = 0; i < S; i++)
+                test[i] = i == s;
             memset(&c->stream, 0, sizeof c->stream);
             c->m = m;
             c->blind = (double)t->k / (double)t->n_experts;
@@ -192,6 +197,7 @@ ec_status ec_reuse_eval(const ec_trace *t, const char *predictor, const ec_predi
     if (st == EC_OK) {
         out->predictor = predictor;
         out->n_seqs = (int32_t)S;
+        out->n_folds = (int32_t)F;
         for (size_t r = 0; r < t->n_rows; r++)
             out->n_tokens += t->complete[r] != 0;
         for (int h = 0; h < RU_NH; h++)
@@ -229,9 +235,15 @@ ec_status ec_reuse_eval_write_json(const ec_reuse_eval_report *r, FILE *f, ec_er
     double hz[EC_REUSE_N_HORIZONS];
     for (int h = 0; h < EC_REUSE_N_HORIZONS; h++)
         hz[h] = r->horizons[h];
-    int ok = o && vs && cJSON_AddStringToObject(o, "split", "leave one sequence out") &&
+    int ok = o && vs &&
+             cJSON_AddStringToObject(o, "split",
+                                     r->n_folds == r->n_seqs
+                                         ? "leave one sequence out"
+                                         : "contiguous folds of sequences, each replayed with "
+                                           "models fitted outside its fold") &&
               cJSON_AddStringToObject(o, "predictor", r->predictor ? r->predictor : "none") &&
-              cJSON_AddNumberToObject(o, "folds", r->n_seqs) &&
+              cJSON_AddNumberToObject(o, "sequences", r->n_seqs) &&
+              cJSON_AddNumberToObject(o, "folds", r->n_folds) &&
               cJSON_AddNumberToObject(o, "tokens", (double)r->n_tokens) &&
               cJSON_AddItemToObject(o, "horizons_tokens", arr(hz, EC_REUSE_N_HORIZONS)) &&
               cJSON_AddItemToObject(o, "variants", vs);

@@ -178,17 +178,17 @@ ec_status ec_sim_fit_heldout(ec_sim *s, const char *name, const ec_predictor_opt
     /* Groups are cut into F contiguous folds (one group each up to
      * EC_SIM_MAX_FOLDS): F fits, each on the sequences outside its fold, so
      * the cost grows linearly with the trace, not with its square. */
-    int32_t F = EC_MIN(s->n_groups, EC_SIM_MAX_FOLDS);
+    int32_t F = sim_n_folds(s);
     ec_status st = EC_OK;
+    sim_reuse_stale(s); /* the reuse models are fitted again */
     for (int32_t g = 0; g < s->n_groups; g++) {
         ec_predictor_destroy(s->owned[g]);
         s->owned[g] = NULL;
         s->pred[g] = NULL;
     }
     for (int32_t f = 0; f < F && st == EC_OK; f++) {
-        /* fold f holds groups [g0, g1) */
-        int32_t g0 = (int32_t)((int64_t)f * s->n_groups / F);
-        int32_t g1 = (int32_t)((int64_t)(f + 1) * s->n_groups / F);
+        int32_t g0, g1;
+        sim_fold_groups(s, f, &g0, &g1);
         for (size_t q = 0; q < s->t->n_seqs; q++) {
             int32_t g = (int32_t)(q / (size_t)s->B);
             mask[q] = g < g0 || g >= g1;
@@ -202,11 +202,8 @@ ec_status ec_sim_fit_heldout(ec_sim *s, const char *name, const ec_predictor_opt
             break;
         }
         s->owned[g0] = p; /* the fold's first group owns it, the others borrow */
-        for (int32_t g = g0; g < g1; g++) {
+        for (int32_t g = g0; g < g1; g++)
             s->pred[g] = p;
-            if (s->reuse_for)
-                s->reuse_for[g] = NULL; /* its reuse model is fitted again */
-        }
     }
     ec_free(mask);
     return st;
@@ -220,10 +217,8 @@ ec_status ec_sim_set_predictor(ec_sim *s, const ec_predictor *p, ec_error *err)
                             "%d x %d",
                             ec_predictor_name(p), ec_predictor_n_layers(p),
                             ec_predictor_n_experts(p), s->L, s->E);
-    for (int32_t g = 0; g < s->n_groups; g++) {
+    for (int32_t g = 0; g < s->n_groups; g++)
         s->pred[g] = p;
-        if (s->reuse_for)
-            s->reuse_for[g] = NULL;
-    }
+    sim_reuse_stale(s);
     return EC_OK;
 }
