@@ -159,6 +159,9 @@ static inline int32_t reuse_track_cell(const reuse_track *t, int32_t layer, int3
  * towards blind. Made non-decreasing in n. */
 #define REUSE_FIT_CAP 200.0
 #define REUSE_SHRINK 4.0
+/* fit as the tables take it: each level's counts capped at REUSE_FIT_CAP. */
+void reuse_counts_cap(const reuse_counts *fit, reuse_counts *capped);
+/* fit: capped (reuse_counts_cap). */
 void reuse_table(const reuse_counts *fit, const reuse_counts *stream, double blind,
                  float (*prob)[RU_CELLS]);
 /* The same at the coarser levels, mapped back to cells: by age alone and
@@ -227,7 +230,7 @@ struct ec_policy {
      * ec_reuse_model's, zero without one), the stream's own counts, and
      * the table of P(use within n) they give, refreshed once per token */
     reuse_track track;
-    reuse_counts *ru_fit, *ru_stream;
+    reuse_counts *ru_fit, *ru_stream; /* ru_fit capped (reuse_counts_cap) */
     float (*ru_prob)[RU_CELLS];  /* [RU_NH][RU_CELLS] */
     int64_t ru_table_tok;        /* token the table was computed at, -1 */
     int have_fit;

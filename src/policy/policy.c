@@ -178,7 +178,7 @@ ec_status ec_policy_set_reuse_model(ec_policy *p, const ec_reuse_model *m)
     if (m && (m->L != p->L || m->E != p->E))
         return EC_ERR_INVALID;
     if (m)
-        *p->ru_fit = m->fit;
+        reuse_counts_cap(&m->fit, p->ru_fit);
     else
         memset(p->ru_fit, 0, sizeof *p->ru_fit);
     p->have_fit = m != NULL;

@@ -24,8 +24,7 @@ typedef struct acc {
 } acc;
 
 typedef struct ctx {
-    const ec_reuse_model *m;
-    reuse_counts stream, zero;
+    reuse_counts fit, stream, zero; /* fit: the model's, capped */
     double blind;
     float tab[NV][RU_NH][RU_CELLS];
     acc *a; /* [NV][RU_NH] of the sequence being replayed */
@@ -35,9 +34,9 @@ static void on_token(void *vc, int64_t tok)
 {
     ctx *c = vc;
     (void)tok;
-    reuse_table_levels(&c->m->fit, &c->stream, c->blind, c->tab[0], c->tab[1]);
-    reuse_table(&c->m->fit, &c->stream, c->blind, c->tab[2]);
-    reuse_table(&c->m->fit, &c->zero, c->blind, c->tab[3]);
+    reuse_table_levels(&c->fit, &c->stream, c->blind, c->tab[0], c->tab[1]);
+    reuse_table(&c->fit, &c->stream, c->blind, c->tab[2]);
+    reuse_table(&c->fit, &c->zero, c->blind, c->tab[3]);
     reuse_table(&c->zero, &c->stream, c->blind, c->tab[4]);
 }
 
@@ -178,6 +177,7 @@ ec_status ec_reuse_eval(const ec_trace *t, const char *predictor, const ec_predi
             }
         }
         st = ec_reuse_model_fit(m, t, train, pred, err);
+        reuse_counts_cap(&m->fit, &c->fit);
         for (size_t s = s0; st == EC_OK && s < s1; s++) {
             /* each sequence alone, its stream calibration from scratch */
             if (!(accs[s] = ec_calloc(NV * RU_NH, sizeof **accs))) {
@@ -187,7 +187,6 @@ ec_status ec_reuse_eval(const ec_trace *t, const char *predictor, const ec_predi
             for (size_t i = 0; i < S; i++)
                 test[i] = i == s;
             memset(&c->stream, 0, sizeof c->stream);
-            c->m = m;
             c->blind = (double)t->k / (double)t->n_experts;
             c->a = accs[s];
             st = reuse_replay(t, test, pred, &c->stream, on_case, on_token, c, err);

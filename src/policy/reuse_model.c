@@ -135,14 +135,37 @@ void reuse_track_observe(reuse_track *t, int32_t layer, int64_t tok, const int16
     t->ltok[layer] = tok;
 }
 
-/* (used, seen) of a level: fitted counts capped at REUSE_FIT_CAP cases,
- * plus the stream's */
-static inline double rate(double fu, double fs, double su, double ss, double parent)
+/* The fitted counts with each level capped at REUSE_FIT_CAP cases (both
+ * counts scaled by REUSE_FIT_CAP / seen above it), so that the stream can
+ * overrule them. Made once per model, not at every table. */
+static inline void cap(const double *seen, const double *used, double *cs, double *cu, int n)
 {
-    double w = fs > REUSE_FIT_CAP ? REUSE_FIT_CAP / fs : 1.0;
-    return (w * fu + su + REUSE_SHRINK * parent) / (w * fs + ss + REUSE_SHRINK);
+    for (int i = 0; i < n; i++) {
+        double w = seen[i] > REUSE_FIT_CAP ? REUSE_FIT_CAP / seen[i] : 1.0;
+        cs[i] = w * seen[i];
+        cu[i] = w * used[i];
+    }
 }
 
+void reuse_counts_cap(const reuse_counts *f, reuse_counts *out)
+{
+    for (int h = 0; h < RU_NH; h++) {
+        cap(f->seen[h], f->used[h], out->seen[h], out->used[h], RU_CELLS);
+        cap(f->af_seen[h], f->af_used[h], out->af_seen[h], out->af_used[h], RU_AF);
+        cap(f->a_seen[h], f->a_used[h], out->a_seen[h], out->a_used[h], RU_AB);
+    }
+    cap(f->all_seen, f->all_used, out->all_seen, out->all_used, RU_NH);
+}
+
+/* (used, seen) of a level: capped fitted counts plus the stream's, shrunk
+ * towards the parent level's rate */
+static inline double rate(double fu, double fs, double su, double ss, double parent)
+{
+    return (fu + su + REUSE_SHRINK * parent) / (fs + ss + REUSE_SHRINK);
+}
+
+/* f: capped fitted counts (reuse_counts_cap). Every level's rates, then
+ * the outputs asked for, each in a loop of its own. */
 static void tables(const reuse_counts *f, const reuse_counts *s, double blind,
                    float (*prob)[RU_CELLS], float (*by_a)[RU_CELLS], float (*by_af)[RU_CELLS])
 {
@@ -158,18 +181,21 @@ static void tables(const reuse_counts *f, const reuse_counts *s, double blind,
         for (int af = 0; af < RU_AF; af++)
             raf[af] = rate(f->af_used[h][af], f->af_seen[h][af], s->af_used[h][af],
                            s->af_seen[h][af], ra[af / RU_FB]);
-        for (int c = 0; c < RU_CELLS; c++) {
-            int af = c % RU_AF;
-            if (prob) {
-                float v = (float)rate(f->used[h][c], f->seen[h][c], s->used[h][c],
-                                      s->seen[h][c], raf[af]);
-                prob[h][c] = h > 0 && v < prob[h - 1][c] ? prob[h - 1][c] : v;
-            }
-            if (by_a)
-                by_a[h][c] = (float)ra[af / RU_FB];
-            if (by_af)
-                by_af[h][c] = (float)raf[af];
+        if (prob) {
+            const double *fu = f->used[h], *fs = f->seen[h], *su = s->used[h], *ss = s->seen[h];
+            float *out = prob[h];
+            for (int c = 0; c < RU_CELLS; c++)
+                out[c] = (float)rate(fu[c], fs[c], su[c], ss[c], raf[c % RU_AF]);
+            if (h > 0) /* non-decreasing in n */
+                for (int c = 0; c < RU_CELLS; c++)
+                    out[c] = out[c] < prob[h - 1][c] ? prob[h - 1][c] : out[c];
         }
+        if (by_a)
+            for (int c = 0; c < RU_CELLS; c++)
+                by_a[h][c] = (float)ra[(c % RU_AF) / RU_FB];
+        if (by_af)
+            for (int c = 0; c < RU_CELLS; c++)
+                by_af[h][c] = (float)raf[c % RU_AF];
     }
 }
 
