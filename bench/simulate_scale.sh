@@ -18,7 +18,7 @@ echo " \"runs\": ["
 sep=""
 for n in $NS; do
     "$B/expertcast" synth -o "$tmp/s$n.jsonl" --layers 32 --experts 8 -k 2 --sequences "$n" \
-        --tokens 64 >/dev/null
+        --tokens 64 >/dev/null 2>&1
     /usr/bin/time -f '%U %M' -o "$tmp/time" "$B/expertcast" simulate "$tmp/s$n.jsonl" \
         --model mixtral-8x7b-int4 --hardware rtx4090-pcie4 --cache-experts 4 >/dev/null 2>&1
     read -r user rss <"$tmp/time"
