@@ -260,6 +260,63 @@ Test(shape, simulate_sized_pools_held_out)
     ec_trace_destroy(t);
 }
 
+/* simulate --cache-sized runs its references, lru and the oracle, at the
+ * same sized shape as the policies (not as a plain global pool): each
+ * reference row is the library's sized run. */
+Test(shape, simulate_cli_references_run_sized)
+{
+    const char *d = tu_tmpdir();
+    cr_assert_eq(tu_cli(NULL, NULL, "synth --layers 32 --experts 8 --sequences 4 --tokens 24 -o "
+                                    "%s/s4.jsonl",
+                        d),
+                 0);
+    char path[512];
+    snprintf(path, sizeof path, "%s/s4.jsonl", d);
+    char *out = NULL;
+    cr_assert_eq(tu_cli(&out, NULL,
+                        "simulate %s --model mixtral-8x7b-int4 --hardware rtx4090-pcie4 "
+                        "--policy lru,gated --cache-sized 96 --csv -",
+                        path),
+                 0);
+    ec_trace *t;
+    ec_sim *s;
+    ec_error err = {0};
+    const char *paths[] = {path};
+    cr_assert_eq(ec_trace_load(paths, 1, NULL, &t, &err), EC_OK, "%s", err.message);
+    cr_assert_eq(ec_sim_create(t, 1, &s, &err), EC_OK, "%s", err.message);
+    ec_sim_timing tm = {.transfer_ms = 3.695, .engines = 1, .compute_fixed_ms = 0.103,
+                        .compute_per_expert_ms = 0.087, .expert_bytes = 1};
+    ec_sim_config cfg = {.kind = EC_POLICY_LRU, .cache_global = 96, .cache_sized = 1,
+                         .horizon = 1, .timing = tm};
+    ec_sim_result sized, global;
+    cr_assert_eq(ec_sim_run(s, &cfg, &sized, &err), EC_OK, "%s", err.message);
+    cfg.cache_sized = 0;
+    cr_assert_eq(ec_sim_run(s, &cfg, &global, &err), EC_OK, "%s", err.message);
+    cr_assert_neq(sized.stats.loads, global.stats.loads, "the trace must tell the shapes apart");
+    /* the CSV's lru row: sized, with the sized run's transfers per token */
+    const char *row = strstr(out, ",lru,");
+    cr_assert_not_null(row, "%s", out);
+    int cache_experts = -1, cache_global = -1;
+    cr_assert_eq(sscanf(row, ",lru,%d,%d,", &cache_experts, &cache_global), 2);
+    cr_expect_eq(cache_global, 96);
+    double xfer = -1;
+    const char *line_end = strchr(row, '\n');
+    const char *p = row;
+    for (int field = 0; field < 14 && p; field++) /* to transfers_per_token, field 17 */
+        p = strchr(p + 1, ',');
+    cr_assert_not_null(p);
+    cr_assert_eq(sscanf(p + 1, "%lf", &xfer), 1);
+    cr_assert(p < line_end);
+    double want = (double)sized.stats.loads / (double)ec_sim_n_tokens(s);
+    cr_expect(fabs(xfer - want) < 1e-6 * want, "lru reference %.6f transfers/token, sized %.6f, "
+              "global %.6f", xfer, want, (double)global.stats.loads / (double)ec_sim_n_tokens(s));
+    ec_sim_result_clear(&sized);
+    ec_sim_result_clear(&global);
+    ec_sim_destroy(s);
+    ec_trace_destroy(t);
+    free(out);
+}
+
 Test(reuse_cli, report_and_never_over_its_input)
 {
     ec_trace *t = scan_trace(3, 24);

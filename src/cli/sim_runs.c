@@ -103,6 +103,7 @@ int sim_run_rows(const sim_plan *p, sim_report *rep)
         ec_sim_baselines base;
         ec_sim_config bc = {.cache_per_layer = p->global ? 0 : p->caches[ci],
                             .cache_global = p->global ? p->caches[ci] : 0,
+                            .cache_sized = p->sized, /* the references at the same shape */
                             .horizon = p->horizons[0],
                             .prefetch_k = p->prefetch_k,
                             .timing = *p->tm};

@@ -182,8 +182,8 @@ def simulate(trace, model, hardware, policies="all", cache_experts=None, cache_g
                             prefetch_k=prefetch_k,
                             timing=_lib.ec_sim_timing.from_buffer_copy(tm))
 
-        # the references as the CLI runs them: the same pool, not sized per layer
-        check(lib.ec_sim_run_baselines(sim, ctypes.byref(config(0, horizon, False)),
+        # the references as the CLI runs them: at the same shape (sized when asked)
+        check(lib.ec_sim_run_baselines(sim, ctypes.byref(config(0, horizon, cache_sized)),
                                        ctypes.byref(base),
                                        ctypes.byref(err)), err)
         rows = []
