@@ -467,6 +467,65 @@ HINT_TEST(gated_trusts_hints_once_they_prove_right)
     rig_close(&r);
 }
 
+HINT_TEST(hybrid_prefetches_right_hints_instead_of_running_misses_on_the_host)
+{
+    /* The routing of gated_trusts_hints_once_they_prove_right, with the
+     * host faster than a copy: without a prefetch every miss runs on the
+     * host. Right hints end up prefetched in time, so most uses are device
+     * hits; every use is handed out exactly once, on the device or the host. */
+    rig r;
+    rig_open(&r, backend, EC_POLICY_HYBRID, NULL);
+    ec_loader_destroy(r.l); /* again, with the host's costs */
+    ec_loader_config c;
+    ec_loader_config_default(&c);
+    c.cache_per_layer = 4;
+    c.policy.kind = EC_POLICY_HYBRID;
+    c.policy.horizon = 1;
+    c.policy.transfer_ms = 1.0;
+    c.policy.compute_ms = 1.0;
+    c.policy.host_ms = 0.5;
+    c.policy.host_act_ms = 0.05;
+    ec_error err = {0};
+    cr_assert_eq(ec_loader_create(r.b, r.s, r.p, &c, &r.l, &err), EC_OK, "%s", err.message);
+    int tokens = 24;
+    int64_t on_device = 0, on_host = 0;
+    for (int t = 0; t < tokens; t++)
+        for (int32_t l = 0; l < 4; l++) {
+            int16_t ex[2] = {(int16_t)((t + 2 * l) % 8), (int16_t)((t + 2 * l + 1) % 8)};
+            cr_assert_eq(ec_loader_observe(r.l, l, ex), EC_OK, "%s", ec_loader_errmsg(r.l));
+            for (int i = 0; i < 2; i++) {
+                ec_expert_ref ref;
+                cr_assert_eq(ec_loader_acquire_where(r.l, l, ex[i], r.cs, &ref), EC_OK, "%s",
+                             ec_loader_errmsg(r.l));
+                if (ref.where == EC_WHERE_HOST) {
+                    cr_assert_not_null(ref.host);
+                    cr_assert_eq(ref.host, ec_store_expert(r.s, l, ex[i]));
+                    on_host++;
+                } else {
+                    cr_assert_not_null(ref.dev);
+                    on_device++;
+                }
+                cr_assert_eq(ec_loader_release(r.l, l, ex[i], r.cs), EC_OK);
+            }
+            int32_t nl = (l + 1) % 4, nt = t + (l == 3);
+            int16_t g[2] = {(int16_t)((nt + 2 * nl) % 8), (int16_t)((nt + 2 * nl + 1) % 8)};
+            cr_assert_eq(ec_loader_hint(r.l, 1, g, NULL, 2), EC_OK, "%s", ec_loader_errmsg(r.l));
+            cr_assert_eq(ec_loader_sync(r.l), EC_OK);
+        }
+    ec_loader_stats st;
+    ec_loader_stats_get(r.l, &st);
+    cr_log_info("hybrid with right hints: %lld on the device, %lld on the host, %lld prefetches",
+                (long long)on_device, (long long)on_host, (long long)st.prefetch_copies);
+    cr_assert_eq(on_device + on_host, (int64_t)tokens * 4 * 2, "every use handed out once");
+    cr_assert_eq(st.host_acquires, on_host);
+    cr_assert_eq(st.hints, tokens * 4);
+    cr_assert_gt(st.prefetch_copies, 0);
+    cr_assert_gt(on_host, 0, "the first misses, before the hints are trusted, run on the host");
+    cr_assert_lt(on_host, (int64_t)tokens * 4 * 2 / 4, "%lld of %d uses on the host",
+                 (long long)on_host, tokens * 4 * 2);
+    rig_close(&r);
+}
+
 HINT_TEST(the_recording_carries_the_hints_as_guesses)
 {
     const char *path = tu_write(tu_tmpdir(), "rec.jsonl", "");
