@@ -324,6 +324,45 @@ Test(whatif_real, recall_0_9_at_horizon_2_on_gh200_closes_0_30_of_the_lru_oracle
     ec_trace_destroy(t);
 }
 
+/* Right guesses never make hybrid slower than it is without them: its
+ * prefetch gate prices a prefetch against running the miss on the host
+ * and against the link's queue (on PCIe a copy takes 3-4x a host run, and
+ * trusting every right guess once made hybrid 2-3x slower there). */
+Test(whatif_real, right_guesses_never_slow_hybrid_down)
+{
+    const char *path = TU_SHARED_OR_SKIP("mixtral-8x7b-instruct/humaneval_2_routing.jsonl");
+    ec_trace *t;
+    cr_assert_eq(ec_trace_load(&path, 1, NULL, &t, NULL), EC_OK);
+    const char *hws[] = {"rtx4090-pcie4", "a100-pcie4", "h100-pcie5", "gh200-c2c"};
+    ec_sim *s0;
+    cr_assert_eq(ec_sim_create(t, 1, &s0, NULL), EC_OK);
+    cr_assert_eq(ec_sim_fit_heldout(s0, "temporal", NULL, NULL), EC_OK);
+    for (int ri = 9; ri <= 10; ri++) {
+        ec_trace *g;
+        cr_assert_eq(ec_trace_draw_guesses(t, ri / 10.0, 2, 1, &g, NULL), EC_OK);
+        ec_sim *s;
+        cr_assert_eq(ec_sim_create(g, 1, &s, NULL), EC_OK);
+        cr_assert_eq(ec_sim_fit_heldout(s, "temporal", NULL, NULL), EC_OK);
+        for (size_t h = 0; h < 4; h++) {
+            ec_sim_timing tm = mixtral_int4_on(hws[h]);
+            cr_assert_gt(tm.host_lanes, 0, "%s has host facts", hws[h]);
+            ec_sim_result without = tu_sim_run(s0, EC_POLICY_HYBRID, 4, 0, 2, &tm);
+            ec_sim_result with = tu_sim_run(s, EC_POLICY_HYBRID, 4, 0, 2, &tm);
+            cr_log_info("hybrid %s R %.1f: %.3f ms with guesses, %.3f without", hws[h],
+                        ri / 10.0, with.tpot_ms, without.tpot_ms);
+            cr_expect_leq(with.tpot_ms, without.tpot_ms * 1.005,
+                          "R %.1f %s: hybrid %.4f with right guesses, %.4f without", ri / 10.0,
+                          hws[h], with.tpot_ms, without.tpot_ms);
+            ec_sim_result_clear(&without);
+            ec_sim_result_clear(&with);
+        }
+        ec_sim_destroy(s);
+        ec_trace_destroy(g);
+    }
+    ec_sim_destroy(s0);
+    ec_trace_destroy(t);
+}
+
 /* Guesses that are always wrong (recall 0) never make gated slower than it
  * is with no guesses at all beyond a few early prefetches: it stops trusting
  * them once the stream has scored them. */
