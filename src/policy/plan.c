@@ -101,15 +101,17 @@ void plan_predict(ec_policy *p)
  *
  * hybrid prices the same gate against its own alternative: a miss it did
  * not prefetch runs where the step ends sooner, often on the host, at a
- * cost of at most min(transfer, host_ms + host_act_ms). And its link is
+ * cost of host = host_ms + host_act_ms. And its link is
  * often behind (demand copies, copies behind, earlier prefetches: the
  * caller's link wait, plus this step's copies and the prefetches planned
  * so far): a prefetch arrives after that wait and its transfer, and when
  * that is later than its need, the miss waits for the copy on the device
- * instead of running on the host. So for hybrid saved = min(transfer,
- * host) - max(0, arrival - h * step), which is negative where a prefetch
- * cannot arrive before the host would have finished: on a link demand
- * copies keep busy, good guesses then no longer turn host runs into waits.
+ * instead of running on the host. So where the host would take the miss
+ * (host < the link's wait + transfer), hybrid's saved = host - max(0,
+ * arrival - h * step), which is negative where a prefetch cannot arrive
+ * before the host would have finished: on a link demand copies keep busy,
+ * good guesses then no longer turn host runs into waits. Where a copy
+ * would take it, the gate is gated's.
  */
 
 /* Horizon of the i-th target (1-based): 1..horizon, then n_layers. */
@@ -163,9 +165,9 @@ void plan_gated(ec_policy *p)
                 p->plan_keep[s] = p->serial;
         }
     }
-    /* hybrid: the miss's cost elsewhere, and when the link frees up */
+    /* hybrid: a miss's cost on the host, and when the link frees up */
+    double host = p->cfg.host_ms + p->cfg.host_act_ms;
     int hy = p->cfg.kind == EC_POLICY_HYBRID && p->cfg.host_ms > 0;
-    double miss_cost = EC_MIN(transfer, p->cfg.host_ms + p->cfg.host_act_ms);
     double link_at = p->hy_link;
     for (int32_t i = 1; i <= n_targets; i++) {
         int32_t h = gated_horizon(p, i), t = target_layer(p, h);
@@ -175,8 +177,8 @@ void plan_gated(ec_policy *p)
         for (int32_t j = 0; j < kp; j++) {
             int32_t e = p->rank[j];
             double q = gated_q(p, h, t, e, row);
-            if (hy)
-                saved = miss_cost - EC_MAX(0.0, link_at + transfer - h * step_ms);
+            if (hy && host < link_at + transfer) /* the miss would run on the host */
+                saved = host - EC_MAX(0.0, link_at + transfer - h * step_ms);
             if (!(q * saved > (1.0 - q) * transfer) || p->c->where[cache_key(p->c, t, e)] >= 0)
                 continue;
             int32_t v = victim_prefetch(p, t);
