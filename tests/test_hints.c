@@ -172,6 +172,34 @@ Test(trace, bad_guesses_name_line_and_field)
     bad_guess("[{\"ahead\": 3, \"experts\": [1], \"probs\": [1]}]", "guesses", "exceeds");
 }
 
+/* An inferred shape counts guessed experts as seen, and takes its layers
+ * from the records: a guess past them is refused unless layers are declared. */
+Test(trace, guesses_and_the_inferred_shape)
+{
+    const char *text = "{\"layer\": 0, \"experts\": [0, 1], \"token_idx\": 0, \"guesses\": "
+                       "[{\"ahead\": 1, \"experts\": [9], \"probs\": [0.5]}]}\n"
+                       "{\"layer\": 1, \"experts\": [1, 0], \"token_idx\": 0}\n";
+    ec_trace *t = NULL;
+    ec_error err = {0};
+    cr_assert_eq(load_text(text, &t, &err), EC_OK, "%s", err.message);
+    cr_assert_eq(t->n_experts, 10, "expert 9 was guessed: %d experts", t->n_experts);
+    ec_trace_destroy(t);
+    const char *path = tu_write(tu_tmpdir(), "g8.jsonl", text);
+    ec_trace_opts eight = {.n_layers = 8, .n_experts = 8};
+    cr_assert_eq(ec_trace_load(&path, 1, &eight, &t, &err), EC_ERR_PARSE, "expert 9 of 8");
+    cr_assert_not_null(strstr(err.message, "guesses[0].experts"), "%s", err.message);
+
+    const char *far = "{\"layer\": 0, \"experts\": [0, 1], \"token_idx\": 0, \"guesses\": "
+                      "[{\"ahead\": 3, \"experts\": [1], \"probs\": [0.5]}]}\n";
+    cr_assert_eq(load_text(far, &t, &err), EC_ERR_PARSE, "ahead 3 past 1 inferred layer");
+    cr_assert_not_null(strstr(err.message, "exceeds the trace's 1 layers"), "%s", err.message);
+    path = tu_write(tu_tmpdir(), "far8.jsonl", far);
+    cr_assert_eq(ec_trace_load(&path, 1, &eight, &t, &err), EC_OK, "%s", err.message);
+    size_t n;
+    cr_assert_eq(ec_trace_guesses(t, 0, 0, &n)[0].ahead, 3);
+    ec_trace_destroy(t);
+}
+
 Test(trace, drawn_guesses_have_the_recall_asked_for_and_are_deterministic)
 {
     ec_synth_opts o;

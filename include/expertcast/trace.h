@@ -86,7 +86,8 @@ typedef struct ec_trace {
 
 typedef struct ec_trace_opts {
     int32_t n_layers;  /* 0: infer as max layer + 1; else a bound checked per line */
-    int32_t n_experts; /* 0: infer as max expert + 1; else a bound checked per line */
+    int32_t n_experts; /* 0: infer as max expert + 1 (routed or guessed); else a bound
+                          checked per line */
     size_t max_line;   /* longest accepted line in bytes; 0: 1 MiB */
 } ec_trace_opts;
 

@@ -137,6 +137,9 @@ static ec_status on_record(void *ctx, const ec_record *r, ec_error *err)
             return ec_error_set(err, EC_ERR_NOMEM, "%s:%zu: out of memory", b->path, r->line);
         b->bg[b->n_bg++] = (bguess){r->guesses[g].ahead, n, b->n_pool, r->line, b->path};
         for (int32_t i = 0; i < n; i++) {
+            /* a guessed id counts toward the inferred shape as a routed one */
+            if (r->guesses[g].experts[i] > b->max_expert)
+                b->max_expert = r->guesses[g].experts[i];
             b->bgx[b->n_pool + (size_t)i] = (int16_t)r->guesses[g].experts[i];
             b->bgp[b->n_pool + (size_t)i] = (float)r->guesses[g].probs[i];
         }
