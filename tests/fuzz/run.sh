@@ -61,8 +61,9 @@ main() {
     # predictor files get 64 KiB, the size of a small fitted logistic or mix.
     max_len=8192
     [ "$t" = fuzz_predictor_json ] && max_len=65536
-    # EC_FUZZ_RUNS (with EC_FUZZ_SEED) makes a run reproducible: a fixed number of
-    # inputs from a fixed seed, whatever the machine's speed. CI uses that.
+    # EC_FUZZ_RUNS (with EC_FUZZ_SEED): a fixed number of inputs from a fixed seed,
+    # whatever the machine's speed (the corpus is still read in the file system's
+    # order, so another machine may try other inputs). CI uses that.
     budget="-max_total_time=$SECONDS_PER_TARGET"
     [ -n "${EC_FUZZ_RUNS:-}" ] && budget="-runs=$EC_FUZZ_RUNS"
     [ -n "${EC_FUZZ_SEED:-}" ] && budget="$budget -seed=$EC_FUZZ_SEED"
