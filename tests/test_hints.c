@@ -283,6 +283,17 @@ static ec_sim_timing mixtral_int4_on(const char *hw)
     return tm;
 }
 
+/* A replay of t carrying what-if guesses of the given recall (horizon 2,
+ * seed 1; *g holds them) with a held-out `predictor` fitted behind them. */
+static ec_sim *whatif_sim(const ec_trace *t, double recall, const char *predictor, ec_trace **g)
+{
+    cr_assert_eq(ec_trace_draw_guesses(t, recall, 2, 1, g, NULL), EC_OK);
+    ec_sim *s;
+    cr_assert_eq(ec_sim_create(*g, 1, &s, NULL), EC_OK);
+    cr_assert_eq(ec_sim_fit_heldout(s, predictor, NULL, NULL), EC_OK);
+    return s;
+}
+
 /* Mixtral int4, 4 experts per layer, horizon 2, what-if guesses of recall
  * 0.3 .. 1.0 with the held-out temporal predictor behind them: on every
  * shipped machine the best policy (gated, predict) is never slower than lru. */
@@ -301,10 +312,7 @@ Test(whatif_real, the_best_policy_is_never_slower_than_lru_at_any_recall_from_0_
 #endif
     for (int ri = 3; ri <= 10; ri += r_step) {
         ec_trace *g;
-        cr_assert_eq(ec_trace_draw_guesses(t, ri / 10.0, 2, 1, &g, NULL), EC_OK);
-        ec_sim *s;
-        cr_assert_eq(ec_sim_create(g, 1, &s, NULL), EC_OK);
-        cr_assert_eq(ec_sim_fit_heldout(s, "temporal", NULL, NULL), EC_OK);
+        ec_sim *s = whatif_sim(t, ri / 10.0, "temporal", &g);
         for (size_t h = 0; h < 4; h++) {
             ec_sim_timing tm = mixtral_int4_on(hws[h]);
             ec_sim_result lru = tu_sim_run(s, EC_POLICY_LRU, 4, 0, 1, &tm);
@@ -332,10 +340,7 @@ Test(whatif_real, recall_0_9_at_horizon_2_on_gh200_closes_0_30_of_the_lru_oracle
     const char *path = TU_SHARED_OR_SKIP("mixtral-8x7b-instruct/humaneval_2_routing.jsonl");
     ec_trace *t, *g;
     cr_assert_eq(ec_trace_load(&path, 1, NULL, &t, NULL), EC_OK);
-    cr_assert_eq(ec_trace_draw_guesses(t, 0.9, 2, 1, &g, NULL), EC_OK);
-    ec_sim *s;
-    cr_assert_eq(ec_sim_create(g, 1, &s, NULL), EC_OK);
-    cr_assert_eq(ec_sim_fit_heldout(s, "temporal", NULL, NULL), EC_OK);
+    ec_sim *s = whatif_sim(t, 0.9, "temporal", &g);
     ec_sim_timing tm = mixtral_int4_on("gh200-c2c");
     ec_sim_result lru = tu_sim_run(s, EC_POLICY_LRU, 4, 0, 1, &tm);
     ec_sim_result orc = tu_sim_run(s, EC_POLICY_ORACLE, 4, 0, 2, &tm);
@@ -367,10 +372,7 @@ Test(whatif_real, right_guesses_never_slow_hybrid_down)
     cr_assert_eq(ec_sim_fit_heldout(s0, "temporal", NULL, NULL), EC_OK);
     for (int ri = 9; ri <= 10; ri++) {
         ec_trace *g;
-        cr_assert_eq(ec_trace_draw_guesses(t, ri / 10.0, 2, 1, &g, NULL), EC_OK);
-        ec_sim *s;
-        cr_assert_eq(ec_sim_create(g, 1, &s, NULL), EC_OK);
-        cr_assert_eq(ec_sim_fit_heldout(s, "temporal", NULL, NULL), EC_OK);
+        ec_sim *s = whatif_sim(t, ri / 10.0, "temporal", &g);
         for (size_t h = 0; h < 4; h++) {
             ec_sim_timing tm = mixtral_int4_on(hws[h]);
             cr_assert_gt(tm.host_lanes, 0, "%s has host facts", hws[h]);
@@ -399,10 +401,7 @@ Test(whatif_real, wrong_guesses_are_not_trusted)
     const char *path = TU_SHARED_OR_SKIP("mixtral-8x7b-instruct/humaneval_2_routing.jsonl");
     ec_trace *t, *g;
     cr_assert_eq(ec_trace_load(&path, 1, NULL, &t, NULL), EC_OK);
-    cr_assert_eq(ec_trace_draw_guesses(t, 0.0, 2, 1, &g, NULL), EC_OK);
-    ec_sim *s;
-    cr_assert_eq(ec_sim_create(g, 1, &s, NULL), EC_OK);
-    cr_assert_eq(ec_sim_fit_heldout(s, "hint", NULL, NULL), EC_OK);
+    ec_sim *s = whatif_sim(t, 0.0, "hint", &g);
     ec_sim_timing tm = mixtral_int4_on("gh200-c2c");
     ec_sim_result lru = tu_sim_run(s, EC_POLICY_LRU, 4, 0, 1, &tm);
     ec_sim_result gated = tu_sim_run(s, EC_POLICY_GATED, 4, 0, 2, &tm);
