@@ -81,10 +81,16 @@ Test(predictor, hint_answers_with_the_guess_and_abstains_without_one)
 
 /* ---- guesses in traces ------------------------------------------------------------- */
 
-static ec_status load_text(const char *text, ec_trace **t, ec_error *err)
+static ec_status load_text_opts(const char *text, const ec_trace_opts *opts, ec_trace **t,
+                                ec_error *err)
 {
     const char *path = tu_write(tu_tmpdir(), "g.jsonl", text);
-    return ec_trace_load(&path, 1, NULL, t, err);
+    return ec_trace_load(&path, 1, opts, t, err);
+}
+
+static ec_status load_text(const char *text, ec_trace **t, ec_error *err)
+{
+    return load_text_opts(text, NULL, t, err);
 }
 
 Test(trace, guesses_load_and_write_back)
@@ -184,17 +190,15 @@ Test(trace, guesses_and_the_inferred_shape)
     cr_assert_eq(load_text(text, &t, &err), EC_OK, "%s", err.message);
     cr_assert_eq(t->n_experts, 10, "expert 9 was guessed: %d experts", t->n_experts);
     ec_trace_destroy(t);
-    const char *path = tu_write(tu_tmpdir(), "g8.jsonl", text);
     ec_trace_opts eight = {.n_layers = 8, .n_experts = 8};
-    cr_assert_eq(ec_trace_load(&path, 1, &eight, &t, &err), EC_ERR_PARSE, "expert 9 of 8");
+    cr_assert_eq(load_text_opts(text, &eight, &t, &err), EC_ERR_PARSE, "expert 9 of 8");
     cr_assert_not_null(strstr(err.message, "guesses[0].experts"), "%s", err.message);
 
     const char *far = "{\"layer\": 0, \"experts\": [0, 1], \"token_idx\": 0, \"guesses\": "
                       "[{\"ahead\": 3, \"experts\": [1], \"probs\": [0.5]}]}\n";
     cr_assert_eq(load_text(far, &t, &err), EC_ERR_PARSE, "ahead 3 past 1 inferred layer");
     cr_assert_not_null(strstr(err.message, "exceeds the trace's 1 layers"), "%s", err.message);
-    path = tu_write(tu_tmpdir(), "far8.jsonl", far);
-    cr_assert_eq(ec_trace_load(&path, 1, &eight, &t, &err), EC_OK, "%s", err.message);
+    cr_assert_eq(load_text_opts(far, &eight, &t, &err), EC_OK, "%s", err.message);
     size_t n;
     cr_assert_eq(ec_trace_guesses(t, 0, 0, &n)[0].ahead, 3);
     ec_trace_destroy(t);

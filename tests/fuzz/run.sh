@@ -8,7 +8,7 @@
 # environment:
 #   EC_FUZZ_BUILD  build folder (default build-fuzz); CC defaults to clang
 #   EC_FUZZ_JSON   when set, a JSON summary (executions per target) is written there
-#   EC_FUZZ_RUNS   inputs per target instead of SECONDS (repeatable on one machine with EC_FUZZ_SEED)
+#   EC_FUZZ_RUNS   inputs per target instead of SECONDS (with EC_FUZZ_SEED: repeatable on one machine)
 #   EC_FUZZ_SEED   libFuzzer's random seed
 #   EC_FUZZ_WORK   folder for the growing corpus and artifacts (default $EC_FUZZ_BUILD/work)
 #

@@ -98,6 +98,14 @@ static const char *check_trace(const ec_trace *t)
     }
     if (incomplete != t->n_incomplete)
         return "n_incomplete miscounted";
+    for (size_t i = 0; i < t->n_guesses; i++) {
+        const ec_guess *g = &t->guesses[i];
+        if (g->ahead < 1 || g->ahead > t->n_layers || g->n < 1 || g->n > t->n_experts)
+            return "guess's ahead or size outside the trace's shape";
+        for (int32_t j = 0; j < g->n; j++)
+            if (g->experts[j] < 0 || g->experts[j] >= t->n_experts)
+                return "guessed expert id out of [0, n_experts)";
+    }
     if (present_total != t->n_records)
         return "n_records differs from the records stored";
     /* Shapes were inferred (no bounds given): the largest layer kept sets
