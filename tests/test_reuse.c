@@ -63,6 +63,210 @@ Test(reuse, gated_keeps_the_expert_that_comes_back_where_lru_drops_it)
     ec_trace_destroy(t);
 }
 
+/* ---- what-if eviction (ec_sim_set_whatif_evict) ----------------------- */
+
+/* Belady's MIN on one layer: the fewest loads a cache of `slots` makes on
+ * the use sequence u[0..n) (one expert per step). */
+static long long belady_loads(const int *u, int n, int slots)
+{
+    int cached[8], nc = 0;
+    long long loads = 0;
+    for (int i = 0; i < n; i++) {
+        int hit = 0;
+        for (int j = 0; j < nc; j++)
+            hit |= cached[j] == u[i];
+        if (hit)
+            continue;
+        loads++;
+        if (nc < slots) {
+            cached[nc++] = u[i];
+            continue;
+        }
+        int victim = 0, far = -1;
+        for (int j = 0; j < nc; j++) {
+            int next = n;
+            for (int k = i + 1; k < n; k++)
+                if (u[k] == cached[j]) {
+                    next = k;
+                    break;
+                }
+            if (next > far)
+                far = next, victim = j;
+        }
+        cached[victim] = u[i];
+    }
+    return loads;
+}
+
+/* One layer of 6 experts, one per token, drawn from a fixed generator with
+ * a skew (expert e about twice as likely as e + 1): neither recency nor
+ * the model can tell the victims apart as the future does. */
+static ec_trace *random_trace(int n_seqs, int n_tok, int *u)
+{
+    size_t cap = (size_t)n_seqs * (size_t)n_tok * 96 + 1, len = 0;
+    char *text = malloc(cap);
+    cr_assert_not_null(text);
+    uint32_t x = 12345;
+    for (int s = 0, n = 0; s < n_seqs; s++)
+        for (int t = 0; t < n_tok; t++) {
+            x = x * 1664525u + 1013904223u;
+            uint32_t r = (x >> 8) % 63; /* 32, 16, 8, 4, 2, 1 of 63 */
+            int e = r < 32 ? 0 : r < 48 ? 1 : r < 56 ? 2 : r < 60 ? 3 : r < 62 ? 4 : 5;
+            u[n++] = e;
+            len += (size_t)snprintf(text + len, cap - len,
+                                    "{\"problem_id\": %d, \"token_idx\": %d, \"layer\": 0, "
+                                    "\"experts\": [%d]}\n",
+                                    s, t, e);
+        }
+    const char *path = tu_write(tu_tmpdir(), "random.jsonl", text);
+    free(text);
+    ec_trace_opts o = {.n_layers = 1, .n_experts = 6};
+    ec_trace *t;
+    cr_assert_eq(ec_trace_load(&path, 1, &o, &t, NULL), EC_OK);
+    return t;
+}
+
+Test(whatif_evict, belady_victims_load_what_belady_loads_and_a_window_lies_between)
+{
+    enum { SEQS = 4, TOK = 256 };
+    int u[SEQS * TOK];
+    ec_trace *t = random_trace(SEQS, TOK, u);
+    ec_sim *s;
+    cr_assert_eq(ec_sim_create(t, 1, &s, NULL), EC_OK);
+    cr_assert_eq(ec_sim_fit_heldout(s, "prior", NULL, NULL), EC_OK);
+    ec_sim_timing tm = slow_link();
+    ec_sim_result g = tu_sim_run(s, EC_POLICY_GATED, 3, 0, 1, &tm);
+    ec_sim_result lru0 = tu_sim_run(s, EC_POLICY_LRU, 3, 0, 1, &tm);
+    cr_assert_eq(ec_sim_set_whatif_evict(s, EC_WHATIF_EVICT_ALL, NULL), EC_OK);
+    ec_sim_result all = tu_sim_run(s, EC_POLICY_GATED, 3, 0, 1, &tm);
+    ec_sim_result lru = tu_sim_run(s, EC_POLICY_LRU, 3, 0, 1, &tm); /* other kinds: unchanged */
+    cr_assert_eq(ec_sim_set_whatif_evict(s, 1, NULL), EC_OK);
+    ec_sim_result one = tu_sim_run(s, EC_POLICY_GATED, 3, 0, 1, &tm);
+    cr_assert_eq(ec_sim_set_whatif_evict(s, 0, NULL), EC_OK);
+    ec_sim_result again = tu_sim_run(s, EC_POLICY_GATED, 3, 0, 1, &tm);
+    long long min = belady_loads(u, SEQS * TOK, 3);
+    cr_log_info("loads: lru %lld, gated %lld, knows 1 token %lld, all %lld, Belady %lld",
+                (long long)lru.stats.loads, (long long)g.stats.loads, (long long)one.stats.loads,
+                (long long)all.stats.loads, min);
+    cr_expect_gt(g.stats.loads, min, "the trace must leave gated room to gain");
+    cr_expect_eq(all.stats.prefetches, 0, "gated's gate prefetched: the count below is not MIN");
+    cr_expect_eq(all.stats.loads, min, "Belady's victims: %lld loads, MIN %lld",
+                 (long long)all.stats.loads, min);
+    cr_expect_lt(one.stats.loads, g.stats.loads, "knowing the next token must help here");
+    cr_expect_gt(one.stats.loads, all.stats.loads, "... and knowing all must help more");
+    cr_expect_eq(lru.stats.loads, lru0.stats.loads, "lru does not take the what-if");
+    cr_expect_eq(again.stats.loads, g.stats.loads, "0 turns the what-if off");
+    cr_expect_eq(ec_sim_set_whatif_evict(s, -1, NULL), EC_ERR_INVALID);
+    ec_sim_result *rs[] = {&g, &all, &lru, &one, &again, &lru0};
+    for (size_t i = 0; i < sizeof rs / sizeof rs[0]; i++)
+        ec_sim_result_clear(rs[i]);
+    ec_sim_destroy(s);
+    ec_trace_destroy(t);
+}
+
+static int64_t never_used(void *ctx, int64_t from, int32_t layer, int32_t expert)
+{
+    (void)ctx, (void)from, (void)layer, (void)expert;
+    return INT64_MAX;
+}
+
+static int32_t no_experts(void *ctx, int64_t step, int32_t *layer, int16_t *experts)
+{
+    (void)ctx, (void)step, (void)layer, (void)experts;
+    return 0;
+}
+
+Test(whatif_evict, needs_gated_or_hybrid_and_the_future)
+{
+    ec_cache *c;
+    ec_queue *q;
+    ec_policy *lru, *gated, *blind;
+    cr_assert_eq(ec_cache_create(2, 6, 2, 0, &c), EC_OK);
+    cr_assert_eq(ec_queue_create(ec_cache_n_slots(c), &q), EC_OK);
+    ec_predictor *pr;
+    cr_assert_eq(ec_predictor_create("prior", NULL, &pr, NULL), EC_OK);
+    ec_future fut = {never_used, no_experts, NULL};
+    ec_policy_config cfg = {.kind = EC_POLICY_LRU};
+    cr_assert_eq(ec_policy_create(&cfg, c, q, NULL, &fut, &lru, NULL), EC_OK);
+    cfg.kind = EC_POLICY_GATED;
+    cr_assert_eq(ec_policy_create(&cfg, c, q, pr, &fut, &gated, NULL), EC_OK);
+    cr_assert_eq(ec_policy_create(&cfg, c, q, pr, NULL, &blind, NULL), EC_OK);
+    cr_expect_eq(ec_policy_set_whatif_evict(lru, 1), EC_ERR_INVALID);
+    cr_expect_eq(ec_policy_set_whatif_evict(blind, 1), EC_ERR_INVALID, "no future to know");
+    cr_expect_eq(ec_policy_set_whatif_evict(blind, 0), EC_OK);
+    cr_expect_eq(ec_policy_set_whatif_evict(gated, -1), EC_ERR_INVALID);
+    cr_expect_eq(ec_policy_set_whatif_evict(gated, 2), EC_OK);
+    cr_expect_eq(ec_policy_set_whatif_evict(gated, EC_WHATIF_EVICT_ALL), EC_OK);
+    cr_expect_eq(ec_policy_set_whatif_evict(NULL, 1), EC_ERR_INVALID);
+    ec_policy_destroy(lru);
+    ec_policy_destroy(gated);
+    ec_policy_destroy(blind);
+    ec_predictor_destroy(pr);
+    ec_queue_destroy(q);
+    ec_cache_destroy(c);
+}
+
+static int count_of(const char *s, const char *needle)
+{
+    int n = 0;
+    for (const char *c = strstr(s, needle); c; c = strstr(c + strlen(needle), needle))
+        n++;
+    return n;
+}
+
+Test(whatif_evict, simulate_labels_its_rows_in_table_json_and_csv)
+{
+    const char *d = tu_tmpdir();
+    cr_assert_eq(tu_cli(NULL, NULL, "synth --layers 32 --experts 8 --sequences 3 --tokens 24 -o "
+                                    "%s/w.jsonl",
+                        d),
+                 0);
+    char *out = NULL, *err = NULL;
+    const char *common = "--model mixtral-8x7b-int4 --hardware rtx4090-pcie4 --cache-experts 3 "
+                         "--policy gated,hybrid --horizon 2";
+    cr_assert_eq(tu_cli(&out, &err, "simulate %s/w.jsonl %s --what-if-evict 1,all", d, common), 0,
+                 "%s", err);
+    cr_expect_not_null(strstr(out, "WHAT-IF rows 'what-if evict N'"), "%s", out);
+    cr_expect_not_null(strstr(out, "what-if evict 1\n"), "%s", out);
+    cr_expect_not_null(strstr(out, "what-if evict all\n"), "%s", out);
+    free(out);
+    free(err);
+    cr_assert_eq(tu_cli(&out, &err, "simulate %s/w.jsonl %s --what-if-evict 2,all --json -", d,
+                        common),
+                 0, "%s", err);
+    cr_expect_not_null(strstr(out, "\"what_if_evict\": {\"note\": "), "%s", out);
+    int rows = count_of(out, "\"policy\":"),
+        two = count_of(out, "\"label\": \"what-if\", \"what_if_evict_tokens\": 2,"),
+        all = count_of(out, "\"label\": \"what-if\", \"what_if_evict_tokens\": \"all\",");
+    cr_expect_eq(rows, 6, "gated and hybrid, each plain and twice what-if: %d rows", rows);
+    cr_expect_eq(two, 2, "gated and hybrid knowing 2 tokens");
+    cr_expect_eq(all, 2, "gated and hybrid knowing all");
+    free(out);
+    free(err);
+    cr_assert_eq(tu_cli(&out, &err, "simulate %s/w.jsonl %s --what-if-evict 4 --csv -", d, common),
+                 0, "%s", err);
+    cr_expect_not_null(strstr(out, ",what_if_recall,what_if_evict_tokens\n"), "%s", out);
+    cr_expect_not_null(strstr(out, ",4\n"), "%s", out);
+    free(out);
+    free(err);
+    /* with drawn guesses: perfect prefetch guesses and eviction that knows */
+    cr_assert_eq(tu_cli(&out, &err, "simulate %s/w.jsonl %s --what-if-evict 1 --what-if-recall 1",
+                        d, common),
+                 0, "%s", err);
+    cr_expect_not_null(strstr(out, "what-if R=1.00 evict 1\n"), "%s", out);
+    cr_expect_not_null(strstr(out, "what-if R=1.00\n"), "%s", out);
+    free(out);
+    free(err);
+    /* refused: a window of 0, a word other than all, an empty list */
+    const char *bad[] = {"--what-if-evict 0", "--what-if-evict most", "--what-if-evict ,"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        cr_expect_eq(tu_cli(NULL, &err, "simulate %s/w.jsonl %s %s", d, common, bad[i]), 2,
+                     "%s", bad[i]);
+        cr_expect(strstr(err, "--what-if") != NULL, "%s: %s", bad[i], err);
+        free(err);
+    }
+}
+
 /* Beyond 8 sequences the evaluation fits 8 contiguous folds (linear cost),
  * and still replays every sequence exactly once. */
 Test(reuse, held_out_evaluation_fits_at_most_eight_folds_and_replays_each_sequence_once)

@@ -138,6 +138,9 @@ run 0 simulate "$TMP/flame-guesses.jsonl" --model flame-moe-290m --hardware h100
 run 0 simulate "$flame" --model flame-moe-290m --hardware gh200-c2c --policy gated \
   --horizon 2 --what-if-recall 0.5,1 --json "$TMP/whatif.json"
 run 2 simulate "$flame" --model flame-moe-290m --hardware gh200-c2c --what-if-recall 1.5
+run 0 simulate "$flame" --model flame-moe-290m --hardware rtx4090-pcie4 --policy gated,hybrid \
+  --horizon 2 --what-if-evict 1,all --csv "$TMP/evict.csv"
+run 2 simulate "$flame" --model flame-moe-290m --hardware rtx4090-pcie4 --what-if-evict 0
 run 0 replay "$flame" --backend cpu --policy lru,predict,gated --cache-experts 8 --expert-bytes 4K \
   --attn-us 0 --ffn-us 0 --tokens 8 --warmup 2
 run 0 replay --help

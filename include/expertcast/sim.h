@@ -174,6 +174,16 @@ ec_status ec_sim_fit_heldout(ec_sim *s, const char *name, const ec_predictor_opt
 /* Uses one predictor (borrowed) for every group instead. */
 ec_status ec_sim_set_predictor(ec_sim *s, const ec_predictor *p, ec_error *err);
 
+/*
+ * What-if for the runs that follow: gated's and hybrid's demand victims
+ * know which experts each layer uses within the next `tokens` tokens, and
+ * every demand is admitted (ec_policy_set_whatif_evict; EC_WHATIF_EVICT_ALL:
+ * Belady's victims; 0: off, the default). It measures how much of the lru -> oracle
+ * gap better eviction alone could close; it is not a policy. Other kinds
+ * and the references are unchanged. EC_ERR_INVALID for tokens < 0.
+ */
+ec_status ec_sim_set_whatif_evict(ec_sim *s, int32_t tokens, ec_error *err);
+
 typedef struct ec_sim_config {
     ec_policy_kind kind;
     int32_t cache_per_layer;  /* slots per layer, or 0 with cache_global > 0 */

@@ -47,6 +47,12 @@ static const char *USAGE =
     "                           and the output gives the break-even recall per cache size\n"
     "                           (the lowest R at which predict, gated or hybrid beats lru)\n"
     "  --seed N                 seed of the what-if draws (default 1)\n"
+    "  --what-if-evict N[,N..]  what-if: gated and hybrid run once more per N with demand\n"
+    "                           victims that know which experts each layer uses within the\n"
+    "                           next N tokens of the trace ('all': Belady's victims); rows\n"
+    "                           labelled what-if evict N. Measures how much of the gap better\n"
+    "                           eviction alone could close; not a policy. With\n"
+    "                           --what-if-recall, every recall's gated and hybrid get them too\n"
     "  --json FILE              write the results as JSON ('-' for stdout, then no table)\n"
     "  --sweep                  run every cache size x horizon x policy (lists above; default\n"
     "                           caches: top-k .. experts, horizons 1,2,4); progress on stderr\n"
@@ -72,6 +78,8 @@ typedef struct sim_args {
     int32_t prefetch_k, batch;
     double recalls[MAX_LIST];
     int n_recalls;
+    int32_t evicts[MAX_LIST];
+    int n_evicts;
     uint64_t seed;
 } sim_args;
 
@@ -166,6 +174,23 @@ static int parse_args(int argc, char **argv, sim_args *a)
                     return CLI_USAGE;
             }
             if (a->n_recalls == 0)
+                return cli_usage_error("simulate", "%s: empty list", o);
+        } else if (cli_is(o, "--what-if-evict", NULL)) {
+            char buf[1024];
+            if (strlen(val) >= sizeof buf)
+                return cli_usage_error("simulate", "%s: list too long", o);
+            strcpy(buf, val);
+            a->n_evicts = 0;
+            for (char *tok = strtok(buf, ","); tok; tok = strtok(NULL, ",")) {
+                if (a->n_evicts >= MAX_LIST)
+                    return cli_usage_error("simulate", "%s: at most %d values", o, MAX_LIST);
+                if (strcmp(tok, "all") == 0)
+                    v = EC_WHATIF_EVICT_ALL;
+                else if (!cli_int("simulate", o, tok, 1, 1 << 20, &v))
+                    return CLI_USAGE;
+                a->evicts[a->n_evicts++] = (int32_t)v;
+            }
+            if (a->n_evicts == 0)
                 return cli_usage_error("simulate", "%s: empty list", o);
         } else if (cli_is(o, "--seed", NULL)) {
             if (!cli_int("simulate", o, val, 0, INT64_MAX, &v))
@@ -335,7 +360,7 @@ int cmd_simulate(int argc, char **argv)
     sim_plan plan = {.sim = sim, .tm = &tm, .want = want, .caches = a.caches,
                      .n_caches = a.n_caches, .horizons = a.horizons, .n_horizons = a.n_horizons,
                      .global = a.global, .sized = a.sized, .prefetch_k = a.prefetch_k,
-                     .progress = a.sweep};
+                     .progress = a.sweep, .evicts = a.evicts, .n_evicts = a.n_evicts};
     if (a.n_recalls) {
         if ((rc = sim_whatif_rows(&plan, t, a.batch, a.recalls, a.n_recalls, a.seed, loaded,
                                   a.fit ? a.fit : "temporal", &rep)))

@@ -19,6 +19,19 @@ static const char *cache_str(const ec_sim_result *r, char *buf, size_t n)
     return buf;
 }
 
+#define EVICT_NOTE                                                                                \
+    "gated's and hybrid's demand victims knew which experts each layer uses within the next N "  \
+    "tokens of the trace (all: Belady's victims) and every demand was admitted; prefetch "       \
+    "planning unchanged: a what-if measuring what better eviction could gain, not a policy"
+
+static int any_evict_whatif(const sim_report *rep)
+{
+    for (size_t i = 0; i < rep->n_rows; i++)
+        if (rep->rows[i].what_if_evict)
+            return 1;
+    return 0;
+}
+
 void sim_print_table(FILE *f, const sim_report *rep)
 {
     const ec_sim_timing *tm = rep->timing;
@@ -49,6 +62,8 @@ void sim_print_table(FILE *f, const sim_report *rep)
                    "the recall R it names, for 1..%d layers ahead (seed %llu); a hint replaces "
                    "the predictor for its target. Not a predictor.\n",
                 rep->what_if_ahead, (unsigned long long)rep->what_if_seed);
+    if (any_evict_whatif(rep))
+        fprintf(f, "WHAT-IF rows 'what-if evict N': " EVICT_NOTE ".\n");
     fputc('\n', f);
     fprintf(f, "%-10s %-11s %2s %9s %9s %6s %12s %6s %13s %6s %7s %7s %7s\n", "policy", "cache",
             "H", "TPOT ms", "stall ms", "hit %", "xfer/tok", "pf/tok", "GB/tok", "prec", "vs lru",
@@ -77,13 +92,19 @@ void sim_print_table(FILE *f, const sim_report *rep)
         double pf = r->n_tokens ? (double)r->stats.prefetches / (double)r->n_tokens : 0.0;
         if (r->kind == EC_POLICY_LRU)
             bound = r->lower_bound_ms_per_token;
-        char host[48] = "", wi[32] = "";
+        char host[48] = "", wi[64] = "";
         if (r->kind == EC_POLICY_HYBRID) {
             snprintf(host, sizeof host, "  host %.2f/tok", r->host_runs_per_token);
             any_hybrid = 1;
         }
+        char e[16];
+        if (w->what_if || w->what_if_evict)
+            snprintf(wi, sizeof wi, "  what-if");
         if (w->what_if)
-            snprintf(wi, sizeof wi, "  what-if R=%.2f", w->what_if_recall);
+            snprintf(wi + strlen(wi), sizeof wi - strlen(wi), " R=%.2f", w->what_if_recall);
+        if (w->what_if_evict)
+            snprintf(wi + strlen(wi), sizeof wi - strlen(wi), " evict %s",
+                     sim_evict_str(w->what_if_evict, e));
         fprintf(f, "%-10s %-11s %2s %9.3f %9.3f %6.1f %12s %6.2f %13s %6s %7s %7s %7s%s%s%s\n",
                 ec_policy_kind_name(r->kind), cache_str(r, c, sizeof c), h, r->tpot_ms,
                 r->stall_ms_per_token, 100 * r->hit_rate, xf, pf, gb, prec, vs, gap, gapb,
@@ -214,6 +235,8 @@ ec_status sim_write_json(FILE *f, void *ctx, ec_error *err)
     } else
         fputs("null", f);
     fputs(", \"gap_closed_uses\": \"oracle\"", f);
+    if (any_evict_whatif(rep))
+        fputs(", \"what_if_evict\": {\"note\": \"" EVICT_NOTE "\"}", f);
     if (rep->n_what_if) {
         fputs(", \"what_if\": {\"note\": \"guesses drawn from the trace's own future with "
               "recall R (each used expert kept with probability R, the others replaced by "
@@ -276,9 +299,16 @@ ec_status sim_write_json(FILE *f, void *ctx, ec_error *err)
         jfield(f, "gap_closed_bound", w->c.gap_closed_bound);
         jfield(f, "lower_bound_ms_per_token", r->lower_bound_ms_per_token);
         fprintf(f, ", \"beats_oracle\": %s", w->c.beats_oracle ? "true" : "false");
-        if (w->what_if) {
+        if (w->what_if || w->what_if_evict)
             fputs(", \"label\": \"what-if\"", f);
+        if (w->what_if)
             jfield(f, "what_if_recall", w->what_if_recall);
+        if (w->what_if_evict) {
+            char e[16];
+            if (w->what_if_evict == EC_WHATIF_EVICT_ALL)
+                fputs(", \"what_if_evict_tokens\": \"all\"", f);
+            else
+                fprintf(f, ", \"what_if_evict_tokens\": %s", sim_evict_str(w->what_if_evict, e));
         }
         fprintf(f, ", \"counts\": {\"uses\": %lld, \"hits\": %lld, \"inflight_hits\": %lld, "
                    "\"misses\": %lld, \"loads\": %lld, \"prefetches\": %lld, "
@@ -299,13 +329,21 @@ ec_status sim_write_json(FILE *f, void *ctx, ec_error *err)
     return EC_OK;
 }
 
+const char *sim_evict_str(int32_t tokens, char *buf)
+{
+    if (tokens == EC_WHATIF_EVICT_ALL)
+        return "all";
+    snprintf(buf, 16, "%d", (int)tokens);
+    return buf;
+}
+
 ec_status sim_write_csv(FILE *f, void *ctx, ec_error *err)
 {
     const sim_report *rep = ctx;
     fputs("model,dtype,hardware,policy,cache_experts,cache_global,horizon,tpot_ms,"
           "stall_ms_per_token,hit_rate,bytes_per_token,wasted_bytes_per_token,"
           "prefetch_precision,vs_lru,gap_closed,gap_closed_bound,lower_bound_ms_per_token,"
-          "transfers_per_token,prefetches_per_token,what_if_recall\n",
+          "transfers_per_token,prefetches_per_token,what_if_recall,what_if_evict_tokens\n",
           f);
     for (size_t i = 0; i < rep->n_rows; i++) {
         const sim_row *w = &rep->rows[i];
@@ -327,7 +365,8 @@ ec_status sim_write_csv(FILE *f, void *ctx, ec_error *err)
             fprintf(f, ",%.10g", w->what_if_recall);
         else
             fputc(',', f);
-        fputc('\n', f);
+        char e[16];
+        fprintf(f, ",%s\n", w->what_if_evict ? sim_evict_str(w->what_if_evict, e) : "");
     }
     if (ferror(f))
         return write_error(err);
@@ -402,9 +441,12 @@ int sim_plot(const sim_report *rep, const char *png)
             const ec_sim_result *a = &rep->rows[i].r;
             int hz = ec_policy_kind_predicts(a->kind) ? a->horizon : 0;
             int32_t cache = a->cache_per_layer > 0 ? a->cache_per_layer : a->cache_global;
-            char label[96], cl[32] = "";
+            int32_t ev = rep->rows[i].what_if_evict;
+            char label[96], cl[48] = "", e[16];
             if (whatif)
                 snprintf(cl, sizeof cl, " cache %d", cache);
+            if (ev)
+                snprintf(cl + strlen(cl), sizeof cl - strlen(cl), " evict %s", sim_evict_str(ev, e));
             if (hz)
                 snprintf(label, sizeof label, "%s h=%d%s", ec_policy_kind_name(a->kind), hz, cl);
             else
@@ -413,7 +455,7 @@ int sim_plot(const sim_report *rep, const char *png)
             for (size_t j = i; j < rep->n_rows; j++) {
                 const ec_sim_result *b = &rep->rows[j].r;
                 int32_t bc = b->cache_per_layer > 0 ? b->cache_per_layer : b->cache_global;
-                if (b->kind == a->kind &&
+                if (b->kind == a->kind && rep->rows[j].what_if_evict == ev &&
                     (ec_policy_kind_predicts(b->kind) ? b->horizon : 0) == hz &&
                     (!whatif || bc == cache)) {
                     done[j] = 1;

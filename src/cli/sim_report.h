@@ -12,6 +12,8 @@ typedef struct sim_row {
     ec_sim_comparison c;
     int what_if;             /* 1: replayed with what-if guesses of recall what_if_recall */
     double what_if_recall;
+    int32_t what_if_evict;   /* >0: gated/hybrid replayed with what-if eviction over this many
+                                tokens (EC_WHATIF_EVICT_ALL: the whole trace) */
 } sim_row;
 
 typedef struct sim_report {
@@ -69,6 +71,9 @@ typedef struct sim_plan {
     int sized;                /* ... partitioned per layer (ec_sim_config.cache_sized) */
     int32_t prefetch_k;       /* 0: the step's union */
     int progress;             /* count the runs on stderr */
+    const int32_t *evicts;    /* [n_evicts] what-if eviction windows (ec_sim_set_whatif_evict):
+                                 gated and hybrid run once more per window */
+    int n_evicts;
 } sim_plan;
 
 /*
@@ -96,7 +101,7 @@ int sim_whatif_rows(const sim_plan *base, const ec_trace *t, int32_t batch,
                     const ec_predictor *loaded, const char *fit, sim_report *rep);
 /* The lowest what-if recall at which the best guess-using policy (predict
  * or gated, any horizon) is faster than lru at this cache size; NaN when
- * it is at none. */
+ * it is at none. Rows of what-if eviction take no part, here and below. */
 double sim_break_even(const sim_report *rep, int32_t cache_per_layer, int32_t cache_global);
 /* The lowest what-if recall at which the best guess-using policy is faster
  * than the best of them replayed without guesses (base_rows) at this cache
@@ -105,6 +110,8 @@ double sim_break_even(const sim_report *rep, int32_t cache_per_layer, int32_t ca
 double sim_guesses_pay_from(const sim_report *rep, int32_t cache_per_layer,
                             int32_t cache_global, double *without_ms);
 void sim_print_table(FILE *f, const sim_report *rep);
+/* "N" tokens, or "all", of a what-if eviction window, into buf[16]. */
+const char *sim_evict_str(int32_t tokens, char *buf);
 ec_status sim_write_json(FILE *f, void *rep, ec_error *err);
 ec_status sim_write_csv(FILE *f, void *rep, ec_error *err);
 /* Plots TPOT vs cache size per policy (and horizon) with gnuplot into png

@@ -85,7 +85,8 @@ int sim_fit_heldout(ec_sim *sim, const char *name, int32_t batch, size_t n_seqs,
 int sim_run_rows(const sim_plan *p, sim_report *rep)
 {
     int rc;
-    size_t max_rows = (size_t)p->n_caches * (SIM_N_POLICIES + 2 * (size_t)p->n_horizons);
+    size_t max_rows =
+        (size_t)p->n_caches * (SIM_N_POLICIES + 2 * (size_t)p->n_horizons * (1 + (size_t)p->n_evicts));
     rep->rows = calloc(max_rows, sizeof *rep->rows);
     if (!rep->rows) {
         cli_error("out of memory");
@@ -97,6 +98,10 @@ int sim_run_rows(const sim_plan *p, sim_report *rep)
         rn.total += (k == EC_POLICY_LRU || k == EC_POLICY_ORACLE || p->want[k])
                         ? (ec_policy_kind_predicts((ec_policy_kind)k) ? p->n_horizons : 1) * p->n_caches
                         : 0;
+    if (p->want[EC_POLICY_GATED])
+        rn.total += p->n_evicts * p->n_horizons * p->n_caches;
+    if (p->want[EC_POLICY_HYBRID])
+        rn.total += p->n_evicts * p->n_horizons * p->n_caches;
     rn.progress = p->progress && rn.total > 1;
     rn.tty = isatty(STDERR_FILENO);
     for (int ci = 0; ci < p->n_caches; ci++) {
@@ -130,6 +135,20 @@ int sim_run_rows(const sim_plan *p, sim_report *rep)
                     return rc;
                 }
                 rep->n_rows++;
+                if (k != EC_POLICY_GATED && k != EC_POLICY_HYBRID)
+                    continue;
+                for (int ei = 0; ei < p->n_evicts; ei++) { /* the what-if rows */
+                    w = &rep->rows[rep->n_rows];
+                    ec_sim_set_whatif_evict(p->sim, p->evicts[ei], NULL);
+                    rc = run_one(&rn, (ec_policy_kind)k, p->caches[ci], p->horizons[hi], &w->r);
+                    ec_sim_set_whatif_evict(p->sim, 0, NULL);
+                    if (rc) {
+                        ec_sim_baselines_clear(&base);
+                        return rc;
+                    }
+                    w->what_if_evict = p->evicts[ei];
+                    rep->n_rows++;
+                }
             }
         }
         for (size_t i = first; i < rep->n_rows; i++) {

@@ -81,7 +81,7 @@ double sim_break_even(const sim_report *rep, int32_t cache_per_layer, int32_t ca
         double R = rep->what_if_recalls[i], lru = NAN, fastest = INFINITY;
         for (size_t j = 0; j < rep->n_rows; j++) {
             const sim_row *w = &rep->rows[j];
-            if (!w->what_if || w->what_if_recall != R ||
+            if (!w->what_if || w->what_if_recall != R || w->what_if_evict ||
                 !same_cache(&w->r, cache_per_layer, cache_global))
                 continue;
             if (w->r.kind == EC_POLICY_LRU)
@@ -96,13 +96,14 @@ double sim_break_even(const sim_report *rep, int32_t cache_per_layer, int32_t ca
 }
 
 /* The fastest guess-using policy among rows at this cache size (and, for
- * what-if rows, this recall); INFINITY when none. */
+ * what-if rows, this recall), what-if eviction rows aside; INFINITY when
+ * none. */
 static double fastest(const sim_row *rows, size_t n, int32_t pl, int32_t gl, int what_if, double R)
 {
     double best = INFINITY;
     for (size_t j = 0; j < n; j++) {
         const sim_row *w = &rows[j];
-        if ((what_if && (!w->what_if || w->what_if_recall != R)) ||
+        if ((what_if && (!w->what_if || w->what_if_recall != R)) || w->what_if_evict ||
             !same_cache(&w->r, pl, gl) || !ec_policy_kind_predicts(w->r.kind))
             continue;
         best = w->r.tpot_ms < best ? w->r.tpot_ms : best;

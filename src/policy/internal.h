@@ -234,6 +234,7 @@ struct ec_policy {
     float (*ru_prob)[RU_CELLS];  /* [RU_NH][RU_CELLS] */
     int64_t ru_table_tok;        /* token the table was computed at, -1 */
     int have_fit;
+    int32_t whatif_evict;        /* tokens the demand victims know ahead (what-if); 0 off */
     /* admission: the slot of a pool holding a demand that was not admitted
      * (the pool's scratch), by pool; stamp of its occupant's key */
     int32_t *scratch;            /* [L] by pool: slot, -1 */

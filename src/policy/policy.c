@@ -186,6 +186,14 @@ ec_status ec_policy_set_reuse_model(ec_policy *p, const ec_reuse_model *m)
     return EC_OK;
 }
 
+ec_status ec_policy_set_whatif_evict(ec_policy *p, int32_t tokens)
+{
+    if (!p || tokens < 0 || (tokens > 0 && (!policy_uses_reuse(p) || !p->fut.next_use)))
+        return EC_ERR_INVALID;
+    p->whatif_evict = tokens;
+    return EC_OK;
+}
+
 ec_status ec_policy_set_predictor(ec_policy *p, const ec_predictor *predictor)
 {
     ec_status s = check_predictor(p, predictor, NULL);

@@ -33,6 +33,7 @@ struct ec_sim {
     ec_reuse_model *reuse_fold[EC_SIM_MAX_FOLDS];
     const ec_predictor *reuse_for[EC_SIM_MAX_FOLDS]; /* what each was fitted with */
     ec_reuse_model **reuse;      /* [n_groups] the fold's model, borrowed */
+    int32_t whatif_evict; /* ec_sim_set_whatif_evict: tokens, 0 off */
     /* memo of the Belady bound for the last cache shape */
     int32_t bound_per_layer, bound_global;
     int64_t *bound_loads; /* [L] Belady loads per layer, -1 when not computed */

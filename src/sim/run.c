@@ -243,6 +243,9 @@ static ec_status setup(ec_sim *s, const ec_sim_config *cfg, run_state *r, ec_err
     ec_future fut = {fut_next_use, fut_experts_at, s};
     if ((st = ec_policy_create(&pc, r->c, r->q, s->pred[0], &fut, &r->p, err)))
         return st;
+    if ((cfg->kind == EC_POLICY_GATED || cfg->kind == EC_POLICY_HYBRID) &&
+        ec_policy_set_whatif_evict(r->p, s->whatif_evict))
+        return ec_error_set(err, EC_ERR_INVALID, "simulate: what-if eviction refused");
     r->h = ec_calloc((size_t)s->B, sizeof *r->h);
     r->hs = ec_calloc((size_t)s->B, sizeof *r->hs);
     int32_t ns = ec_cache_n_slots(r->c);

@@ -209,6 +209,15 @@ ec_status ec_sim_fit_heldout(ec_sim *s, const char *name, const ec_predictor_opt
     return st;
 }
 
+ec_status ec_sim_set_whatif_evict(ec_sim *s, int32_t tokens, ec_error *err)
+{
+    if (!s || tokens < 0)
+        return ec_error_set(err, EC_ERR_INVALID, "simulate: what-if eviction window %d is below 0",
+                            tokens);
+    s->whatif_evict = tokens;
+    return EC_OK;
+}
+
 ec_status ec_sim_set_predictor(ec_sim *s, const ec_predictor *p, ec_error *err)
 {
     if (p && (ec_predictor_n_layers(p) != s->L || ec_predictor_n_experts(p) != s->E))

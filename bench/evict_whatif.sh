@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# How much of the lru -> oracle gap better eviction alone could close: gated
+# as it is (held out), then gated whose demand victims and admission know
+# which experts each layer uses within the next N tokens of the trace
+# (simulate --what-if-evict; all = Belady's victims). Prefetch planning is
+# gated's own in every column. A what-if, not a policy: it bounds what any
+# predictor of the next N tokens' routing could give this eviction.
+# usage: bench/evict_whatif.sh [BUILD_DIR] [DATA_DIR] [HARDWARE...]  (markdown on stdout)
+# SHAPES (environment): any of "layer global" (default both); the Qwen3
+# global pools take minutes per run.
+set -euo pipefail
+SHAPES=${SHAPES:-layer global}
+want() { case " $SHAPES " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
+B=${1:-build}
+D=${2:-../shared/data}
+shift $(($# < 2 ? $# : 2))
+HWS=${*:-rtx4090-pcie4 h100-pcie5}
+M=$D/mixtral-8x7b-instruct/humaneval_2_routing.jsonl
+Q=$D/qwen3-30b-a3b/decode_4prompts_routing.jsonl
+W=1,2,4,all
+row() { # label model hw shape-option trace
+    "$B/expertcast" simulate "$5" --model "$2" --hardware "$3" $4 --policy lru,gated,oracle \
+        --horizon 2 --what-if-evict $W 2>/dev/null | awk -v label="$1" -v hw="$3" '
+        $1 == "lru" || $1 == "gated" || $1 == "oracle" {
+            o = $3 == "global" || $3 == "sized"
+            k = $1; if ($(NF - 2) == "what-if" && $(NF - 1) == "evict") k = "w" $NF
+            t[k] = $(4 + o); x[k] = $(7 + o)
+        }
+        function g(k) {
+            return sprintf("%.2f / %.2f", (x["lru"] - x[k]) / (x["lru"] - x["oracle"]),
+                           (t["lru"] - t[k]) / (t["lru"] - t["oracle"]))
+        }
+        END { printf "| %s | %s | %s | %s | %s | %s | %s |\n", label, hw, g("gated"), g("w1"), g("w2"), g("w4"), g("wall") }'
+}
+echo "| trace, cache | hardware | gated | knows 1 token | 2 tokens | 4 tokens | all (Belady victims) |"
+echo "|---|---|---|---|---|---|---|"
+for hw in $HWS; do
+    if want layer; then for c in 3 4 6; do row "Mixtral int4, $c per layer" mixtral-8x7b-int4 $hw "--cache-experts $c" $M; done; fi
+    if want global; then for c in 3 4 6; do row "Mixtral int4, global $((c * 32))" mixtral-8x7b-int4 $hw "--cache-global $((c * 32))" $M; done; fi
+    if want layer; then for c in 16 32; do row "Qwen3 q4_k_m, $c per layer" qwen3-30b-a3b-q4_k_m $hw "--cache-experts $c" $Q; done; fi
+    if want global; then for c in 16 32; do row "Qwen3 q4_k_m, global $((c * 48))" qwen3-30b-a3b-q4_k_m $hw "--cache-global $((c * 48))" $Q; done; fi
+done
