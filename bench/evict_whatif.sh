@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # How much of the lru -> oracle gap better eviction alone could close: gated
-# as it is (held out), then gated whose demand victims and admission know
-# which experts each layer uses within the next N tokens of the trace
-# (simulate --what-if-evict; all = Belady's victims). Prefetch planning is
-# gated's own in every column. A what-if, not a policy: it bounds what any
-# predictor of the next N tokens' routing could give this eviction.
+# as it is (held out), then gated whose victims know which experts each
+# layer uses within the next N tokens of the trace, every demand admitted
+# (simulate --what-if-evict; all = Belady's victims). Which prefetches to
+# start is gated's own decision in every column. A what-if, not a policy:
+# what a perfect predictor of the next N tokens' routing would give this
+# eviction.
 # usage: bench/evict_whatif.sh [BUILD_DIR] [DATA_DIR] [HARDWARE...]  (markdown on stdout)
 # SHAPES (environment): any of "layer global" (default both); the Qwen3
 # global pools take minutes per run.

@@ -175,8 +175,8 @@ ec_status ec_sim_fit_heldout(ec_sim *s, const char *name, const ec_predictor_opt
 ec_status ec_sim_set_predictor(ec_sim *s, const ec_predictor *p, ec_error *err);
 
 /*
- * What-if for the runs that follow: gated's and hybrid's demand victims
- * know which experts each layer uses within the next `tokens` tokens, and
+ * What-if for the runs that follow: gated's and hybrid's victims know
+ * which experts each layer uses within the next `tokens` tokens, and
  * every demand is admitted (ec_policy_set_whatif_evict; EC_WHATIF_EVICT_ALL:
  * Belady's victims; 0: off, the default). It measures how much of the lru -> oracle
  * gap better eviction alone could close; it is not a policy. Other kinds

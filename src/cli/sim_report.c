@@ -20,9 +20,10 @@ static const char *cache_str(const ec_sim_result *r, char *buf, size_t n)
 }
 
 #define EVICT_NOTE                                                                                \
-    "gated's and hybrid's demand victims knew which experts each layer uses within the next N "  \
-    "tokens of the trace (all: Belady's victims) and every demand was admitted; prefetch "       \
-    "planning unchanged: a what-if measuring what better eviction could gain, not a policy"
+    "gated's and hybrid's victims knew which experts each layer uses within the next N tokens "  \
+    "of the trace (all: Belady's victims) and every demand was admitted; which prefetches to "    \
+    "start was decided as without it: a what-if measuring what better eviction could gain, "     \
+    "not a policy"
 
 static int any_evict_whatif(const sim_report *rep)
 {

@@ -337,6 +337,10 @@ double reuse_calibrated(ec_policy *p, int32_t layer, int32_t expert);
 /* The reuse model's value of keeping (layer, expert) (reuse_value), or -1
  * when the layer has no features yet. */
 double reuse_keep_value(ec_policy *p, int32_t layer, int32_t expert);
+/* What-if eviction (ec_policy_set_whatif_evict): when the occupant of slot
+ * is used again within the window, writes its key (above every value of
+ * keeping, the nearer the use the higher) and returns 1; else 0. */
+int reuse_whatif_key(ec_policy *p, int32_t slot, double *key);
 /* Demand victim by the reuse model (what gated evicts, and what any policy
  * kind may call): the evictable slot of layer's pool with the lowest
  * value of keeping, the least recently used on ties; an empty slot first,

@@ -35,11 +35,12 @@
  * used again first, which admits it). The scratch is one of the pool's
  * slots, so every shape keeps its device memory.
  *
- * What-if (ec_policy_set_whatif_evict): victims compare keep_key instead
- * of the value of keeping: an expert whose true next use lies within the
- * window is worth more than any value (nearest use worth most); the others
- * keep their value. Every demand is admitted, as Belady keeps what it
- * loads: with the whole trace as window the victims are Belady's (MIN).
+ * What-if (ec_policy_set_whatif_evict): an expert whose true next use lies
+ * within the window is worth more than any value (nearest use worth most,
+ * reuse_whatif_key), for demand victims here and prefetch victims
+ * (victim.c); the others keep their value. Every demand is admitted, as
+ * Belady keeps what it loads: with the whole trace as window the demand
+ * victims are Belady's (MIN).
  *
  * O(pool) per victim, O(n_experts) per step; never allocates.
  */
@@ -93,14 +94,15 @@ double reuse_calibrated(ec_policy *p, int32_t layer, int32_t expert)
 /* Above every value of keeping (at most 8, the truncated time to next use). */
 #define WHATIF_KNOWN 1e12
 
-/* The what-if's key of an expert whose next use is step nu (INT64_MAX:
- * never), or its value of keeping when that lies past the window. */
-static double keep_key(ec_policy *p, int32_t layer, int32_t expert, int64_t nu)
+int reuse_whatif_key(ec_policy *p, int32_t slot, double *key)
 {
-    if (p->whatif_evict > 0 && nu != INT64_MAX &&
-        nu / p->L - p->step / p->L <= (int64_t)p->whatif_evict)
-        return WHATIF_KNOWN - (double)(nu - p->step);
-    return reuse_keep_value(p, layer, expert);
+    if (p->whatif_evict <= 0)
+        return 0;
+    int64_t nu = policy_next_use(p, slot);
+    if (nu == INT64_MAX || nu / p->L - p->step / p->L > (int64_t)p->whatif_evict)
+        return 0;
+    *key = WHATIF_KNOWN - (double)(nu - p->step);
+    return 1;
 }
 
 static inline int32_t pool_of(const ec_policy *p, int32_t layer)
@@ -143,8 +145,9 @@ int32_t reuse_victim(ec_policy *p, int32_t layer)
             return i;
         if (!evictable_now(p, i) || !cache_quota_allows(c, i, layer))
             continue;
-        double v = p->whatif_evict ? keep_key(p, s->layer, s->expert, policy_next_use(p, i))
-                                   : reuse_keep_value(p, s->layer, s->expert);
+        double v;
+        if (!reuse_whatif_key(p, i, &v))
+            v = reuse_keep_value(p, s->layer, s->expert);
         if (v < 0)
             v = 1e30; /* its layer has no features yet: recency decides */
         int64_t rec = slot_recency(s);

@@ -9,7 +9,9 @@
  *   lfu: fewest uses of (layer, expert) since reset, LRU tie-break;
  *   gated (and hybrid): for a prefetch, the lowest predicted probability of use at the
  *     expert's next occurrence, LRU tie-break (the gate has already priced
- *     that victim, plan.c); for a demand, by the reuse model: the lowest
+ *     that victim, plan.c; under the what-if of ec_policy_set_whatif_evict
+ *     an expert used within its window is kept first, nearest use longest);
+ *     for a demand, by the reuse model: the lowest
  *     value of keeping (expected time to next use) when it is clearly
  *     lower than the least recently used expert's, else that one, with
  *     admission through the pool's scratch slot (reuse.c);
@@ -121,6 +123,7 @@ static int32_t pick(ec_policy *p, int32_t layer, int for_prefetch)
                 row_layer = s->layer;
             }
             key = row ? row[s->expert] : 0.0;
+            reuse_whatif_key(p, i, &key); /* what-if: a known next use comes first */
             break;
         case EC_POLICY_ORACLE: {
             int64_t nu = policy_next_use(p, i);
