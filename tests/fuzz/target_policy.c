@@ -6,7 +6,8 @@
  * cache and its counters must stay consistent and nothing may allocate
  * after creation.
  *
- * Input: 6 header bytes (kind, layers, experts, k, capacity, horizon), then
+ * Input: 6 header bytes (kind, layers and in the high 4 bits gated's and
+ * hybrid's what-if eviction window, experts, k, capacity, horizon), then
  * per step 1 action byte and k expert bytes.
  */
 #include "targets.h"
@@ -145,7 +146,7 @@ static const char *check_cache(const driver *d, int64_t observed_uses)
 }
 
 static const char *run_script(const script *s, ec_policy_kind kind, int32_t capacity,
-                              int32_t horizon, int global)
+                              int32_t horizon, int global, int32_t whatif)
 {
     ec_synth_opts so;
     ec_synth_opts_default(&so);
@@ -176,6 +177,12 @@ static const char *run_script(const script *s, ec_policy_kind kind, int32_t capa
     if (ec_policy_create(&cfg, d.c, d.q, pred, &fut, &d.p, &err) != EC_OK) {
         /* Only a horizon past n_layers is invalid here. */
         bad = horizon > s->L ? NULL : "valid configuration refused";
+        goto done;
+    }
+    /* gated and hybrid: the what-if eviction window (0 off, 15 the whole script) */
+    if ((kind == EC_POLICY_GATED || kind == EC_POLICY_HYBRID) &&
+        ec_policy_set_whatif_evict(d.p, whatif == 15 ? EC_WHATIF_EVICT_ALL : whatif) != EC_OK) {
+        bad = "what-if eviction refused with a future";
         goto done;
     }
     size_t calls = g_calls;
@@ -280,7 +287,8 @@ const char *fuzz_policy(const uint8_t *data, size_t size)
     }
     ec_allocator counting = {count_malloc, count_realloc, count_free, NULL};
     ec_set_allocator(&counting);
-    const char *bad = run_script(&s, kind, capacity, horizon, global);
+    int32_t whatif = data[1] >> 4; /* data[1] % MAX_L picks the layers */
+    const char *bad = run_script(&s, kind, capacity, horizon, global, whatif);
     ec_set_allocator(NULL);
     return bad;
 }
