@@ -132,6 +132,21 @@ def test_simulate_global_sized_matches_cli(sample, cli, tmp_path):
     assert [r["cache_sized"] for r in got["results"]] == [True, True, True]
 
 
+def test_simulate_what_if_evict_matches_cli(sample, cli, tmp_path):
+    got = ec.simulate(sample, "mixtral-8x7b-int4", "rtx4090-pcie4", cache_experts=3,
+                      policies=["lru", "gated", "hybrid"], horizon=2, what_if_evict=[1, "all"])
+    want = _cli_json(cli, ["simulate", SAMPLE, "--model", "mixtral-8x7b-int4", "--hardware",
+                           "rtx4090-pcie4", "--cache-experts", "3", "--policy", "lru,gated,hybrid",
+                           "--horizon", "2", "--what-if-evict", "1,all"], tmp_path)
+    _same(got, want)
+    labels = [(r["policy"], r.get("what_if_evict_tokens")) for r in got["results"]]
+    assert labels == [("lru", None), ("gated", None), ("gated", 1), ("gated", "all"),
+                      ("hybrid", None), ("hybrid", 1), ("hybrid", "all")]
+    assert "what_if_evict" in got
+    with pytest.raises(ValueError, match="what_if_evict"):
+        ec.simulate(sample, "mixtral-8x7b-int4", "rtx4090-pcie4", what_if_evict=[0])
+
+
 def test_profile_lookup_is_the_librarys(tmp_path, monkeypatch):
     path, dtype = ec.sim.find_profile("mixtral-8x7b-int4", True)
     assert os.path.basename(path) == "mixtral-8x7b.json" and dtype == "int4"

@@ -35,6 +35,7 @@ EC_MAX_K = 64
 EC_EVAL_MAX_KS = 16
 EC_PROFILE_NAME_MAX = 64
 
+WHATIF_EVICT_ALL = 2**31 - 1  # EC_WHATIF_EVICT_ALL (policy.h): the whole trace
 POLICY_NAMES = ("on-demand", "lru", "lfu", "predict", "gated", "oracle", "resident", "hybrid")
 # kinds (policy.h order) that read a predictor and a horizon
 PREDICTING = ("predict", "gated", "hybrid")
@@ -270,6 +271,7 @@ _SIGNATURES = {
     "ec_sim_max_union": (c_int32, [P]),
     "ec_sim_fit_heldout": (c_int, [P, c_char_p, POINTER(ec_predictor_opts), ERR]),
     "ec_sim_set_predictor": (c_int, [P, P, ERR]),
+    "ec_sim_set_whatif_evict": (c_int, [P, c_int32, ERR]),
     "ec_sim_run": (c_int, [P, POINTER(ec_sim_config), POINTER(ec_sim_result), ERR]),
     "ec_sim_result_clear": (None, [POINTER(ec_sim_result)]),
     "ec_sim_run_baselines": (c_int, [P, POINTER(ec_sim_config), POINTER(ec_sim_baselines),

@@ -61,6 +61,12 @@ def load_profiles(model, hardware):
     return m, h, mpath
 
 
+WHATIF_EVICT_NOTE = ("gated's and hybrid's victims knew which experts each layer uses within "
+                     "the next N tokens of the trace (all: Belady's victims) and every demand "
+                     "was admitted; which prefetches to start was decided as without it: a "
+                     "what-if measuring what better eviction could gain, not a policy")
+
+
 def _num(x):
     return None if x is None or not math.isfinite(x) else x
 
@@ -101,7 +107,7 @@ def _row(r, c):
 
 def simulate(trace, model, hardware, policies="all", cache_experts=None, cache_global=None,
              cache_sized=False, horizon=1, prefetch_k=0, batch=1, predictor=None,
-             fit="temporal", **opts):
+             fit="temporal", what_if_evict=(), **opts):
     """Replays `trace` through the loading policies on modeled hardware.
 
     model / hardware: profile paths or names (e.g. "mixtral-8x7b-int4",
@@ -113,8 +119,11 @@ def simulate(trace, model, hardware, policies="all", cache_experts=None, cache_g
     hybrid runs misses on the host only when the hardware profile has host
     facts (else it decides as gated; a warning says so). lru and the oracle
     run as references (ec_sim_run_baselines) and every row is compared with
-    them (ec_sim_compare). Returns the dict `expertcast simulate --json`
-    writes.
+    them (ec_sim_compare). what_if_evict: windows in tokens (or "all"), as
+    `simulate --what-if-evict`: gated and hybrid run once more per window
+    with victims that know which experts each layer uses within it (a
+    what-if, labelled so in its rows). Returns the dict `expertcast
+    simulate --json` writes.
     """
     kinds = list(_lib.POLICY_NAMES) if policies == "all" else (
         [policies] if isinstance(policies, str) else list(policies))
@@ -125,6 +134,15 @@ def simulate(trace, model, hardware, policies="all", cache_experts=None, cache_g
             raise NotFoundError(_lib.EC_ERR_NOT_FOUND,
                                 f"unknown policy '{name}' ({', '.join(_lib.POLICY_NAMES)})")
         want.add(k.value)
+    evicts = []
+    for w in ([what_if_evict] if isinstance(what_if_evict, (int, str)) else what_if_evict):
+        if w == "all":
+            evicts.append(_lib.WHATIF_EVICT_ALL)
+        elif isinstance(w, int) and not isinstance(w, bool) and 1 <= w <= 1 << 20:
+            evicts.append(w)
+        else:
+            raise ValueError(f"what_if_evict: {w!r} is not a window of 1..{1 << 20} tokens "
+                             "or 'all'")
     if cache_experts is not None and cache_global is not None:
         raise ValueError("give one of cache_experts and cache_global")
     if cache_sized and cache_global is None:
@@ -205,6 +223,20 @@ def simulate(trace, model, hardware, policies="all", cache_experts=None, cache_g
                 rows.append(_row(res, cmp))
             finally:
                 lib.ec_sim_result_clear(ctypes.byref(res))
+            for w in evicts if _lib.POLICY_NAMES[kind] in ("gated", "hybrid") else ():
+                res = _lib.new(_lib.ec_sim_result)
+                check(lib.ec_sim_set_whatif_evict(sim, w, ctypes.byref(err)), err)
+                try:
+                    check(lib.ec_sim_run(sim, ctypes.byref(config(kind, horizon, cache_sized)),
+                                         ctypes.byref(res), ctypes.byref(err)), err)
+                    lib.ec_sim_compare(ctypes.byref(res), ctypes.byref(base), ctypes.byref(cmp))
+                    row = _row(res, cmp)
+                    row["label"] = "what-if"
+                    row["what_if_evict_tokens"] = "all" if w == _lib.WHATIF_EVICT_ALL else w
+                    rows.append(row)
+                finally:
+                    lib.ec_sim_set_whatif_evict(sim, 0, None)
+                    lib.ec_sim_result_clear(ctypes.byref(res))
         host = None
         if h.has_host:
             host = {"cores": h.host_cores, "read_gbs": _num(h.host_read_gbs),
@@ -219,7 +251,9 @@ def simulate(trace, model, hardware, policies="all", cache_experts=None, cache_g
                            "router_ms": _num(tm.router_ms), "predictor_ms": _num(tm.predictor_ms),
                            "expert_bytes": _num(tm.expert_bytes), "host_lanes": tm.host_lanes,
                            "host_ms": _num(lib.ec_sim_host_ms(ctypes.byref(tm), 1))},
-                "host": host, "gap_closed_uses": "oracle", "results": rows}
+                "host": host, "gap_closed_uses": "oracle", **(
+                    {"what_if_evict": {"note": WHATIF_EVICT_NOTE}} if evicts else {}),
+                "results": rows}
     finally:
         lib.ec_sim_baselines_clear(ctypes.byref(base))
         lib.ec_sim_destroy(sim)
