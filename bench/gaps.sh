@@ -8,13 +8,7 @@
 # (default all three).
 set -euo pipefail
 SHAPES=${SHAPES:-layer global sized}
-want() { case " $SHAPES " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
-B=${1:-build}
-D=${2:-../shared/data}
-shift $(($# < 2 ? $# : 2))
-HWS=${*:-rtx4090-pcie4 h100-pcie5}
-M=$D/mixtral-8x7b-instruct/humaneval_2_routing.jsonl
-Q=$D/qwen3-30b-a3b/decode_4prompts_routing.jsonl
+. "$(dirname "$0")/cells.sh"
 row() { # label model hw shape-option trace
     "$B/expertcast" simulate "$5" --model "$2" --hardware "$3" $4 --policy lru,gated,oracle \
         --horizon 2 2>/dev/null | awk -v label="$1" -v hw="$3" '
@@ -28,11 +22,4 @@ row() { # label model hw shape-option trace
 }
 echo "| trace, cache | hardware | xfer/token lru / gated / oracle | TPOT ms lru / gated / oracle | gap closed, xfer | gap closed, TPOT |"
 echo "|---|---|---|---|---|---|"
-for hw in $HWS; do
-    if want layer; then for c in 3 4 6; do row "Mixtral int4, $c per layer" mixtral-8x7b-int4 $hw "--cache-experts $c" $M; done; fi
-    if want global; then for c in 3 4 6; do row "Mixtral int4, global $((c * 32))" mixtral-8x7b-int4 $hw "--cache-global $((c * 32))" $M; done; fi
-    if want sized; then for c in 3 4 6; do row "Mixtral int4, sized $((c * 32))" mixtral-8x7b-int4 $hw "--cache-sized $((c * 32))" $M; done; fi
-    if want layer; then for c in 16 32; do row "Qwen3 q4_k_m, $c per layer" qwen3-30b-a3b-q4_k_m $hw "--cache-experts $c" $Q; done; fi
-    if want global; then for c in 16 32; do row "Qwen3 q4_k_m, global $((c * 48))" qwen3-30b-a3b-q4_k_m $hw "--cache-global $((c * 48))" $Q; done; fi
-    if want sized; then for c in 16 32; do row "Qwen3 q4_k_m, sized $((c * 48))" qwen3-30b-a3b-q4_k_m $hw "--cache-sized $((c * 48))" $Q; done; fi
-done
+cells

@@ -83,8 +83,14 @@ typedef struct sim_args {
     uint64_t seed;
 } sim_args;
 
-static int parse_list(const char *opt, const char *s, long long lo, long long hi, int32_t *out,
-                      int *n)
+/* What a list's values are: integers, integers or the word "all"
+ * (EC_WHATIF_EVICT_ALL), or reals. */
+typedef enum { LIST_INT, LIST_INT_OR_ALL, LIST_REAL } list_kind;
+
+/* Parses comma list s of option opt into out (int32_t or double, by kind),
+ * each value in [lo, hi]; 0 after a usage error. */
+static int parse_list(const char *opt, const char *s, list_kind kind, long long lo, long long hi,
+                      void *out, int *n)
 {
     *n = 0;
     char buf[1024];
@@ -95,9 +101,17 @@ static int parse_list(const char *opt, const char *s, long long lo, long long hi
         long long v;
         if (*n >= MAX_LIST)
             return cli_usage_error("simulate", "%s: at most %d values", opt, MAX_LIST), 0;
-        if (!cli_int("simulate", opt, tok, lo, hi, &v))
+        if (kind == LIST_REAL) {
+            if (!cli_double("simulate", opt, tok, (double)lo, (double)hi, (double *)out + *n))
+                return 0;
+            (*n)++;
+            continue;
+        }
+        if (kind == LIST_INT_OR_ALL && strcmp(tok, "all") == 0)
+            v = EC_WHATIF_EVICT_ALL;
+        else if (!cli_int("simulate", opt, tok, lo, hi, &v))
             return 0;
-        out[(*n)++] = (int32_t)v;
+        ((int32_t *)out)[(*n)++] = (int32_t)v;
     }
     if (*n == 0)
         return cli_usage_error("simulate", "%s: empty list", opt), 0;
@@ -152,46 +166,21 @@ static int parse_args(int argc, char **argv, sim_args *a)
                                                    "and --cache-sized");
             a->sized = cli_is(o, "--cache-sized", NULL);
             a->global = a->sized || cli_is(o, "--cache-global", NULL);
-            if (!parse_list(o, val, 1, 1LL << 30, a->caches, &a->n_caches))
+            if (!parse_list(o, val, LIST_INT, 1, 1LL << 30, a->caches, &a->n_caches))
                 return CLI_USAGE;
         } else if (cli_is(o, "--horizon", NULL)) {
-            if (!parse_list(o, val, 1, EC_MAX_LAYERS, a->horizons, &a->n_horizons))
+            if (!parse_list(o, val, LIST_INT, 1, EC_MAX_LAYERS, a->horizons, &a->n_horizons))
                 return CLI_USAGE;
         } else if (cli_is(o, "--prefetch-k", NULL)) {
             if (!cli_int("simulate", o, val, 1, EC_MAX_EXPERTS, &v))
                 return CLI_USAGE;
             a->prefetch_k = (int32_t)v;
         } else if (cli_is(o, "--what-if-recall", NULL)) {
-            char buf[1024];
-            if (strlen(val) >= sizeof buf)
-                return cli_usage_error("simulate", "%s: list too long", o);
-            strcpy(buf, val);
-            a->n_recalls = 0;
-            for (char *tok = strtok(buf, ","); tok; tok = strtok(NULL, ",")) {
-                if (a->n_recalls >= MAX_LIST)
-                    return cli_usage_error("simulate", "%s: at most %d values", o, MAX_LIST);
-                if (!cli_double("simulate", o, tok, 0, 1, &a->recalls[a->n_recalls++]))
-                    return CLI_USAGE;
-            }
-            if (a->n_recalls == 0)
-                return cli_usage_error("simulate", "%s: empty list", o);
+            if (!parse_list(o, val, LIST_REAL, 0, 1, a->recalls, &a->n_recalls))
+                return CLI_USAGE;
         } else if (cli_is(o, "--what-if-evict", NULL)) {
-            char buf[1024];
-            if (strlen(val) >= sizeof buf)
-                return cli_usage_error("simulate", "%s: list too long", o);
-            strcpy(buf, val);
-            a->n_evicts = 0;
-            for (char *tok = strtok(buf, ","); tok; tok = strtok(NULL, ",")) {
-                if (a->n_evicts >= MAX_LIST)
-                    return cli_usage_error("simulate", "%s: at most %d values", o, MAX_LIST);
-                if (strcmp(tok, "all") == 0)
-                    v = EC_WHATIF_EVICT_ALL;
-                else if (!cli_int("simulate", o, tok, 1, 1 << 20, &v))
-                    return CLI_USAGE;
-                a->evicts[a->n_evicts++] = (int32_t)v;
-            }
-            if (a->n_evicts == 0)
-                return cli_usage_error("simulate", "%s: empty list", o);
+            if (!parse_list(o, val, LIST_INT_OR_ALL, 1, 1 << 20, a->evicts, &a->n_evicts))
+                return CLI_USAGE;
         } else if (cli_is(o, "--seed", NULL)) {
             if (!cli_int("simulate", o, val, 0, INT64_MAX, &v))
                 return CLI_USAGE;
