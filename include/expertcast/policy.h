@@ -313,14 +313,15 @@ ec_status ec_policy_set_reuse_model(ec_policy *p, const ec_reuse_model *m);
  * What-if, for measuring what eviction could gain (never for a runtime):
  * gated's and hybrid's victims (for demands and prefetches) know, for
  * every cached expert, whether its layer uses it again within the next
- * `tokens` tokens, from the future the policy was created with. An expert used within that
- * window is kept before any that is not, the nearest next use kept
- * longest (Belady within the window); the others are ranked by the reuse
- * model as without the what-if. Every demand is admitted (Belady keeps
- * what it loads). EC_WHATIF_EVICT_ALL: the window is the whole trace, and
- * the demand victims are Belady's (MIN). 0: off (the default). Which
- * prefetches to start is decided as without the what-if. EC_ERR_INVALID for tokens < 0, for a kind other
- * than gated and hybrid, or without a future (ec_future.next_use).
+ * `tokens` tokens, from the future the policy was created with. An expert
+ * used within that window is kept before any that is not, the nearest
+ * next use kept longest (Belady within the window); the others are ranked
+ * by the reuse model as without the what-if. Every demand is admitted
+ * (Belady keeps what it loads). EC_WHATIF_EVICT_ALL: the window is the
+ * whole trace, and the demand victims are Belady's (MIN). 0: off (the
+ * default). Which prefetches to start is decided as without the what-if.
+ * EC_ERR_INVALID for tokens < 0, for a kind other than gated and hybrid,
+ * or without a future (ec_future.next_use).
  */
 #define EC_WHATIF_EVICT_ALL INT32_MAX
 ec_status ec_policy_set_whatif_evict(ec_policy *p, int32_t tokens);

@@ -176,11 +176,12 @@ ec_status ec_sim_set_predictor(ec_sim *s, const ec_predictor *p, ec_error *err);
 
 /*
  * What-if for the runs that follow: gated's and hybrid's victims know
- * which experts each layer uses within the next `tokens` tokens, and
- * every demand is admitted (ec_policy_set_whatif_evict; EC_WHATIF_EVICT_ALL:
- * Belady's victims; 0: off, the default). It measures how much of the lru -> oracle
- * gap better eviction alone could close; it is not a policy. Other kinds
- * and the references are unchanged. EC_ERR_INVALID for tokens < 0.
+ * which experts each layer uses within the next `tokens` tokens, and every
+ * demand is admitted (ec_policy_set_whatif_evict; EC_WHATIF_EVICT_ALL:
+ * Belady's victims; 0: off, the default). It measures how much of the
+ * lru -> oracle gap better eviction alone could close; it is not a policy.
+ * Other kinds and the references are unchanged. EC_ERR_INVALID for
+ * tokens < 0.
  */
 ec_status ec_sim_set_whatif_evict(ec_sim *s, int32_t tokens, ec_error *err);
 

@@ -309,7 +309,8 @@ ec_status sim_write_json(FILE *f, void *ctx, ec_error *err)
             if (w->what_if_evict == EC_WHATIF_EVICT_ALL)
                 fputs(", \"what_if_evict_tokens\": \"all\"", f);
             else
-                fprintf(f, ", \"what_if_evict_tokens\": %s", sim_evict_str(w->what_if_evict, e));
+                fprintf(f, ", \"what_if_evict_tokens\": %s",
+                        sim_evict_str(w->what_if_evict, e));
         }
         fprintf(f, ", \"counts\": {\"uses\": %lld, \"hits\": %lld, \"inflight_hits\": %lld, "
                    "\"misses\": %lld, \"loads\": %lld, \"prefetches\": %lld, "
@@ -447,7 +448,8 @@ int sim_plot(const sim_report *rep, const char *png)
             if (whatif)
                 snprintf(cl, sizeof cl, " cache %d", cache);
             if (ev)
-                snprintf(cl + strlen(cl), sizeof cl - strlen(cl), " evict %s", sim_evict_str(ev, e));
+                snprintf(cl + strlen(cl), sizeof cl - strlen(cl), " evict %s",
+                         sim_evict_str(ev, e));
             if (hz)
                 snprintf(label, sizeof label, "%s h=%d%s", ec_policy_kind_name(a->kind), hz, cl);
             else

@@ -85,8 +85,8 @@ int sim_fit_heldout(ec_sim *sim, const char *name, int32_t batch, size_t n_seqs,
 int sim_run_rows(const sim_plan *p, sim_report *rep)
 {
     int rc;
-    size_t max_rows =
-        (size_t)p->n_caches * (SIM_N_POLICIES + 2 * (size_t)p->n_horizons * (1 + (size_t)p->n_evicts));
+    size_t per_cache = SIM_N_POLICIES + 2 * (size_t)p->n_horizons * (1 + (size_t)p->n_evicts);
+    size_t max_rows = (size_t)p->n_caches * per_cache;
     rep->rows = calloc(max_rows, sizeof *rep->rows);
     if (!rep->rows) {
         cli_error("out of memory");
@@ -98,10 +98,9 @@ int sim_run_rows(const sim_plan *p, sim_report *rep)
         rn.total += (k == EC_POLICY_LRU || k == EC_POLICY_ORACLE || p->want[k])
                         ? (ec_policy_kind_predicts((ec_policy_kind)k) ? p->n_horizons : 1) * p->n_caches
                         : 0;
-    if (p->want[EC_POLICY_GATED])
-        rn.total += p->n_evicts * p->n_horizons * p->n_caches;
-    if (p->want[EC_POLICY_HYBRID])
-        rn.total += p->n_evicts * p->n_horizons * p->n_caches;
+    /* the what-if rows: gated and hybrid once more per window */
+    rn.total += (p->want[EC_POLICY_GATED] + p->want[EC_POLICY_HYBRID]) * p->n_evicts *
+                p->n_horizons * p->n_caches;
     rn.progress = p->progress && rn.total > 1;
     rn.tty = isatty(STDERR_FILENO);
     for (int ci = 0; ci < p->n_caches; ci++) {
