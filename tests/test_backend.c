@@ -456,6 +456,29 @@ BACKEND_TEST(registered_host_memory_copies)
     ec_backend_destroy(b);
 }
 
+/* An event may be destroyed while a stream's queued wait on it has not run
+ * yet (as cudaEventDestroy allows): the wait still passes, and nothing reads
+ * the freed event (the sanitizer build fails here if anything does). */
+BACKEND_TEST(an_event_destroyed_under_a_queued_wait_is_not_read_after)
+{
+    ec_backend *b = backend_or_skip(backend);
+    ec_stream *a, *w;
+    ec_event *e;
+    cr_assert_eq(ec_stream_create(b, &a), EC_OK);
+    cr_assert_eq(ec_stream_create(b, &w), EC_OK);
+    cr_assert_eq(ec_event_create(b, 0, &e), EC_OK);
+    cr_assert_eq(ec_stream_spin(a, 5000), EC_OK);  /* the record completes after 5 ms */
+    cr_assert_eq(ec_event_record(e, a), EC_OK);
+    cr_assert_eq(ec_stream_spin(w, 50000), EC_OK); /* the wait runs after 50 ms */
+    cr_assert_eq(ec_stream_wait(w, e), EC_OK);
+    cr_assert_eq(ec_event_sync(e), EC_OK);         /* recorded and completed ... */
+    ec_event_destroy(e);                           /* ... with the wait still queued */
+    cr_assert_eq(ec_stream_sync(w), EC_OK);
+    ec_stream_destroy(a);
+    ec_stream_destroy(w);
+    ec_backend_destroy(b);
+}
+
 Test(backend_cpu, wrapping_a_native_stream_is_unsupported)
 {
     ec_backend *b = backend_or_skip("cpu");

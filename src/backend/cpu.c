@@ -29,6 +29,7 @@ typedef struct cpu_event {
     uint64_t recorded;  /* generation of the latest record (host side) */
     uint64_t completed; /* highest generation the executors reached */
     double t_ms;        /* monotonic time at which `completed` was reached */
+    uint32_t waits;     /* queued waits that will still read it */
 } cpu_event;
 
 typedef struct task {
@@ -146,6 +147,8 @@ static void *exec_main(void *arg)
         if (t.kind == T_WAIT) {
             while (t.ev->completed < t.gen)
                 wait_done(c);
+            t.ev->waits--; /* its last read: the event may go now */
+            wake_waiters(c);
         } else if (t.kind == T_RECORD) {
             if (t.ev->completed < t.gen) {
                 t.ev->completed = t.gen;
@@ -297,8 +300,10 @@ static ec_status cpu_stream_wait(ec_backend *b, ec_stream *s, ec_event *e)
     cpu_event *ev = e->native;
     ec_status st = EC_OK;
     pthread_mutex_lock(&c->mu);
-    if (ev->completed < ev->recorded) /* a completed marker needs no task */
+    if (ev->completed < ev->recorded) { /* a completed marker needs no task */
         st = push_locked(b, s->native, &(task){.kind = T_WAIT, .ev = ev, .gen = ev->recorded});
+        ev->waits += st == EC_OK;
+    }
     pthread_mutex_unlock(&c->mu);
     return st;
 }
@@ -351,9 +356,10 @@ static void cpu_event_fini(ec_backend *b, ec_event *e)
 {
     cpu_ctx *c = b->context;
     cpu_event *ev = e->native;
-    /* A queued record or wait still points at it: let it pass first. */
+    /* A queued record or wait still points at it: let it pass first (a
+     * wait reads the event after its record completed, so both count). */
     pthread_mutex_lock(&c->mu);
-    while (ev->completed < ev->recorded)
+    while (ev->completed < ev->recorded || ev->waits > 0)
         wait_done(c);
     pthread_mutex_unlock(&c->mu);
     ec_free(ev);
