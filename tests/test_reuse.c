@@ -13,27 +13,45 @@
  * expert 0 one token before it is needed; Belady keeps it. */
 static char scan_path[4096]; /* the file the last scan_trace wrote */
 
-static ec_trace *scan_trace(int n_seqs, int n_tok)
+/* Writes a trace of n_seqs x n_tok tokens x L layers whose step (s, t, l)
+ * uses the one expert uses[(s * n_tok + t) * L + l], as `name` in a fresh
+ * folder, and loads it; *path_out (if not NULL) names the file. */
+static ec_trace *load_uses(const char *name, int n_seqs, int n_tok, int L, int E, const int *uses,
+                           const char **path_out)
 {
-    size_t cap = (size_t)n_seqs * (size_t)n_tok * 96 + 1, len = 0;
+    size_t cap = (size_t)n_seqs * (size_t)n_tok * (size_t)L * 96 + 1, len = 0;
     char *text = malloc(cap);
     cr_assert_not_null(text);
-    for (int s = 0; s < n_seqs; s++) {
-        int scan = s; /* each sequence starts the scan elsewhere */
-        for (int t = 0; t < n_tok; t++) {
-            int e = t % 3 == 0 ? 0 : 1 + scan++ % 5;
-            len += (size_t)snprintf(text + len, cap - len,
-                                    "{\"problem_id\": %d, \"token_idx\": %d, \"layer\": 0, "
-                                    "\"experts\": [%d]}\n",
-                                    s, t, e);
-        }
-    }
-    const char *path = tu_write(tu_tmpdir(), "scan.jsonl", text);
-    snprintf(scan_path, sizeof scan_path, "%s", path);
+    for (int s = 0, i = 0; s < n_seqs; s++)
+        for (int t = 0; t < n_tok; t++)
+            for (int l = 0; l < L; l++, i++)
+                len += (size_t)snprintf(text + len, cap - len,
+                                        "{\"problem_id\": %d, \"token_idx\": %d, \"layer\": %d, "
+                                        "\"experts\": [%d]}\n",
+                                        s, t, l, uses[i]);
+    const char *path = tu_write(tu_tmpdir(), name, text);
     free(text);
-    ec_trace_opts o = {.n_layers = 1, .n_experts = 6};
+    if (path_out)
+        *path_out = path;
+    ec_trace_opts o = {.n_layers = L, .n_experts = E};
     ec_trace *t;
     cr_assert_eq(ec_trace_load(&path, 1, &o, &t, NULL), EC_OK);
+    return t;
+}
+
+static ec_trace *scan_trace(int n_seqs, int n_tok)
+{
+    int *u = malloc((size_t)n_seqs * (size_t)n_tok * sizeof *u);
+    cr_assert_not_null(u);
+    for (int s = 0, n = 0; s < n_seqs; s++) {
+        int scan = s; /* each sequence starts the scan elsewhere */
+        for (int t = 0; t < n_tok; t++)
+            u[n++] = t % 3 == 0 ? 0 : 1 + scan++ % 5;
+    }
+    const char *path;
+    ec_trace *t = load_uses("scan.jsonl", n_seqs, n_tok, 1, 6, u, &path);
+    snprintf(scan_path, sizeof scan_path, "%s", path);
+    free(u);
     return t;
 }
 
@@ -103,27 +121,13 @@ static long long belady_loads(const int *u, int n, int slots)
  * the model can tell the victims apart as the future does. */
 static ec_trace *random_trace(int n_seqs, int n_tok, int *u)
 {
-    size_t cap = (size_t)n_seqs * (size_t)n_tok * 96 + 1, len = 0;
-    char *text = malloc(cap);
-    cr_assert_not_null(text);
     uint32_t x = 12345;
-    for (int s = 0, n = 0; s < n_seqs; s++)
-        for (int t = 0; t < n_tok; t++) {
-            x = x * 1664525u + 1013904223u;
-            uint32_t r = (x >> 8) % 63; /* 32, 16, 8, 4, 2, 1 of 63 */
-            int e = r < 32 ? 0 : r < 48 ? 1 : r < 56 ? 2 : r < 60 ? 3 : r < 62 ? 4 : 5;
-            u[n++] = e;
-            len += (size_t)snprintf(text + len, cap - len,
-                                    "{\"problem_id\": %d, \"token_idx\": %d, \"layer\": 0, "
-                                    "\"experts\": [%d]}\n",
-                                    s, t, e);
-        }
-    const char *path = tu_write(tu_tmpdir(), "random.jsonl", text);
-    free(text);
-    ec_trace_opts o = {.n_layers = 1, .n_experts = 6};
-    ec_trace *t;
-    cr_assert_eq(ec_trace_load(&path, 1, &o, &t, NULL), EC_OK);
-    return t;
+    for (int n = 0; n < n_seqs * n_tok; n++) {
+        x = x * 1664525u + 1013904223u;
+        uint32_t r = (x >> 8) % 63; /* 32, 16, 8, 4, 2, 1 of 63 */
+        u[n] = r < 32 ? 0 : r < 48 ? 1 : r < 56 ? 2 : r < 60 ? 3 : r < 62 ? 4 : 5;
+    }
+    return load_uses("random.jsonl", n_seqs, n_tok, 1, 6, u, NULL);
 }
 
 Test(whatif_evict, belady_victims_load_what_belady_loads_and_a_window_lies_between)
@@ -360,21 +364,15 @@ Test(reuse, policy_takes_a_model_of_its_own_shape_only)
  * all), layer 1 always uses expert 0 (1 slot is enough). */
 static ec_trace *two_layer_trace(int n_seqs, int n_tok)
 {
-    size_t cap = (size_t)n_seqs * (size_t)n_tok * 200 + 1, len = 0;
-    char *text = malloc(cap);
-    cr_assert_not_null(text);
-    for (int s = 0; s < n_seqs; s++)
-        for (int t = 0; t < n_tok; t++)
-            for (int l = 0; l < 2; l++)
-                len += (size_t)snprintf(text + len, cap - len,
-                                        "{\"problem_id\": %d, \"token_idx\": %d, \"layer\": %d, "
-                                        "\"experts\": [%d]}\n",
-                                        s, t, l, l == 0 ? t % 4 : 0);
-    const char *path = tu_write(tu_tmpdir(), "two.jsonl", text);
-    free(text);
-    ec_trace_opts o = {.n_layers = 2, .n_experts = 6};
-    ec_trace *t;
-    cr_assert_eq(ec_trace_load(&path, 1, &o, &t, NULL), EC_OK);
+    int *u = malloc((size_t)n_seqs * (size_t)n_tok * 2 * sizeof *u);
+    cr_assert_not_null(u);
+    for (int s = 0, n = 0; s < n_seqs; s++)
+        for (int t = 0; t < n_tok; t++) {
+            u[n++] = t % 4; /* layer 0 */
+            u[n++] = 0;     /* layer 1 */
+        }
+    ec_trace *t = load_uses("two.jsonl", n_seqs, n_tok, 2, 6, u, NULL);
+    free(u);
     return t;
 }
 
