@@ -650,12 +650,8 @@ Test(cli, what_if_rows_are_labelled_and_the_json_gives_the_break_even_recall)
     cr_assert_not_null(strstr(json, "\"break_even_recall\": [{\"model\": \"mixtral-8x7b\""),
                        "%s", json);
     cr_assert_not_null(strstr(json, "\"what_if\": {\"note\""), "%s", json);
-    int rows = 0, labelled = 0;
-    for (char *c = strstr(json, "\"policy\":"); c; c = strstr(c + 1, "\"policy\":"))
-        rows++;
-    for (char *c = strstr(json, "\"label\": \"what-if\", \"what_if_recall\": "); c;
-         c = strstr(c + 1, "\"label\": \"what-if\", \"what_if_recall\": "))
-        labelled++;
+    int rows = tu_count(json, "\"policy\":"),
+        labelled = tu_count(json, "\"label\": \"what-if\", \"what_if_recall\": ");
     cr_assert_eq(rows, 6, "lru, gated, oracle x 2 recalls");
     cr_assert_eq(labelled, rows, "every row is labelled what-if with its recall");
     free(json);

@@ -210,14 +210,6 @@ Test(whatif_evict, needs_gated_or_hybrid_and_the_future)
     ec_cache_destroy(c);
 }
 
-static int count_of(const char *s, const char *needle)
-{
-    int n = 0;
-    for (const char *c = strstr(s, needle); c; c = strstr(c + strlen(needle), needle))
-        n++;
-    return n;
-}
-
 Test(whatif_evict, simulate_labels_its_rows_in_table_json_and_csv)
 {
     const char *d = tu_tmpdir();
@@ -239,9 +231,9 @@ Test(whatif_evict, simulate_labels_its_rows_in_table_json_and_csv)
                         common),
                  0, "%s", err);
     cr_expect_not_null(strstr(out, "\"what_if_evict\": {\"note\": "), "%s", out);
-    int rows = count_of(out, "\"policy\":"),
-        two = count_of(out, "\"label\": \"what-if\", \"what_if_evict_tokens\": 2,"),
-        all = count_of(out, "\"label\": \"what-if\", \"what_if_evict_tokens\": \"all\",");
+    int rows = tu_count(out, "\"policy\":"),
+        two = tu_count(out, "\"label\": \"what-if\", \"what_if_evict_tokens\": 2,"),
+        all = tu_count(out, "\"label\": \"what-if\", \"what_if_evict_tokens\": \"all\",");
     cr_expect_eq(rows, 6, "gated and hybrid, each plain and twice what-if: %d rows", rows);
     cr_expect_eq(two, 2, "gated and hybrid knowing 2 tokens");
     cr_expect_eq(all, 2, "gated and hybrid knowing all");

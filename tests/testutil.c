@@ -43,6 +43,14 @@ const char *tu_write(const char *dir, const char *name, const char *text)
     return p;
 }
 
+int tu_count(const char *s, const char *needle)
+{
+    int n = 0;
+    for (const char *c = strstr(s, needle); c; c = strstr(c + strlen(needle), needle))
+        n++;
+    return n;
+}
+
 char *tu_read(const char *path, size_t *len)
 {
     FILE *f = fopen(path, "rb");

@@ -29,6 +29,9 @@ const char *tu_tmpdir(void);
 /* Writes text to dir/name and returns the path (static buffer rotation). */
 const char *tu_write(const char *dir, const char *name, const char *text);
 
+/* How many times needle occurs in s, without overlaps. */
+int tu_count(const char *s, const char *needle);
+
 /* Reads a whole file (NUL-terminated, malloc'd) or NULL. */
 char *tu_read(const char *path, size_t *len);
 
